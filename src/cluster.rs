@@ -1,0 +1,511 @@
+//! `Cluster`: the synchronous library API over the actors.
+//!
+//! One actix system on one thread, over a current-thread tokio runtime with
+//! a paused clock: timers fire in simulated time (the runtime jumps to the
+//! next one whenever everything is idle), so weeks of schedule run in
+//! milliseconds and the same seed gives the same run.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{ReplicationConfig, RestoreStrategy};
+use crate::core::{Guid, WriteError};
+use crate::error::ClusterError;
+use crate::shell::Shared;
+use crate::shell::network::{LinkFaults, NetControl, Network};
+use crate::shell::observe::{Counters, Event};
+use crate::shell::server::{DirectoryServer, Inspect, Watermarks, WriteOp, Writes};
+use crate::shell::supervisor::{
+    BackupCmd, BackupsCmd, ConvergeCmd, Convergence, CrashCmd, DeleteConnectorCmd, LostCmd,
+    PartitionCmd, RestoreCmd, Supervisor,
+};
+use crate::shell::topology::{Layout, Topology};
+use crate::view::{ObjectView, ServerStatus};
+
+/// A bulk workload (the `load` step).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadSpec {
+    /// Servers to spread it over; empty: every running server.
+    pub servers: Vec<String>,
+    /// Objects to create.
+    pub creates: u64,
+    /// Modifies of objects loaded earlier.
+    pub modifies: u64,
+    /// Deletes of objects loaded earlier.
+    pub deletes: u64,
+    /// dns are `cn=<prefix><n>`; default `obj`.
+    pub prefix: Option<String>,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoadReport {
+    /// Writes that succeeded.
+    pub applied: u64,
+    /// Writes the servers refused (busy, down, gone meanwhile).
+    pub refused: u64,
+}
+
+/// An in-process multi-master directory.
+///
+/// ```
+/// use std::time::Duration;
+/// use backsync::{Cluster, Topology, ReplicationConfig, RestoreStrategy};
+/// let t = Topology::new().site("Redmond", &["Server1", "Server2"]);
+/// let mut c = Cluster::new(&t, ReplicationConfig::default(), 1).unwrap();
+/// c.backup("Server1", "nightly").unwrap();
+/// c.create("Server1", "cn=UserA", &[("mail", "a@example.com")]).unwrap();
+/// assert!(c.converge(Duration::from_secs(3600)).converged);
+/// c.restore("Server1", "nightly", Some(RestoreStrategy::Backsync)).unwrap();
+/// assert!(c.converge(Duration::from_secs(3600)).converged);
+/// assert!(c.lookup("Server1", "cn=UserA").unwrap().is_some());
+/// ```
+pub struct Cluster {
+    rt: actix::SystemRunner,
+    shared: Arc<Shared>,
+    servers: Vec<Addr<DirectoryServer>>,
+    sup: Addr<Supervisor>,
+    net: Addr<Network>,
+    names: Vec<String>,
+    sites: Vec<String>,
+    rng: ChaCha8Rng,
+    /// Per prefix: the next number and the dns loaded, by server.
+    loaded: BTreeMap<String, (u64, Vec<(usize, String)>)>,
+    refused: u64,
+}
+
+impl Cluster {
+    /// Starts a cluster with no link faults.
+    pub fn new(t: &Topology, cfg: ReplicationConfig, seed: u64) -> Result<Self, ClusterError> {
+        Self::with_faults(t, cfg, seed, LinkFaults::default())
+    }
+
+    /// Starts a cluster whose network loses, duplicates and delays messages.
+    pub fn with_faults(
+        t: &Topology,
+        cfg: ReplicationConfig,
+        seed: u64,
+        faults: LinkFaults,
+    ) -> Result<Self, ClusterError> {
+        let layout = Layout::resolve(
+            t,
+            cfg.connector_schedule,
+            cfg.connector_latency,
+            cfg.intrasite_latency,
+        )?;
+        let rt = actix::System::with_tokio_rt(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .expect("a current-thread runtime builds")
+        });
+        let names: Vec<String> = layout.servers.iter().map(|s| s.to_string()).collect();
+        let sites = layout
+            .site_of
+            .iter()
+            .map(|&i| layout.site_names[i].clone())
+            .collect();
+        let (shared, servers, sup, net) = rt.block_on(async move {
+            let shared = Shared::new(cfg, layout, seed);
+            let net = Network::new(shared.clone(), seed, faults).start();
+            let servers: Vec<_> = (0..names_len(&shared))
+                .map(|i| DirectoryServer::new(i, shared.clone(), net.clone(), seed).start())
+                .collect();
+            net.do_send(NetControl::Register(servers.clone()));
+            let sup = Supervisor::new(shared.clone(), servers.clone(), net.clone()).start();
+            (shared, servers, sup, net)
+        });
+        Ok(Cluster {
+            rt,
+            shared,
+            servers,
+            sup,
+            net,
+            names,
+            sites,
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6c6f_6164),
+            loaded: BTreeMap::new(),
+            refused: 0,
+        })
+    }
+
+    fn idx(&self, server: &str) -> Result<usize, ClusterError> {
+        self.names
+            .iter()
+            .position(|n| n == server)
+            .ok_or_else(|| ClusterError::UnknownServer(server.to_string()))
+    }
+
+    fn ask<M>(&self, addr: &Addr<DirectoryServer>, m: M) -> Result<M::Result, ClusterError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        DirectoryServer: Handler<M>,
+    {
+        Ok(self.rt.block_on(addr.send(m))?)
+    }
+
+    fn sup<M>(&self, m: M) -> Result<M::Result, ClusterError>
+    where
+        M: Message + Send + 'static,
+        M::Result: Send,
+        Supervisor: Handler<M>,
+    {
+        Ok(self.rt.block_on(self.sup.send(m))?)
+    }
+
+    /// Server names, in site order.
+    pub fn servers(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &ReplicationConfig {
+        &self.shared.cfg
+    }
+
+    fn write(&mut self, server: &str, op: WriteOp) -> Result<Guid, ClusterError> {
+        let i = self.idx(server)?;
+        let r = self
+            .ask(&self.servers[i], Writes(vec![op]))?
+            .pop()
+            .expect("one result per write");
+        if matches!(
+            r,
+            Err(WriteError::Busy(_) | WriteError::Quarantined(_) | WriteError::Down(_))
+        ) {
+            self.refused += 1;
+        }
+        Ok(r?)
+    }
+
+    /// Originating create.
+    pub fn create(
+        &mut self,
+        server: &str,
+        dn: &str,
+        attrs: &[(&str, &str)],
+    ) -> Result<Guid, ClusterError> {
+        let attrs = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.write(
+            server,
+            WriteOp::Create {
+                dn: dn.into(),
+                attrs,
+            },
+        )
+    }
+
+    /// Originating modify.
+    pub fn modify(
+        &mut self,
+        server: &str,
+        dn: &str,
+        set: &[(&str, &str)],
+        remove: &[&str],
+    ) -> Result<Guid, ClusterError> {
+        let set = set
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let remove = remove.iter().map(|s| s.to_string()).collect();
+        self.write(
+            server,
+            WriteOp::Modify {
+                dn: dn.into(),
+                set,
+                remove,
+            },
+        )
+    }
+
+    /// Originating delete.
+    pub fn delete(&mut self, server: &str, dn: &str) -> Result<Guid, ClusterError> {
+        self.write(server, WriteOp::Delete { dn: dn.into() })
+    }
+
+    /// A bulk workload generated from the seed: creates spread round-robin
+    /// over the servers, modifies and deletes of objects loaded earlier.
+    pub fn load(&mut self, spec: &LoadSpec) -> Result<LoadReport, ClusterError> {
+        let targets: Vec<usize> = if spec.servers.is_empty() {
+            let obs = self.shared.obs.servers();
+            (0..self.names.len()).filter(|&i| obs[i].running).collect()
+        } else {
+            spec.servers
+                .iter()
+                .map(|s| self.idx(s))
+                .collect::<Result<_, _>>()?
+        };
+        let prefix = spec.prefix.clone().unwrap_or_else(|| "obj".into());
+        let mut batches: Vec<Vec<WriteOp>> = vec![Vec::new(); self.names.len()];
+        let (next, pool) = self.loaded.entry(prefix.clone()).or_insert((1, Vec::new()));
+        if !targets.is_empty() {
+            for k in 0..spec.creates {
+                let s = targets[(k % targets.len() as u64) as usize];
+                let dn = format!("cn={prefix}{next}");
+                *next += 1;
+                let attrs = vec![
+                    (
+                        "mail".to_string(),
+                        format!("{prefix}{}@example.com", *next - 1),
+                    ),
+                    ("title".to_string(), "loaded".to_string()),
+                ];
+                batches[s].push(WriteOp::Create {
+                    dn: dn.clone(),
+                    attrs,
+                });
+                pool.push((s, dn));
+            }
+        }
+        // Modifies and deletes go to the server that created the object, so
+        // they find it live there without waiting for replication.
+        for k in 0..spec.modifies {
+            if pool.is_empty() {
+                break;
+            }
+            let (s, dn) = pool[self.rng.random_range(0..pool.len())].clone();
+            batches[s].push(WriteOp::Modify {
+                dn,
+                set: vec![("title".into(), format!("modified {k}"))],
+                remove: Vec::new(),
+            });
+        }
+        pool.shuffle(&mut self.rng);
+        for _ in 0..spec.deletes {
+            let Some((s, dn)) = pool.pop() else { break };
+            batches[s].push(WriteOp::Delete { dn });
+        }
+        let mut report = LoadReport::default();
+        for (i, ops) in batches.into_iter().enumerate() {
+            if ops.is_empty() {
+                continue;
+            }
+            for r in self.ask(&self.servers[i], Writes(ops))? {
+                match r {
+                    Ok(_) => report.applied += 1,
+                    Err(_) => report.refused += 1,
+                }
+            }
+        }
+        self.event(format!(
+            "load: {} writes applied, {} refused",
+            report.applied, report.refused
+        ));
+        Ok(report)
+    }
+
+    fn event(&self, text: String) {
+        let shared = self.shared.clone();
+        self.rt
+            .block_on(async move { shared.obs.event(shared.now(), text) });
+    }
+
+    /// Takes a backup of a server under a name (a later one replaces it).
+    pub fn backup(&mut self, server: &str, name: &str) -> Result<(), ClusterError> {
+        let server = self.idx(server)?;
+        self.sup(BackupCmd {
+            server,
+            name: name.into(),
+        })?
+    }
+
+    /// Crashes a server; returns the writes lost by nature.
+    pub fn crash(&mut self, server: &str) -> Result<u64, ClusterError> {
+        let i = self.idx(server)?;
+        self.sup(CrashCmd(i))?
+    }
+
+    /// Restores a server from a backup (stopping it first if running).
+    /// `None` uses the configured default strategy.
+    pub fn restore(
+        &mut self,
+        server: &str,
+        backup: &str,
+        strategy: Option<RestoreStrategy>,
+    ) -> Result<(), ClusterError> {
+        let server = self.idx(server)?;
+        let strategy = strategy.unwrap_or(self.shared.cfg.restore);
+        self.sup(RestoreCmd {
+            server,
+            backup: backup.into(),
+            strategy,
+        })?
+    }
+
+    /// Partitions the network: messages between different groups are
+    /// dropped. Servers named in no group form one more group together.
+    pub fn partition(&mut self, groups: &[Vec<String>]) -> Result<(), ClusterError> {
+        let n = self.names.len();
+        let mut of = vec![groups.len(); n];
+        let mut seen = vec![false; n];
+        for (g, members) in groups.iter().enumerate() {
+            for m in members {
+                let i = self.idx(m)?;
+                if seen[i] {
+                    return Err(ClusterError::Partition(format!("`{m}` is in two groups")));
+                }
+                seen[i] = true;
+                of[i] = g;
+            }
+        }
+        self.sup(PartitionCmd(Some(of)))
+    }
+
+    /// Ends every partition.
+    pub fn heal(&mut self) -> Result<(), ClusterError> {
+        self.sup(PartitionCmd(None))
+    }
+
+    /// Changes the link faults.
+    pub fn set_faults(&mut self, f: LinkFaults) -> Result<(), ClusterError> {
+        Ok(self.rt.block_on(self.net.send(NetControl::Faults(f)))?)
+    }
+
+    /// Deletes the connector between two sites (DOMAIN.md section 7);
+    /// returns the object replicas purged.
+    pub fn delete_connector(&mut self, a: &str, b: &str) -> Result<usize, ClusterError> {
+        let layout = self.shared.layout();
+        let site = |n: &str| {
+            layout
+                .site_names
+                .iter()
+                .position(|s| s == n)
+                .ok_or_else(|| ClusterError::UnknownSite(n.to_string()))
+        };
+        let (sa, sb) = (site(a)?, site(b)?);
+        let link = layout
+            .link_between(sa, sb)
+            .ok_or_else(|| ClusterError::NoConnector(a.into(), b.into()))?;
+        drop(layout);
+        self.sup(DeleteConnectorCmd(link))?
+    }
+
+    /// Lets simulated time pass.
+    pub fn wait(&mut self, d: Duration) {
+        self.rt.block_on(async move { tokio::time::sleep(d).await });
+    }
+
+    /// Runs until every running server of each replication component holds
+    /// the same directory with nothing in flight, or `within` has passed.
+    pub fn converge(&mut self, within: Duration) -> Convergence {
+        self.sup(ConvergeCmd { within }).unwrap_or(Convergence {
+            converged: false,
+            sim_ms: 0,
+            wall_ms: 0.0,
+            messages: 0,
+            objects_sent: 0,
+            objects_repaired: 0,
+        })
+    }
+
+    /// The live object shown with `dn` on a server (`None` if absent or the
+    /// server is down).
+    pub fn lookup(&self, server: &str, dn: &str) -> Result<Option<ObjectView>, ClusterError> {
+        let i = self.idx(server)?;
+        Ok(self
+            .ask(&self.servers[i], Inspect(Some(dn.into())))?
+            .and_then(|mut v| v.pop()))
+    }
+
+    /// Every object on a server, tombstones included, in its USN order
+    /// (`None` when it is down).
+    pub fn objects(&self, server: &str) -> Result<Option<Vec<ObjectView>>, ClusterError> {
+        let i = self.idx(server)?;
+        self.ask(&self.servers[i], Inspect(None))
+    }
+
+    /// A server's watermarks by source: (source invocation, USN).
+    pub fn watermarks(
+        &self,
+        server: &str,
+    ) -> Result<BTreeMap<String, (crate::core::InvocationId, crate::core::Usn)>, ClusterError> {
+        let i = self.idx(server)?;
+        self.ask(&self.servers[i], Watermarks)
+    }
+
+    /// Every server's state.
+    pub fn status(&self) -> Vec<ServerStatus> {
+        self.shared
+            .obs
+            .servers()
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| ServerStatus {
+                name: self.names[i].clone(),
+                site: self.sites[i].clone(),
+                live_objects: o.live,
+                tombstones: o.tombstones,
+                usn: o.usn,
+                invocation_id: if o.running {
+                    o.invocation.to_string()
+                } else {
+                    String::new()
+                },
+                state: o.mode.to_string(),
+            })
+            .collect()
+    }
+
+    /// Live objects on a server (0 when down).
+    pub fn live_objects(&self, server: &str) -> Result<usize, ClusterError> {
+        let i = self.idx(server)?;
+        Ok(self.shared.obs.servers()[i].live)
+    }
+
+    /// Simulated time since the start.
+    pub fn now(&self) -> Duration {
+        let shared = self.shared.clone();
+        Duration::from_millis(self.rt.block_on(async move { shared.now() }))
+    }
+
+    /// The event log.
+    pub fn events(&self) -> Vec<Event> {
+        self.shared.obs.events()
+    }
+
+    /// A hash of every delivery, apply and write so far (determinism checks).
+    pub fn trace_hash(&self) -> u64 {
+        self.shared.obs.trace_hash()
+    }
+
+    /// Traffic counters since the start.
+    pub fn counters(&self) -> Counters {
+        self.shared.obs.counters()
+    }
+
+    /// Writes lost by nature: held only by a crashed server, in no backup.
+    pub fn lost_unreplicated(&self) -> u64 {
+        self.sup(LostCmd).unwrap_or(0)
+    }
+
+    /// Local writes refused so far (busy, quarantined or down).
+    pub fn refused_writes(&self) -> u64 {
+        self.refused
+    }
+
+    /// Backups taken: (name, server).
+    pub fn backups(&self) -> Vec<(String, String)> {
+        self.sup(BackupsCmd).unwrap_or_default()
+    }
+}
+
+fn names_len(shared: &Shared) -> usize {
+    shared.layout().servers.len()
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        actix::System::current().stop();
+    }
+}

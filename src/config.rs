@@ -1,0 +1,281 @@
+//! Profiles and replication settings: the defaults of DOMAIN.md, each overridable.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// How conflicts are resolved: per attribute (Active Directory) or per object
+/// (Exchange 5.5, which replicated whole objects with one Object-Version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Granularity {
+    /// One stamp per object; the winning write carries the whole object.
+    Object,
+    /// One stamp per attribute; concurrent writes of different attributes both survive.
+    Attribute,
+}
+
+/// What a server does when it is started from a backup (DOMAIN.md section 6).
+///
+/// ```
+/// use backsync::RestoreStrategy;
+/// let s: RestoreStrategy = "new-invocation".parse().unwrap();
+/// assert_eq!(s, RestoreStrategy::NewInvocation);
+/// assert_eq!(s.to_string(), "new-invocation");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestoreStrategy {
+    /// Exchange 5.x: ask every partner for the objects this server originated.
+    Backsync,
+    /// AD non-authoritative restore: a new invocation id, so partners pull from zero.
+    NewInvocation,
+    /// Load the snapshot and do nothing else: USN rollback.
+    Naive,
+    /// 389-DS reinitialisation: drop the data, copy the whole directory from a partner.
+    FullResync,
+}
+
+impl RestoreStrategy {
+    /// Every strategy, in the order reports show them.
+    pub const ALL: [RestoreStrategy; 4] = [
+        RestoreStrategy::Backsync,
+        RestoreStrategy::NewInvocation,
+        RestoreStrategy::Naive,
+        RestoreStrategy::FullResync,
+    ];
+
+    /// The name used in scenario files and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreStrategy::Backsync => "backsync",
+            RestoreStrategy::NewInvocation => "new-invocation",
+            RestoreStrategy::Naive => "naive",
+            RestoreStrategy::FullResync => "full-resync",
+        }
+    }
+}
+
+impl fmt::Display for RestoreStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not one of the accepted values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{got}` (expected one of: {expected})")]
+pub struct UnknownName {
+    /// What kind of name it was meant to be.
+    pub what: &'static str,
+    /// What was given.
+    pub got: String,
+    /// The accepted values, comma separated.
+    pub expected: &'static str,
+}
+
+impl FromStr for RestoreStrategy {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RestoreStrategy::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownName {
+                what: "restore strategy",
+                got: s.to_string(),
+                expected: "backsync, new-invocation, naive, full-resync",
+            })
+    }
+}
+
+impl FromStr for Granularity {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "object" => Ok(Granularity::Object),
+            "attribute" => Ok(Granularity::Attribute),
+            _ => Err(UnknownName {
+                what: "granularity",
+                got: s.to_string(),
+                expected: "object, attribute",
+            }),
+        }
+    }
+}
+
+/// A vendor's set of defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// Microsoft Exchange 5.5 directory.
+    Exchange55,
+    /// Active Directory (Windows Server 2003 and later).
+    Ad,
+}
+
+impl FromStr for Profile {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "exchange55" => Ok(Profile::Exchange55),
+            "ad" => Ok(Profile::Ad),
+            _ => Err(UnknownName {
+                what: "profile",
+                got: s.to_string(),
+                expected: "exchange55, ad",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Profile::Exchange55 => "exchange55",
+            Profile::Ad => "ad",
+        })
+    }
+}
+
+/// Every replication setting a cluster runs with.
+///
+/// ```
+/// use backsync::{Profile, ReplicationConfig, Granularity};
+/// let ad = ReplicationConfig::for_profile(Profile::Ad);
+/// assert_eq!(ad.granularity, Granularity::Attribute);
+/// assert_eq!(ad.notify_delay.as_secs(), 15);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicationConfig {
+    /// Delay from a write to the first change notification.
+    pub notify_delay: Duration,
+    /// Delay between notifying successive intrasite partners.
+    pub notify_spacing: Duration,
+    /// One-way delay of a message inside a site.
+    pub intrasite_latency: Duration,
+    /// Objects per intrasite GetChanges reply.
+    pub intrasite_packet: usize,
+    /// Objects per intersite GetChanges reply.
+    pub intersite_packet: usize,
+    /// Conflict granularity.
+    pub granularity: Granularity,
+    /// How long a tombstone is kept before garbage collection.
+    pub tombstone_lifetime: Duration,
+    /// How often garbage collection runs.
+    pub gc_interval: Duration,
+    /// Default restore strategy.
+    pub restore: RestoreStrategy,
+    /// How long a backsync waits for partners before it gives up.
+    pub backsync_timeout: Duration,
+    /// AD-style USN-rollback detection and quarantine.
+    pub rollback_detection: bool,
+    /// Delay from a server's start to its start-up pulls.
+    pub startup_delay: Duration,
+    /// Periodic intrasite pull, a safety net for lost notifications.
+    pub intrasite_schedule: Duration,
+    /// How long a destination waits for a reply before it gives up on a pull.
+    pub reply_timeout: Duration,
+    /// Default intersite schedule of a connector without one.
+    pub connector_schedule: Duration,
+    /// Default one-way latency of a connector without one.
+    pub connector_latency: Duration,
+}
+
+impl ReplicationConfig {
+    /// The defaults of a profile (DOMAIN.md; values marked there as vendor defaults).
+    pub fn for_profile(p: Profile) -> Self {
+        let s = Duration::from_secs;
+        match p {
+            Profile::Exchange55 => ReplicationConfig {
+                notify_delay: s(300),
+                notify_spacing: s(30),
+                intrasite_latency: Duration::from_millis(10),
+                intrasite_packet: 100,
+                intersite_packet: 512,
+                granularity: Granularity::Object,
+                tombstone_lifetime: s(30 * 86_400),
+                gc_interval: s(12 * 3600),
+                restore: RestoreStrategy::Backsync,
+                backsync_timeout: s(16 * 3600),
+                rollback_detection: false,
+                startup_delay: s(300),
+                intrasite_schedule: s(6 * 3600),
+                reply_timeout: s(600),
+                connector_schedule: s(15 * 60),
+                connector_latency: s(1),
+            },
+            Profile::Ad => ReplicationConfig {
+                notify_delay: s(15),
+                notify_spacing: s(3),
+                intrasite_latency: Duration::from_millis(10),
+                intrasite_packet: 100,
+                intersite_packet: 512,
+                granularity: Granularity::Attribute,
+                tombstone_lifetime: s(180 * 86_400),
+                gc_interval: s(12 * 3600),
+                restore: RestoreStrategy::NewInvocation,
+                backsync_timeout: s(16 * 3600),
+                rollback_detection: true,
+                startup_delay: s(60),
+                intrasite_schedule: s(3600),
+                reply_timeout: s(600),
+                connector_schedule: s(180 * 60),
+                connector_latency: s(1),
+            },
+        }
+    }
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        ReplicationConfig::for_profile(Profile::Exchange55)
+    }
+}
+
+/// A duration that is not an integer followed by `ms`, `s`, `m`, `h` or `d`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bad duration `{0}`: expected an integer with a unit ms, s, m, h or d, like \"90s\" or \"3d\""
+)]
+pub struct BadDuration(pub String);
+
+/// Parses a scenario duration: an integer with a unit (`ms`, `s`, `m`, `h`, `d`).
+///
+/// The contract is stricter than `humantime` (no spaces, no compound values),
+/// so this is parsed here and `humantime` only formats.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(backsync::parse_duration("90s").unwrap(), Duration::from_secs(90));
+/// assert_eq!(backsync::parse_duration("3d").unwrap(), Duration::from_secs(3 * 86_400));
+/// assert!(backsync::parse_duration("-1s").is_err());
+/// assert!(backsync::parse_duration("1.5h").is_err());
+/// ```
+pub fn parse_duration(s: &str) -> Result<Duration, BadDuration> {
+    let bad = || BadDuration(s.to_string());
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (num, unit) = s.split_at(split);
+    if num.is_empty() {
+        return Err(bad());
+    }
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms_per: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(ms_per)
+        .map(Duration::from_millis)
+        .ok_or_else(bad)
+}
+
+/// Formats a simulated duration for people: `1h 5m 3s`, `250ms`.
+pub fn fmt_duration(d: Duration) -> String {
+    // Whole milliseconds: simulated time has no finer grain.
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+}

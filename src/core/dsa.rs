@@ -1,0 +1,878 @@
+//! One directory server's protocol state machine: writes, GetChanges,
+//! apply, backup and the restore strategies. Plain Rust: the caller brings
+//! the time and carries the messages.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::config::{Granularity, RestoreStrategy};
+use crate::core::ids::{Guid, InvocationId, SimTime, Stamp, Usn};
+use crate::core::messages::{ChangesReply, GetChanges, PullKind};
+use crate::core::object::{Attr, Merge, ObjectState, merge};
+use crate::core::table::{Digest, ObjectTable, Replica};
+use crate::core::vectors::{HighWatermark, UpToDatenessVector};
+
+/// The settings the protocol core needs (the rest is the shell's timing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// Conflict granularity.
+    pub granularity: Granularity,
+    /// Tombstone lifetime in ms.
+    pub tombstone_lifetime: u64,
+    /// Quarantine on a detected USN rollback.
+    pub rollback_detection: bool,
+}
+
+/// Why a local write was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// Backsync (or a full copy) is running: the directory is busy.
+    #[error("{0} is busy: a restore is still running, local writes are refused")]
+    Busy(String),
+    /// A USN rollback was detected and the server quarantined itself.
+    #[error("{0} is quarantined after a detected USN rollback")]
+    Quarantined(String),
+    /// The server is down.
+    #[error("{0} is down")]
+    Down(String),
+    /// A create of a dn that is live on this server.
+    #[error("`{dn}` already exists on {server}")]
+    DnExists {
+        /// The server.
+        server: String,
+        /// The dn.
+        dn: String,
+    },
+    /// A modify or delete of a dn that is not live on this server.
+    #[error("no live object `{dn}` on {server}")]
+    NoSuchDn {
+        /// The server.
+        server: String,
+        /// The dn.
+        dn: String,
+    },
+}
+
+/// What a server is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Replicating and taking writes.
+    Normal,
+    /// Restored with backsync: waiting for partners, refusing local writes.
+    Backsync(BacksyncRun),
+    /// Restored by full resynchronisation: copying the directory from a partner.
+    Resync {
+        /// Partners to copy from, in order of preference.
+        partners: Vec<Arc<str>>,
+        /// The one asked now.
+        current: usize,
+        /// Cursor into its table.
+        cursor: HighWatermark,
+    },
+    /// Detected its own USN rollback: no writes, no replication.
+    Quarantined {
+        /// The partner whose vector showed it.
+        partner: Arc<str>,
+    },
+}
+
+impl Mode {
+    /// A short name for reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Normal => "running",
+            Mode::Backsync(_) => "backsync",
+            Mode::Resync { .. } => "resync",
+            Mode::Quarantined { .. } => "quarantined",
+        }
+    }
+}
+
+/// A backsync in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BacksyncRun {
+    /// The restored backup's USN: the server claims its own writes up to here only.
+    pub backup_usn: Usn,
+    /// Partners that have not answered yet.
+    pub waiting: BTreeSet<Arc<str>>,
+    /// Partners that answered.
+    pub answered: BTreeSet<Arc<str>>,
+    /// Highest USN of this server any partner reported having seen.
+    pub seen: Usn,
+    /// Per partner, the originating-USN cursor of its paged answer.
+    pub cursor: BTreeMap<Arc<str>, Usn>,
+    /// When it gives up.
+    pub deadline: SimTime,
+}
+
+/// Something the core decided that the shell reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreEvent {
+    /// Backsync ended.
+    BacksyncDone {
+        /// Partners that answered.
+        answered: usize,
+        /// Partners that never did.
+        missing: usize,
+        /// The USN the counter resumed at.
+        resumed_at: Usn,
+    },
+    /// A full copy ended.
+    ResyncDone {
+        /// The partner copied.
+        from: Arc<str>,
+    },
+    /// USN rollback detected: quarantined.
+    Quarantined {
+        /// The partner whose vector showed it.
+        partner: Arc<str>,
+        /// That partner's entry for this server.
+        partner_usn: Usn,
+        /// This server's USN.
+        own_usn: Usn,
+    },
+}
+
+/// What applying a reply did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The reply answered no outstanding request (stale or duplicated): ignored.
+    pub ignored: bool,
+    /// Objects that changed here.
+    pub changed: usize,
+    /// Guids of the objects that changed, in apply order.
+    pub changed_guids: Vec<Guid>,
+    /// Ask the same source again (more pages).
+    pub follow_up: Option<GetChanges>,
+    /// Something to report.
+    pub event: Option<CoreEvent>,
+}
+
+/// A consistent snapshot of one server (DOMAIN.md section 6).
+#[derive(Debug, Clone)]
+pub struct Backup {
+    /// The server it was taken from.
+    pub server: Arc<str>,
+    /// Its database instance then.
+    pub invocation: InvocationId,
+    /// Its USN counter then.
+    pub usn: Usn,
+    /// Its objects.
+    pub table: ObjectTable,
+    /// Its vector (own entry included).
+    pub utdv: UpToDatenessVector,
+    /// Its watermarks.
+    pub hwm: BTreeMap<Arc<str>, HighWatermark>,
+    /// When it was taken.
+    pub taken_at: SimTime,
+}
+
+/// How to restore (what the shell knows: topology, time, fresh ids).
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// The strategy.
+    pub strategy: RestoreStrategy,
+    /// Every directory the server can reach, preferred (same-site) first.
+    pub partners: Vec<Arc<str>>,
+    /// A fresh invocation id, used by the strategies that take one.
+    pub new_invocation: InvocationId,
+    /// Now.
+    pub now: SimTime,
+    /// Backsync gives up after this long (ms).
+    pub backsync_timeout: u64,
+    /// Creators cut off by a deleted connector: their objects are forgotten.
+    pub forget: BTreeSet<InvocationId>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    id: u64,
+    kind: PullKind,
+    sent_at: SimTime,
+}
+
+/// One directory server's state: object table, USN counter, watermarks,
+/// up-to-dateness vector and what it is doing.
+///
+/// ```
+/// use std::sync::Arc;
+/// use backsync::core::*;
+/// use backsync::Granularity;
+/// let cfg = CoreConfig { granularity: Granularity::Object, tombstone_lifetime: 1_000, rollback_detection: false };
+/// let mut a = Dsa::new("A".into(), InvocationId(1), cfg);
+/// let mut b = Dsa::new("B".into(), InvocationId(2), cfg);
+/// a.create(Guid(7), "cn=x", &[("mail", "x@example.com")], 0).unwrap();
+/// let req = b.pull(&Arc::from("A"), PullKind::Normal, 100, 0).unwrap();
+/// let reply = a.answer(&req);
+/// assert_eq!(b.apply(reply, 1).changed, 1);
+/// assert_eq!(a.digest(), b.digest());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Dsa {
+    name: Arc<str>,
+    invocation: InvocationId,
+    usn: Usn,
+    table: ObjectTable,
+    /// Entries for other invocations; the own entry is derived (`own_claim`).
+    utdv: UpToDatenessVector,
+    hwm: BTreeMap<Arc<str>, HighWatermark>,
+    pending: BTreeMap<Arc<str>, Pending>,
+    next_request: u64,
+    mode: Mode,
+    cfg: CoreConfig,
+}
+
+type AttrList<'a> = &'a [(&'a str, &'a str)];
+
+impl Dsa {
+    /// A new, empty database instance.
+    pub fn new(name: Arc<str>, invocation: InvocationId, cfg: CoreConfig) -> Self {
+        Dsa {
+            name,
+            invocation,
+            usn: Usn(0),
+            table: ObjectTable::new(),
+            utdv: UpToDatenessVector::default(),
+            hwm: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            next_request: 1,
+            mode: Mode::Normal,
+            cfg,
+        }
+    }
+
+    /// The server's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+    /// Its current database instance.
+    pub fn invocation(&self) -> InvocationId {
+        self.invocation
+    }
+    /// Its USN counter (last USN used).
+    pub fn usn(&self) -> Usn {
+        self.usn
+    }
+    /// What it is doing.
+    pub fn mode(&self) -> &Mode {
+        &self.mode
+    }
+    /// Its object table.
+    pub fn table(&self) -> &ObjectTable {
+        &self.table
+    }
+    /// Its directory fingerprint.
+    pub fn digest(&self) -> Digest {
+        self.table.digest()
+    }
+    /// Its watermark for one source.
+    pub fn hwm(&self, source: &str) -> Option<HighWatermark> {
+        self.hwm.get(source).copied()
+    }
+
+    /// Its up-to-dateness vector as sent to sources.
+    pub fn utdv(&self) -> UpToDatenessVector {
+        let mut v = self.utdv.clone();
+        v.raise(self.invocation, self.own_claim());
+        v
+    }
+
+    /// How far it claims to hold its own writes. While backsync runs, only
+    /// up to the backup: claiming more would tell partners it holds writes
+    /// it lost, and they would never send them back.
+    fn own_claim(&self) -> Usn {
+        match &self.mode {
+            Mode::Backsync(b) => b.backup_usn,
+            _ => self.usn,
+        }
+    }
+
+    fn writable(&self) -> Result<(), WriteError> {
+        match &self.mode {
+            Mode::Normal => Ok(()),
+            Mode::Backsync(_) | Mode::Resync { .. } => Err(WriteError::Busy(self.name.to_string())),
+            Mode::Quarantined { .. } => Err(WriteError::Quarantined(self.name.to_string())),
+        }
+    }
+
+    fn stamp(&mut self, version: u32, now: SimTime) -> Stamp {
+        self.usn = self.usn.next();
+        Stamp {
+            version,
+            time: now,
+            invocation: self.invocation,
+            usn: self.usn,
+        }
+    }
+
+    fn live(&self, dn: &str) -> Result<Replica, WriteError> {
+        self.table
+            .find_live(dn)
+            .ok_or_else(|| WriteError::NoSuchDn {
+                server: self.name.to_string(),
+                dn: dn.to_string(),
+            })
+    }
+
+    /// Originating create.
+    pub fn create(
+        &mut self,
+        guid: Guid,
+        dn: &str,
+        attrs: AttrList<'_>,
+        now: SimTime,
+    ) -> Result<Guid, WriteError> {
+        self.writable()?;
+        if self.table.find_live(dn).is_some() {
+            return Err(WriteError::DnExists {
+                server: self.name.to_string(),
+                dn: dn.to_string(),
+            });
+        }
+        let st = self.stamp(1, now);
+        let attrs = attrs
+            .iter()
+            .map(|(n, v)| Attr {
+                name: (*n).into(),
+                value: Some((*v).into()),
+                stamp: st,
+            })
+            .collect();
+        let s = ObjectState::new(guid, dn.into(), st, st, false, attrs);
+        self.table.put(Arc::new(s), st.usn);
+        Ok(guid)
+    }
+
+    /// Originating modify: set `set`, remove `remove`.
+    pub fn modify(
+        &mut self,
+        dn: &str,
+        set: AttrList<'_>,
+        remove: &[&str],
+        now: SimTime,
+    ) -> Result<Guid, WriteError> {
+        self.writable()?;
+        let cur = self.live(dn)?.state;
+        let st = self.stamp(cur.stamp.version + 1, now);
+        let mut attrs: BTreeMap<Arc<str>, Attr> = cur
+            .attrs
+            .iter()
+            .map(|a| (a.name.clone(), a.clone()))
+            .collect();
+        let mut write = |name: &str, value: Option<&str>| {
+            let prev = attrs.get(name);
+            let version = match self.cfg.granularity {
+                Granularity::Attribute => prev.map_or(1, |a| a.stamp.version + 1),
+                Granularity::Object => st.version,
+            };
+            attrs.insert(
+                name.into(),
+                Attr {
+                    name: name.into(),
+                    value: value.map(Into::into),
+                    stamp: Stamp { version, ..st },
+                },
+            );
+        };
+        for (n, v) in set {
+            write(n, Some(v));
+        }
+        for n in remove {
+            write(n, None);
+        }
+        let mut attrs: Vec<Attr> = attrs.into_values().collect();
+        if self.cfg.granularity == Granularity::Object {
+            // One stamp per object: a removed attribute needs no stamp of its own.
+            attrs.retain(|a| a.value.is_some());
+        }
+        let s = ObjectState::new(cur.guid, cur.dn.clone(), cur.created, st, false, attrs);
+        self.table.put(Arc::new(s), st.usn);
+        Ok(cur.guid)
+    }
+
+    /// Originating delete: the object becomes a tombstone.
+    pub fn delete(&mut self, dn: &str, now: SimTime) -> Result<Guid, WriteError> {
+        self.writable()?;
+        let cur = self.live(dn)?.state;
+        let st = self.stamp(cur.stamp.version + 1, now);
+        self.table.put(Arc::new(cur.tombstone(st)), st.usn);
+        Ok(cur.guid)
+    }
+
+    /// Builds a pull from `source`, or `None` while one is outstanding (or
+    /// the server is quarantined).
+    pub fn pull(
+        &mut self,
+        source: &Arc<str>,
+        kind: PullKind,
+        max_objects: usize,
+        now: SimTime,
+    ) -> Option<GetChanges> {
+        if matches!(self.mode, Mode::Quarantined { .. }) || self.pending.contains_key(source) {
+            return None;
+        }
+        let (from, src_inv, utdv) = match (&self.mode, kind) {
+            (Mode::Backsync(b), PullKind::Backsync) => (
+                b.cursor.get(source).copied().unwrap_or_default(),
+                None,
+                self.utdv(),
+            ),
+            (_, PullKind::Backsync) => return None,
+            (Mode::Resync { cursor, .. }, PullKind::Full) => (
+                cursor.usn,
+                Some(cursor.invocation),
+                UpToDatenessVector::default(),
+            ),
+            (_, PullKind::Full) => return None,
+            (_, PullKind::Normal) => {
+                let h = self.hwm.get(source);
+                (
+                    h.map_or(Usn(0), |h| h.usn),
+                    h.map(|h| h.invocation),
+                    self.utdv(),
+                )
+            }
+        };
+        let id = self.next_request;
+        self.next_request += 1;
+        self.pending.insert(
+            source.clone(),
+            Pending {
+                id,
+                kind,
+                sent_at: now,
+            },
+        );
+        Some(GetChanges {
+            request_id: id,
+            requester: self.name.clone(),
+            requester_invocation: self.invocation,
+            source_invocation: src_inv,
+            from_usn: from,
+            utdv,
+            kind,
+            max_objects: max_objects.max(1),
+        })
+    }
+
+    /// Forgets pulls outstanding since before `cutoff` (their request or
+    /// reply was lost), returning them so the caller can ask again.
+    pub fn expire_pulls(&mut self, cutoff: SimTime) -> Vec<(Arc<str>, PullKind)> {
+        let late: Vec<_> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.sent_at <= cutoff)
+            .map(|(s, p)| (s.clone(), p.kind))
+            .collect();
+        for (s, _) in &late {
+            self.pending.remove(s);
+        }
+        late
+    }
+
+    /// Whether a pull from `source` is outstanding.
+    pub fn pulling(&self, source: &str) -> bool {
+        self.pending.contains_key(source)
+    }
+
+    /// Answers a pull, as a source.
+    pub fn answer(&self, req: &GetChanges) -> ChangesReply {
+        let mut reply = ChangesReply {
+            request_id: req.request_id,
+            kind: req.kind,
+            source: self.name.clone(),
+            source_invocation: self.invocation,
+            changes: Vec::new(),
+            more: false,
+            watermark: Usn(0),
+            utdv: None,
+            seen_requester_usn: None,
+            refused: false,
+        };
+        let refuse = match &self.mode {
+            Mode::Normal => false,
+            // Until its own backsync completes a server knows too little of
+            // itself to feed partners' vectors; it answers backsyncs only.
+            Mode::Backsync(_) => req.kind != PullKind::Backsync,
+            Mode::Resync { .. } | Mode::Quarantined { .. } => true,
+        };
+        if refuse {
+            reply.refused = true;
+            return reply;
+        }
+        if req.kind == PullKind::Backsync {
+            self.answer_backsync(req, &mut reply);
+            return reply;
+        }
+        let from = if req.source_invocation == Some(self.invocation) {
+            req.from_usn
+        } else {
+            Usn(0)
+        };
+        let mut scan = self.table.changed_after(from).peekable();
+        while let Some((usn, guid)) = scan.next() {
+            let Some(r) = self.table.get(guid) else {
+                continue;
+            };
+            if req.kind == PullKind::Full || !r.state.stamps().all(|s| req.utdv.covers(&s)) {
+                reply.changes.push(r.state);
+                if reply.changes.len() == req.max_objects && scan.peek().is_some() {
+                    reply.more = true;
+                    reply.watermark = usn;
+                    return reply;
+                }
+            }
+        }
+        reply.watermark = self.usn;
+        reply.utdv = Some(self.utdv());
+        reply
+    }
+
+    /// Backsync: every object the requester originated past what it holds,
+    /// read from the by-origin index, so the cost follows what was lost.
+    fn answer_backsync(&self, req: &GetChanges, reply: &mut ChangesReply) {
+        let inv = req.requester_invocation;
+        let after = req.from_usn.max(req.utdv.get(inv));
+        let mut sent = BTreeSet::new();
+        let mut it = self.table.originated_by(inv, after).peekable();
+        while let Some((ousn, guid)) = it.next() {
+            reply.watermark = ousn;
+            if sent.insert(guid) {
+                if let Some(r) = self.table.get(guid) {
+                    reply.changes.push(r.state);
+                }
+                if reply.changes.len() == req.max_objects && it.peek().is_some() {
+                    reply.more = true;
+                    break;
+                }
+            }
+        }
+        let from_hwm = self
+            .hwm
+            .get(&req.requester)
+            .filter(|h| h.invocation == inv)
+            .map(|h| h.usn);
+        let seen = [
+            self.table.max_origin_usn(inv),
+            from_hwm,
+            Some(self.utdv.get(inv)),
+        ];
+        reply.seen_requester_usn = seen.into_iter().flatten().max();
+    }
+
+    /// Applies one replicated state; returns whether the table changed.
+    pub fn apply_state(&mut self, inc: &Arc<ObjectState>) -> bool {
+        let next = match self.table.get(inc.guid) {
+            None => inc.clone(),
+            Some(cur) => match merge(&cur.state, inc, self.cfg.granularity) {
+                Merge::Keep => return false,
+                Merge::Take => inc.clone(),
+                Merge::New(s) => Arc::new(s),
+            },
+        };
+        self.usn = self.usn.next();
+        self.table.put(next, self.usn);
+        true
+    }
+
+    /// Applies a reply, as the destination.
+    pub fn apply(&mut self, reply: ChangesReply, now: SimTime) -> Applied {
+        let mut out = Applied::default();
+        match self.pending.get(&reply.source) {
+            Some(p) if p.id == reply.request_id => {
+                self.pending.remove(&reply.source);
+            }
+            _ => {
+                out.ignored = true;
+                return out;
+            }
+        }
+        if matches!(self.mode, Mode::Quarantined { .. }) {
+            out.ignored = true;
+            return out;
+        }
+        if let (true, Mode::Normal, Some(v)) =
+            (self.cfg.rollback_detection, &self.mode, &reply.utdv)
+        {
+            let theirs = v.get(self.invocation);
+            if theirs > self.usn {
+                self.mode = Mode::Quarantined {
+                    partner: reply.source.clone(),
+                };
+                out.event = Some(CoreEvent::Quarantined {
+                    partner: reply.source.clone(),
+                    partner_usn: theirs,
+                    own_usn: self.usn,
+                });
+                return out;
+            }
+        }
+        for s in &reply.changes {
+            if self.apply_state(s) {
+                out.changed += 1;
+                out.changed_guids.push(s.guid);
+            }
+        }
+        match reply.kind {
+            PullKind::Normal => {
+                if reply.refused {
+                    return out;
+                }
+                self.hwm.insert(
+                    reply.source.clone(),
+                    HighWatermark {
+                        invocation: reply.source_invocation,
+                        usn: reply.watermark,
+                    },
+                );
+                if let Some(v) = &reply.utdv {
+                    // The whole cycle is in: this server now holds all the source held.
+                    self.utdv.merge_from(v, self.invocation);
+                }
+            }
+            PullKind::Full => self.apply_full(&reply, &mut out),
+            PullKind::Backsync => self.apply_backsync(&reply, &mut out),
+        }
+        if reply.more && !reply.refused {
+            let max = reply.changes.len().max(1);
+            out.follow_up = self.pull(&reply.source, reply.kind, max, now);
+        }
+        out
+    }
+
+    fn apply_full(&mut self, reply: &ChangesReply, out: &mut Applied) {
+        let Mode::Resync { cursor, .. } = &mut self.mode else {
+            return;
+        };
+        if reply.refused {
+            return;
+        }
+        *cursor = HighWatermark {
+            invocation: reply.source_invocation,
+            usn: reply.watermark,
+        };
+        if let Some(v) = &reply.utdv {
+            self.utdv.merge_from(v, self.invocation);
+            self.hwm.insert(reply.source.clone(), *cursor);
+            self.mode = Mode::Normal;
+            out.event = Some(CoreEvent::ResyncDone {
+                from: reply.source.clone(),
+            });
+        }
+    }
+
+    fn apply_backsync(&mut self, reply: &ChangesReply, out: &mut Applied) {
+        let Mode::Backsync(b) = &mut self.mode else {
+            return;
+        };
+        if let Some(seen) = reply.seen_requester_usn {
+            b.seen = b.seen.max(seen);
+        }
+        b.cursor.insert(reply.source.clone(), reply.watermark);
+        if reply.more && !reply.refused {
+            return;
+        }
+        b.waiting.remove(&reply.source);
+        b.answered.insert(reply.source.clone());
+        if b.waiting.is_empty() {
+            out.event = self.finish_backsync();
+        }
+    }
+
+    /// Ends a backsync: resumes the USN counter above what partners saw.
+    fn finish_backsync(&mut self) -> Option<CoreEvent> {
+        let Mode::Backsync(b) = std::mem::replace(&mut self.mode, Mode::Normal) else {
+            return None;
+        };
+        self.usn = self.usn.max(b.seen);
+        Some(CoreEvent::BacksyncDone {
+            answered: b.answered.len(),
+            missing: b.waiting.len(),
+            resumed_at: self.usn,
+        })
+    }
+
+    /// Gives up a backsync past its deadline (the aborted case of DOMAIN.md).
+    pub fn backsync_deadline(&mut self, now: SimTime) -> Option<CoreEvent> {
+        match &self.mode {
+            Mode::Backsync(b) if now >= b.deadline => self.finish_backsync(),
+            _ => None,
+        }
+    }
+
+    /// Partners the running backsync still waits for.
+    pub fn backsync_waiting(&self) -> Vec<Arc<str>> {
+        match &self.mode {
+            Mode::Backsync(b) => b.waiting.iter().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The partner a running full copy asks; `advance` moves to the next.
+    pub fn resync_partner(&mut self, advance: bool) -> Option<Arc<str>> {
+        let Mode::Resync {
+            partners, current, ..
+        } = &mut self.mode
+        else {
+            return None;
+        };
+        if advance {
+            *current = (*current + 1) % partners.len().max(1);
+        }
+        partners.get(*current).cloned()
+    }
+
+    /// A consistent snapshot.
+    pub fn backup(&self, now: SimTime) -> Backup {
+        Backup {
+            server: self.name.clone(),
+            invocation: self.invocation,
+            usn: self.usn,
+            table: self.table.clone(),
+            utdv: self.utdv(),
+            hwm: self.hwm.clone(),
+            taken_at: now,
+        }
+    }
+
+    /// Starts a database instance from a backup with a strategy.
+    pub fn restore(backup: &Backup, cfg: CoreConfig, opts: RestoreOptions) -> Dsa {
+        let mut d = Dsa::new(backup.server.clone(), backup.invocation, cfg);
+        if opts.strategy == RestoreStrategy::FullResync {
+            // The restored data is thrown away: a fresh replica, copied whole.
+            d.invocation = opts.new_invocation;
+            d.mode = Mode::Resync {
+                partners: opts.partners,
+                current: 0,
+                cursor: HighWatermark {
+                    invocation: InvocationId(0),
+                    usn: Usn(0),
+                },
+            };
+            return d;
+        }
+        d.table = backup.table.clone();
+        d.usn = backup.usn;
+        d.utdv = backup.utdv.clone();
+        d.utdv.0.remove(&backup.invocation);
+        d.hwm = backup.hwm.clone();
+        d.purge_created_by(&opts.forget);
+        match opts.strategy {
+            RestoreStrategy::Naive | RestoreStrategy::FullResync => {}
+            RestoreStrategy::NewInvocation => {
+                // The old id's entry stays at the backup: its later writes are
+                // not covered, so partners send them back.
+                d.utdv.raise(backup.invocation, backup.usn);
+                d.invocation = opts.new_invocation;
+            }
+            RestoreStrategy::Backsync => {
+                d.mode = Mode::Backsync(BacksyncRun {
+                    backup_usn: backup.usn,
+                    waiting: opts.partners.iter().cloned().collect(),
+                    answered: BTreeSet::new(),
+                    seen: backup.usn,
+                    cursor: BTreeMap::new(),
+                    deadline: opts.now + opts.backsync_timeout,
+                });
+                if opts.partners.is_empty() {
+                    d.finish_backsync();
+                }
+            }
+        }
+        d
+    }
+
+    /// Forgets every object created by one of `invs` and what it knew of
+    /// them (connector deletion: as if replication had never happened).
+    pub fn purge_created_by(&mut self, invs: &BTreeSet<InvocationId>) -> usize {
+        let mut n = 0;
+        for inv in invs {
+            let guids: Vec<Guid> = self
+                .table
+                .originated_by(inv.to_owned(), Usn(0))
+                .map(|(_, g)| g)
+                .collect();
+            for g in guids {
+                let created_there = self
+                    .table
+                    .get(g)
+                    .is_some_and(|r| r.state.created.invocation == *inv);
+                if created_there && self.table.remove(g).is_some() {
+                    n += 1;
+                }
+            }
+            self.utdv.0.remove(inv);
+        }
+        n
+    }
+
+    /// Forgets its watermark for a source it can no longer reach.
+    pub fn forget_source(&mut self, source: &str) {
+        self.hwm.remove(source);
+        self.pending.remove(source);
+    }
+
+    /// Garbage-collects tombstones older than the tombstone lifetime.
+    pub fn gc(&mut self, now: SimTime) -> usize {
+        let Some(cutoff) = now.checked_sub(self.cfg.tombstone_lifetime) else {
+            return 0;
+        };
+        let old = self.table.tombstones_before(cutoff);
+        for g in &old {
+            self.table.remove(*g);
+        }
+        old.len()
+    }
+
+    /// This server's own writes with originating USN above `after`: what a
+    /// crash would lose unless another server holds them.
+    pub fn own_writes_after(&self, after: Usn) -> Vec<OwnWrite> {
+        self.table
+            .originated_by(self.invocation, after)
+            .filter_map(|(usn, guid)| {
+                let s = self.table.get(guid)?.state;
+                let attr = s
+                    .attrs
+                    .iter()
+                    .find(|a| a.stamp.invocation == self.invocation && a.stamp.usn == usn)
+                    .map(|a| a.name.clone());
+                let stamp = s
+                    .stamps()
+                    .find(|st| st.invocation == self.invocation && st.usn == usn)?;
+                Some(OwnWrite { guid, attr, stamp })
+            })
+            .collect()
+    }
+
+    /// Whether this server holds the write (or one that supersedes it).
+    pub fn holds(&self, w: &OwnWrite) -> bool {
+        self.table
+            .get(w.guid)
+            .is_some_and(|r| r.state.holds(&w.stamp, w.attr.as_deref()))
+    }
+
+    /// Every object in local USN order, with the dn it is shown with.
+    pub fn objects(&self) -> Vec<(String, Replica)> {
+        self.table
+            .scan()
+            .filter_map(|(_, g)| self.table.get(g))
+            .map(|r| (self.table.shown_dn(&r.state), r))
+            .collect()
+    }
+
+    /// The live object shown with `dn`.
+    pub fn lookup(&self, dn: &str) -> Option<Replica> {
+        self.table.find_live(dn)
+    }
+}
+
+/// One originating write, identified by its stamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnWrite {
+    /// The object written.
+    pub guid: Guid,
+    /// The attribute, when the stamp is an attribute's.
+    pub attr: Option<Arc<str>>,
+    /// The write's stamp.
+    pub stamp: Stamp,
+}

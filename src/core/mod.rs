@@ -1,0 +1,19 @@
+//! The sans-IO protocol core: no actix, no clock, no threads.
+//!
+//! Everything here is plain data and functions; the caller passes the time
+//! and carries the messages. That keeps it testable by unit and property
+//! tests, and lets the actor shell and the benchmarks drive the same code.
+
+pub mod dsa;
+pub mod ids;
+pub mod messages;
+pub mod object;
+pub mod table;
+pub mod vectors;
+
+pub use dsa::*;
+pub use ids::*;
+pub use messages::*;
+pub use object::*;
+pub use table::*;
+pub use vectors::*;

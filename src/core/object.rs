@@ -1,0 +1,227 @@
+//! Objects, tombstones and the conflict rules of DOMAIN.md section 4.
+//!
+//! An [`ObjectState`] is immutable and shared (`Arc`) by every replica that
+//! holds the same state: replication moves pointers, not copies.
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use crate::config::Granularity;
+use crate::core::ids::{Guid, Stamp};
+
+/// One attribute with the stamp of the write that last set (or removed) it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    /// Attribute name.
+    pub name: Arc<str>,
+    /// Its value; `None` once removed (kept for the stamp at attribute granularity).
+    pub value: Option<Arc<str>>,
+    /// Stamp of the write that gave it this value.
+    pub stamp: Stamp,
+}
+
+/// The replicated state of one object: what travels in a GetChanges reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectState {
+    /// Globally unique id.
+    pub guid: Guid,
+    /// The dn it was created with; a name conflict only changes how it is shown.
+    pub dn: Arc<str>,
+    /// Stamp of the creating write: decides name conflicts.
+    pub created: Stamp,
+    /// Stamp of the latest originating write (the Object-Version at object granularity).
+    pub stamp: Stamp,
+    /// Tombstone flag: a deleted object keeps only its guid, dn and stamps.
+    pub deleted: bool,
+    /// Attributes sorted by name.
+    pub attrs: Vec<Attr>,
+    /// Content hash (guid, dn, deleted, live values): for digests and ties.
+    pub hash: u128,
+}
+
+/// What merging an incoming state into the local one gives.
+#[derive(Debug)]
+pub enum Merge {
+    /// The local state already wins or equals: nothing changes.
+    Keep,
+    /// The incoming state wins whole: share it.
+    Take,
+    /// Attribute granularity mixed both: a new state.
+    New(ObjectState),
+}
+
+impl ObjectState {
+    /// Builds a state and computes its content hash.
+    pub fn new(
+        guid: Guid,
+        dn: Arc<str>,
+        created: Stamp,
+        stamp: Stamp,
+        deleted: bool,
+        mut attrs: Vec<Attr>,
+    ) -> Self {
+        attrs.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut s = ObjectState {
+            guid,
+            dn,
+            created,
+            stamp,
+            deleted,
+            attrs,
+            hash: 0,
+        };
+        s.hash = s.content_hash();
+        s
+    }
+
+    fn content_hash(&self) -> u128 {
+        let half = |salt: u8| {
+            let mut h = DefaultHasher::new();
+            salt.hash(&mut h);
+            self.guid.hash(&mut h);
+            self.dn.hash(&mut h);
+            self.deleted.hash(&mut h);
+            for a in &self.attrs {
+                if let Some(v) = &a.value {
+                    a.name.hash(&mut h);
+                    v.hash(&mut h);
+                }
+            }
+            h.finish() as u128
+        };
+        (half(0) << 64) | half(1)
+    }
+
+    /// The live attribute values, by name.
+    pub fn values(&self) -> BTreeMap<String, String> {
+        self.attrs
+            .iter()
+            .filter_map(|a| {
+                a.value
+                    .as_ref()
+                    .map(|v| (a.name.to_string(), v.to_string()))
+            })
+            .collect()
+    }
+
+    /// The value of one attribute, if set.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|a| &*a.name == name)
+            .and_then(|a| a.value.as_deref())
+    }
+
+    /// Every distinct stamp this state carries: what dampening and the
+    /// by-origin index look at.
+    pub fn stamps(&self) -> impl Iterator<Item = Stamp> + '_ {
+        let mut v: Vec<Stamp> = Vec::with_capacity(self.attrs.len() + 2);
+        v.push(self.created);
+        v.push(self.stamp);
+        v.extend(self.attrs.iter().map(|a| a.stamp));
+        v.sort_unstable_by_key(|s| (s.invocation, s.usn));
+        v.dedup_by_key(|s| (s.invocation, s.usn));
+        v.into_iter()
+    }
+
+    /// The tombstone of this object, stamped by the deleting write.
+    pub fn tombstone(&self, stamp: Stamp) -> ObjectState {
+        ObjectState::new(
+            self.guid,
+            self.dn.clone(),
+            self.created,
+            stamp,
+            true,
+            Vec::new(),
+        )
+    }
+
+    /// Whether this state holds the write `stamp` or one that supersedes it.
+    /// `attr` names the attribute the write set at attribute granularity.
+    pub fn holds(&self, stamp: &Stamp, attr: Option<&str>) -> bool {
+        if self.deleted || self.stamp >= *stamp {
+            return true;
+        }
+        match attr {
+            Some(n) => self
+                .attrs
+                .iter()
+                .any(|a| &*a.name == n && a.stamp >= *stamp),
+            None => false,
+        }
+    }
+}
+
+/// Resolves an incoming state against the local one (same guid).
+///
+/// Tombstones absorb: once deleted, an object never comes back to life, so
+/// a late modify cannot resurrect it. Between live states the higher stamp
+/// wins, per object or per attribute; the content hash breaks a tie that a
+/// USN rollback can make (two different writes with the same stamp). The
+/// result is the same whatever the order of arrival: merge is a join.
+pub fn merge(cur: &ObjectState, inc: &ObjectState, g: Granularity) -> Merge {
+    let by_stamp = |take: bool| if take { Merge::Take } else { Merge::Keep };
+    match (cur.deleted, inc.deleted) {
+        (true, false) => return Merge::Keep,
+        (false, true) => return Merge::Take,
+        (true, true) => return by_stamp((inc.stamp, inc.hash) > (cur.stamp, cur.hash)),
+        (false, false) => {}
+    }
+    if g == Granularity::Object {
+        return by_stamp((inc.stamp, inc.hash) > (cur.stamp, cur.hash));
+    }
+    let key = |a: &Attr| (a.stamp, a.value.clone());
+    let (mut from_cur, mut from_inc) = (false, false);
+    let mut out: Vec<Attr> = Vec::with_capacity(cur.attrs.len().max(inc.attrs.len()));
+    let (mut i, mut j) = (0, 0);
+    while i < cur.attrs.len() || j < inc.attrs.len() {
+        let (c, n) = (cur.attrs.get(i), inc.attrs.get(j));
+        let pick = match (c, n) {
+            (Some(c), Some(n)) if c.name == n.name => {
+                i += 1;
+                j += 1;
+                match key(n).cmp(&key(c)) {
+                    std::cmp::Ordering::Greater => {
+                        from_inc = true;
+                        n
+                    }
+                    std::cmp::Ordering::Less => {
+                        from_cur = true;
+                        c
+                    }
+                    std::cmp::Ordering::Equal => c,
+                }
+            }
+            (Some(c), Some(n)) if c.name < n.name => {
+                i += 1;
+                from_cur = true;
+                c
+            }
+            (Some(_), Some(n)) | (None, Some(n)) => {
+                j += 1;
+                from_inc = true;
+                n
+            }
+            (Some(c), None) => {
+                i += 1;
+                from_cur = true;
+                c
+            }
+            (None, None) => unreachable!("loop condition"),
+        };
+        out.push(pick.clone());
+    }
+    match (from_cur, from_inc) {
+        (_, false) if cur.stamp >= inc.stamp => Merge::Keep,
+        (false, _) if inc.stamp >= cur.stamp => Merge::Take,
+        _ => Merge::New(ObjectState::new(
+            cur.guid,
+            cur.dn.clone(),
+            cur.created,
+            cur.stamp.max(inc.stamp),
+            false,
+            out,
+        )),
+    }
+}

@@ -1,0 +1,52 @@
+//! Typed errors of the library API.
+
+use crate::core::WriteError;
+
+/// What a cluster operation can fail with. Every error leaves every table
+/// as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// No server of that name.
+    #[error("unknown server `{0}`")]
+    UnknownServer(String),
+    /// No site of that name.
+    #[error("unknown site `{0}`")]
+    UnknownSite(String),
+    /// No backup of that name.
+    #[error("unknown backup `{0}`")]
+    UnknownBackup(String),
+    /// A backup of one server restored onto another.
+    #[error("backup `{backup}` was taken from {taken_from}, not {server}")]
+    WrongServer {
+        /// The backup.
+        backup: String,
+        /// Where it came from.
+        taken_from: String,
+        /// Where it was to go.
+        server: String,
+    },
+    /// A backup of a server that is down.
+    #[error("{0} is down: no backup can be taken")]
+    ServerDown(String),
+    /// No connector between those sites.
+    #[error("no connector between `{0}` and `{1}`")]
+    NoConnector(String, String),
+    /// An invalid topology.
+    #[error("invalid topology: {0}")]
+    Topology(String),
+    /// An invalid partition.
+    #[error("invalid partition: {0}")]
+    Partition(String),
+    /// A refused or invalid write.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// The actor system stopped under us (a bug, reported rather than a panic).
+    #[error("the actor system stopped: {0}")]
+    Mailbox(String),
+}
+
+impl From<actix::MailboxError> for ClusterError {
+    fn from(e: actix::MailboxError) -> Self {
+        ClusterError::Mailbox(e.to_string())
+    }
+}

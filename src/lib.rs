@@ -1,0 +1,23 @@
+//! backsync: an actor-based in-process multi-master directory that restores
+//! servers from backups and measures what comes back.
+//!
+//! - [`core`]: the sans-IO protocol (object table, stamps, conflicts,
+//!   GetChanges, apply, backup, restore strategies).
+//! - [`shell`]: `DirectoryServer`, `Network` and `Supervisor` actors on a
+//!   simulated clock.
+//! - [`Cluster`]: the synchronous API over them.
+pub mod cluster;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod shell;
+pub mod view;
+
+pub use cluster::{Cluster, LoadReport, LoadSpec};
+pub use config::*;
+pub use error::ClusterError;
+pub use shell::network::LinkFaults;
+pub use shell::observe::{Counters, Event};
+pub use shell::supervisor::Convergence;
+pub use shell::topology::{Connector, Site, Topology};
+pub use view::{ObjectView, ServerStatus};

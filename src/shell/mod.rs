@@ -1,0 +1,73 @@
+//! The actor shell: `DirectoryServer` actors, the simulated `Network` and
+//! the `Supervisor`, carrying the core's messages on a simulated clock.
+
+pub mod network;
+pub mod observe;
+pub mod server;
+pub mod supervisor;
+pub mod topology;
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::config::ReplicationConfig;
+use crate::core::{CoreConfig, InvocationId, SimTime};
+use observe::Observatory;
+use topology::Layout;
+
+/// What every actor of one cluster shares: settings, layout, observations.
+#[derive(Debug)]
+pub struct Shared {
+    pub(crate) cfg: ReplicationConfig,
+    layout: RwLock<Layout>,
+    /// Observations.
+    pub obs: Observatory,
+    start: tokio::time::Instant,
+    seed: u64,
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: ReplicationConfig, layout: Layout, seed: u64) -> Arc<Self> {
+        let n = layout.servers.len();
+        Arc::new(Shared {
+            cfg,
+            layout: RwLock::new(layout),
+            obs: Observatory::new(n),
+            start: tokio::time::Instant::now(),
+            seed,
+        })
+    }
+
+    pub(crate) fn layout(&self) -> RwLockReadGuard<'_, Layout> {
+        self.layout.read().expect("layout lock")
+    }
+
+    pub(crate) fn layout_mut(&self) -> RwLockWriteGuard<'_, Layout> {
+        self.layout.write().expect("layout lock")
+    }
+
+    /// Simulated ms since the cluster started (the runtime's clock).
+    pub(crate) fn now(&self) -> SimTime {
+        (tokio::time::Instant::now() - self.start).as_millis() as SimTime
+    }
+
+    pub(crate) fn core_config(&self) -> CoreConfig {
+        CoreConfig {
+            granularity: self.cfg.granularity,
+            tombstone_lifetime: self.cfg.tombstone_lifetime.as_millis() as u64,
+            rollback_detection: self.cfg.rollback_detection,
+        }
+    }
+
+    /// A deterministic invocation id for a server's n-th database instance.
+    pub(crate) fn invocation_for(&self, idx: usize, incarnation: u64) -> InvocationId {
+        let mut z = self
+            .seed
+            .wrapping_add((idx as u64) << 32)
+            .wrapping_add(incarnation)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        // splitmix64 finaliser: well spread, never collides for distinct inputs.
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        InvocationId(z ^ (z >> 31))
+    }
+}

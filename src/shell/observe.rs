@@ -1,0 +1,197 @@
+//! What the supervisor sees without asking: per-server digests, traffic
+//! counters, messages in flight and the event log. Servers publish here
+//! after every handler; convergence is judged from it.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::core::{Digest, InvocationId};
+
+/// One server as last published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerObs {
+    /// Whether it is up.
+    pub running: bool,
+    /// Its directory fingerprint.
+    pub digest: Digest,
+    /// Live objects.
+    pub live: usize,
+    /// Tombstones.
+    pub tombstones: usize,
+    /// USN counter.
+    pub usn: u64,
+    /// Database instance.
+    pub invocation: InvocationId,
+    /// What it is doing (`running`, `backsync`, `resync`, `quarantined`, `down`).
+    pub mode: &'static str,
+}
+
+/// One line of the event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// Simulated time, ms.
+    pub sim_ms: u64,
+    /// What happened.
+    pub text: String,
+}
+
+/// Traffic counters, read as differences around a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Replication messages sent.
+    pub messages: u64,
+    /// Objects carried in replies.
+    pub objects_sent: u64,
+    /// Objects that changed on some server by replication.
+    pub objects_repaired: u64,
+    /// Messages dropped (partition, crash, loss, no route).
+    pub dropped: u64,
+}
+
+impl std::ops::Sub for Counters {
+    type Output = Counters;
+    fn sub(self, o: Counters) -> Counters {
+        Counters {
+            messages: self.messages - o.messages,
+            objects_sent: self.objects_sent - o.objects_sent,
+            objects_repaired: self.objects_repaired - o.objects_repaired,
+            dropped: self.dropped - o.dropped,
+        }
+    }
+}
+
+/// The shared observation point.
+#[derive(Debug)]
+pub struct Observatory {
+    in_flight: AtomicI64,
+    messages: AtomicU64,
+    objects_sent: AtomicU64,
+    repaired: AtomicU64,
+    dropped: AtomicU64,
+    servers: Mutex<Vec<ServerObs>>,
+    notify: Notify,
+    events: Mutex<Vec<Event>>,
+    /// Every delivery and apply, folded into one hash: the fine-grained log
+    /// the determinism check compares without keeping it.
+    trace_hash: AtomicU64,
+}
+
+impl Observatory {
+    pub(crate) fn new(n: usize) -> Self {
+        let down = ServerObs {
+            running: false,
+            digest: Digest::default(),
+            live: 0,
+            tombstones: 0,
+            usn: 0,
+            invocation: InvocationId(0),
+            mode: "down",
+        };
+        Observatory {
+            in_flight: AtomicI64::new(0),
+            messages: AtomicU64::new(0),
+            objects_sent: AtomicU64::new(0),
+            repaired: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            servers: Mutex::new(vec![down; n]),
+            notify: Notify::new(),
+            events: Mutex::new(Vec::new()),
+            trace_hash: AtomicU64::new(0xcbf2_9ce4_8422_2325),
+        }
+    }
+
+    /// A message left a server (counted before it reaches the network, so
+    /// nothing is ever in flight unseen).
+    pub(crate) fn sent(&self, objects: usize) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.objects_sent
+            .fetch_add(objects as u64, Ordering::Relaxed);
+    }
+
+    /// The network made a second copy.
+    pub(crate) fn duplicated(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A message was dropped on the way.
+    pub(crate) fn dropped(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.done();
+    }
+
+    /// A message was handled (or dropped): it is no longer in flight.
+    pub(crate) fn done(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    pub(crate) fn repaired(&self, n: usize) {
+        self.repaired.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Messages in flight now.
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The traffic counters now.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            messages: self.messages.load(Ordering::Relaxed),
+            objects_sent: self.objects_sent.load(Ordering::Relaxed),
+            objects_repaired: self.repaired.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn publish(&self, idx: usize, obs: ServerObs) {
+        let mut s = self.servers.lock().expect("observatory lock");
+        if s[idx] != obs {
+            s[idx] = obs;
+            drop(s);
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Every server as last published.
+    pub fn servers(&self) -> Vec<ServerObs> {
+        self.servers.lock().expect("observatory lock").clone()
+    }
+
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
+    /// Adds a line to the event log (and to tracing).
+    pub(crate) fn event(&self, sim_ms: u64, text: String) {
+        tracing::info!(target: "backsync::events", sim_ms, "{text}");
+        self.trace(&text);
+        self.events
+            .lock()
+            .expect("observatory lock")
+            .push(Event { sim_ms, text });
+    }
+
+    /// Folds one fine-grained occurrence into the trace hash.
+    pub(crate) fn trace<T: Hash + ?Sized>(&self, what: &T) {
+        let mut h = DefaultHasher::new();
+        self.trace_hash.load(Ordering::Relaxed).hash(&mut h);
+        what.hash(&mut h);
+        self.trace_hash.store(h.finish(), Ordering::Relaxed);
+    }
+
+    /// The event log so far.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().expect("observatory lock").clone()
+    }
+
+    /// The hash of every delivery and apply so far.
+    pub fn trace_hash(&self) -> u64 {
+        self.trace_hash.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,595 @@
+//! The `DirectoryServer` actor: carries the core's messages and timers.
+//!
+//! The actor outlives its database: a crash drops the core (its memory is
+//! gone) but keeps the mailbox and the schedule, as a machine keeps its
+//! network card and clock. Timers of an old incarnation carry its epoch and
+//! do nothing once it is gone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::core::{
+    Backup, CoreConfig, CoreEvent, Dsa, Guid, InvocationId, Mode, OwnWrite, PullKind,
+    RestoreOptions, Usn, WriteError,
+};
+use crate::shell::Shared;
+use crate::shell::network::{Envelope, Network, Payload};
+use crate::shell::observe::ServerObs;
+use crate::view::ObjectView;
+
+/// One directory server.
+pub struct DirectoryServer {
+    idx: usize,
+    name: Arc<str>,
+    core: Option<Dsa>,
+    epoch: u64,
+    shared: Arc<Shared>,
+    net: Addr<Network>,
+    notify_pending: bool,
+    /// Sources that notified while a pull from them was outstanding.
+    repull: BTreeSet<usize>,
+    rng: ChaCha8Rng,
+}
+
+impl DirectoryServer {
+    pub(crate) fn new(idx: usize, shared: Arc<Shared>, net: Addr<Network>, seed: u64) -> Self {
+        let name = shared.layout().servers[idx].clone();
+        let cfg = shared.core_config();
+        let inv = shared.invocation_for(idx, 0);
+        DirectoryServer {
+            idx,
+            core: Some(Dsa::new(name.clone(), inv, cfg)),
+            name,
+            epoch: 0,
+            shared,
+            net,
+            notify_pending: false,
+            repull: BTreeSet::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed ^ (idx as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.shared.now()
+    }
+
+    fn send(&self, to: usize, payload: Payload) {
+        let objects = match &payload {
+            Payload::Reply(r) => r.changes.len(),
+            _ => 0,
+        };
+        self.shared.obs.sent(objects);
+        self.net.do_send(Envelope {
+            from: self.idx,
+            to,
+            payload,
+        });
+    }
+
+    fn packet(&self, peer: usize) -> usize {
+        let cfg = &self.shared.cfg;
+        if self.shared.layout().same_site(self.idx, peer) {
+            cfg.intrasite_packet
+        } else {
+            cfg.intersite_packet
+        }
+    }
+
+    /// Starts a pull from `source` if none is outstanding.
+    fn pull(&mut self, source: usize, kind: PullKind) {
+        let now = self.now();
+        let max = self.packet(source);
+        let src = self.shared.layout().servers[source].clone();
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        if kind == PullKind::Normal && core.pulling(&src) {
+            self.repull.insert(source);
+            return;
+        }
+        if let Some(req) = core.pull(&src, kind, max, now) {
+            let _span = tracing::debug_span!("replication_cycle", server = %self.name, source = %src, ?kind).entered();
+            tracing::debug!(from_usn = req.from_usn.0, "GetChanges");
+            self.send(source, Payload::Request(req));
+        }
+    }
+
+    fn pull_all(&mut self, peers: Vec<usize>, kind: PullKind) {
+        for p in peers {
+            self.pull(p, kind);
+        }
+    }
+
+    /// After a local change: notify intrasite partners, first after the
+    /// notify delay, then one every notify spacing.
+    fn changed(&mut self, ctx: &mut Context<Self>) {
+        if self.notify_pending {
+            return;
+        }
+        self.notify_pending = true;
+        let epoch = self.epoch;
+        ctx.run_later(self.shared.cfg.notify_delay, move |act, ctx| {
+            if act.epoch != epoch {
+                return;
+            }
+            act.notify_pending = false;
+            let partners = act.shared.layout().intrasite(act.idx);
+            let spacing = act.shared.cfg.notify_spacing;
+            for (i, p) in partners.into_iter().enumerate() {
+                ctx.run_later(spacing * i as u32, move |act, _| {
+                    if act.epoch == epoch && act.core.is_some() {
+                        act.send(p, Payload::Notify);
+                    }
+                });
+            }
+        });
+    }
+
+    fn publish(&self) {
+        let obs = match &self.core {
+            None => ServerObs {
+                running: false,
+                digest: Default::default(),
+                live: 0,
+                tombstones: 0,
+                usn: 0,
+                invocation: InvocationId(0),
+                mode: "down",
+            },
+            Some(c) => ServerObs {
+                running: true,
+                digest: c.digest(),
+                live: c.table().live(),
+                tombstones: c.table().tombstones(),
+                usn: c.usn().0,
+                invocation: c.invocation(),
+                mode: c.mode().name(),
+            },
+        };
+        self.shared.obs.publish(self.idx, obs);
+    }
+
+    fn report(&self, e: CoreEvent) {
+        let text = match e {
+            CoreEvent::BacksyncDone {
+                answered,
+                missing,
+                resumed_at,
+            } => {
+                if missing == 0 {
+                    format!(
+                        "{}: backsync complete, {answered} partners answered, USN resumes at {resumed_at}",
+                        self.name
+                    )
+                } else {
+                    format!(
+                        "{}: backsync timed out, {answered} answered, {missing} never did, USN resumes at {resumed_at}",
+                        self.name
+                    )
+                }
+            }
+            CoreEvent::ResyncDone { from } => {
+                format!("{}: full resync from {from} complete", self.name)
+            }
+            CoreEvent::Quarantined {
+                partner,
+                partner_usn,
+                own_usn,
+            } => format!(
+                "{}: USN rollback detected ({partner} has seen USN {partner_usn}, own USN {own_usn}): quarantined",
+                self.name
+            ),
+        };
+        self.shared.obs.event(self.now(), text);
+    }
+
+    fn start_schedules(&mut self, ctx: &mut Context<Self>) {
+        let cfg = self.shared.cfg.clone();
+        ctx.run_interval(cfg.gc_interval, |act, _| {
+            let now = act.now();
+            if let Some(c) = act.core.as_mut() {
+                let n = c.gc(now);
+                if n > 0 {
+                    tracing::debug!(server = %act.name, removed = n, "tombstone gc");
+                    act.shared.obs.trace(&(now, act.idx, "gc", n));
+                    act.publish();
+                }
+            }
+        });
+        ctx.run_interval(cfg.intrasite_schedule, |act, _| {
+            let peers = act.shared.layout().intrasite(act.idx);
+            act.pull_all(peers, PullKind::Normal);
+        });
+        let links = self.shared.layout().bridge_peers(self.idx);
+        for (link, peer) in links {
+            let every = self.shared.layout().links[link].schedule;
+            ctx.run_interval(every, move |act, _| {
+                if !act.shared.layout().links[link].deleted {
+                    act.pull(peer, PullKind::Normal);
+                }
+            });
+        }
+        // Replies lost on the way would block a source for good: give up on
+        // them after the reply timeout and ask again where a restore waits.
+        ctx.run_interval(cfg.reply_timeout, |act, _| {
+            let cutoff = act
+                .now()
+                .saturating_sub(act.shared.cfg.reply_timeout.as_millis() as u64);
+            let Some(c) = act.core.as_mut() else { return };
+            let late = c.expire_pulls(cutoff);
+            for (src, kind) in late {
+                let Ok(i) = act.shared.layout().server(&src) else {
+                    continue;
+                };
+                match kind {
+                    PullKind::Normal => {}
+                    PullKind::Backsync => act.pull(i, kind),
+                    PullKind::Full => {
+                        let next = act.core.as_mut().and_then(|c| c.resync_partner(true));
+                        if let Some(n) = next.and_then(|n| act.shared.layout().server(&n).ok()) {
+                            act.pull(n, kind);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    fn start_up(&mut self, ctx: &mut Context<Self>) {
+        let epoch = self.epoch;
+        ctx.run_later(self.shared.cfg.startup_delay, move |act, _| {
+            if act.epoch == epoch {
+                let peers = act.shared.layout().partners(act.idx);
+                act.pull_all(peers, PullKind::Normal);
+            }
+        });
+    }
+}
+
+impl Actor for DirectoryServer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.start_schedules(ctx);
+        self.start_up(ctx);
+        self.publish();
+    }
+}
+
+impl Handler<Envelope> for DirectoryServer {
+    type Result = ();
+    fn handle(&mut self, e: Envelope, ctx: &mut Context<Self>) {
+        let now = self.now();
+        if self.core.is_some() {
+            match e.payload {
+                Payload::Notify => {
+                    self.shared.obs.trace(&(now, e.from, e.to, "notify"));
+                    self.pull(e.from, PullKind::Normal);
+                }
+                Payload::Request(req) => {
+                    let reply = self.core.as_ref().map(|c| c.answer(&req));
+                    if let Some(reply) = reply {
+                        self.shared.obs.trace(&(
+                            now,
+                            e.from,
+                            e.to,
+                            "req",
+                            req.request_id,
+                            reply.changes.len(),
+                        ));
+                        tracing::debug!(server = %self.name, to = %req.requester, objects = reply.changes.len(), backsync = req.kind == PullKind::Backsync, "answer");
+                        self.send(e.from, Payload::Reply(reply));
+                    }
+                }
+                Payload::Reply(reply) => self.on_reply(e.from, reply, ctx),
+            }
+            self.publish();
+        }
+        self.shared.obs.done();
+    }
+}
+
+impl DirectoryServer {
+    fn on_reply(&mut self, from: usize, reply: crate::core::ChangesReply, ctx: &mut Context<Self>) {
+        let now = self.now();
+        let kind = reply.kind;
+        let Some(core) = self.core.as_mut() else {
+            return;
+        };
+        let _span =
+            tracing::debug_span!("apply", server = %self.name, source = %reply.source, ?kind)
+                .entered();
+        let applied = core.apply(reply, now);
+        self.shared.obs.trace(&(
+            now,
+            from,
+            self.idx,
+            "reply",
+            applied.ignored,
+            &applied.changed_guids,
+        ));
+        if applied.ignored {
+            return;
+        }
+        if applied.changed > 0 {
+            self.shared.obs.repaired(applied.changed);
+            self.changed(ctx);
+        }
+        let mut resynced = false;
+        if let Some(ev) = applied.event {
+            resynced = matches!(ev, CoreEvent::ResyncDone { .. });
+            self.report(ev);
+        }
+        if let Some(req) = applied.follow_up {
+            self.send(from, Payload::Request(req));
+        } else if self.repull.remove(&from) {
+            self.pull(from, PullKind::Normal);
+        }
+        if resynced {
+            let peers = self.shared.layout().partners(self.idx);
+            self.pull_all(peers, PullKind::Normal);
+        }
+    }
+}
+
+/// An originating write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Create `dn` with attributes.
+    Create {
+        /// The dn.
+        dn: String,
+        /// Attributes.
+        attrs: Vec<(String, String)>,
+    },
+    /// Modify `dn`.
+    Modify {
+        /// The dn.
+        dn: String,
+        /// Attributes to set.
+        set: Vec<(String, String)>,
+        /// Attributes to remove.
+        remove: Vec<String>,
+    },
+    /// Delete `dn`.
+    Delete {
+        /// The dn.
+        dn: String,
+    },
+}
+
+/// Writes applied in one handler (a `load` step).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Result<Guid, WriteError>>")]
+pub(crate) struct Writes(pub Vec<WriteOp>);
+
+impl Handler<Writes> for DirectoryServer {
+    type Result = MessageResult<Writes>;
+    fn handle(&mut self, m: Writes, ctx: &mut Context<Self>) -> Self::Result {
+        let now = self.now();
+        let name = self.name.to_string();
+        let mut out = Vec::with_capacity(m.0.len());
+        let mut any = false;
+        for op in m.0 {
+            let guid = Guid(self.rng.random());
+            let r = match self.core.as_mut() {
+                None => Err(WriteError::Down(name.clone())),
+                Some(c) => {
+                    let pairs = |v: &[(String, String)]| -> Vec<(String, String)> { v.to_vec() };
+                    match &op {
+                        WriteOp::Create { dn, attrs } => {
+                            let a = pairs(attrs);
+                            let a: Vec<(&str, &str)> =
+                                a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                            c.create(guid, dn, &a, now)
+                        }
+                        WriteOp::Modify { dn, set, remove } => {
+                            let s: Vec<(&str, &str)> =
+                                set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                            let r: Vec<&str> = remove.iter().map(String::as_str).collect();
+                            c.modify(dn, &s, &r, now)
+                        }
+                        WriteOp::Delete { dn } => c.delete(dn, now),
+                    }
+                }
+            };
+            any |= r.is_ok();
+            self.shared.obs.trace(&(now, self.idx, "write", r.is_ok()));
+            out.push(r);
+        }
+        if any {
+            self.changed(ctx);
+            self.publish();
+        }
+        MessageResult(out)
+    }
+}
+
+/// Take a backup.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Backup>")]
+pub(crate) struct TakeBackup;
+
+impl Handler<TakeBackup> for DirectoryServer {
+    type Result = Option<Backup>;
+    fn handle(&mut self, _: TakeBackup, _: &mut Context<Self>) -> Option<Backup> {
+        let now = self.now();
+        self.core.as_ref().map(|c| c.backup(now))
+    }
+}
+
+/// Crash: returns the own writes past the newest backup (what may be lost).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<OwnWrite>")]
+pub(crate) struct CrashServer {
+    /// The newest backup of this server: (invocation, usn).
+    pub kept: Option<(InvocationId, Usn)>,
+}
+
+impl Handler<CrashServer> for DirectoryServer {
+    type Result = MessageResult<CrashServer>;
+    fn handle(&mut self, m: CrashServer, _: &mut Context<Self>) -> Self::Result {
+        let Some(core) = self.core.take() else {
+            return MessageResult(Vec::new());
+        };
+        let after = match m.kept {
+            Some((inv, usn)) if inv == core.invocation() => usn,
+            _ => Usn(0),
+        };
+        self.epoch += 1;
+        self.notify_pending = false;
+        self.repull.clear();
+        self.publish();
+        MessageResult(core.own_writes_after(after))
+    }
+}
+
+/// Which of these writes this server holds.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<bool>")]
+pub(crate) struct Holds(pub Arc<Vec<OwnWrite>>);
+
+impl Handler<Holds> for DirectoryServer {
+    type Result = MessageResult<Holds>;
+    fn handle(&mut self, m: Holds, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(match &self.core {
+            None => vec![false; m.0.len()],
+            Some(c) => m.0.iter().map(|w| c.holds(w)).collect(),
+        })
+    }
+}
+
+/// Start from a backup.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct RestoreServer {
+    pub backup: Backup,
+    pub opts: RestoreOptions,
+}
+
+impl Handler<RestoreServer> for DirectoryServer {
+    type Result = ();
+    fn handle(&mut self, m: RestoreServer, ctx: &mut Context<Self>) {
+        let cfg: CoreConfig = self.shared.core_config();
+        let strategy = m.opts.strategy;
+        let timeout = Duration::from_millis(m.opts.backsync_timeout);
+        let _span = tracing::info_span!("restore", server = %self.name, %strategy).entered();
+        self.core = Some(Dsa::restore(&m.backup, cfg, m.opts));
+        self.epoch += 1;
+        self.notify_pending = false;
+        self.repull.clear();
+        let epoch = self.epoch;
+        let layout = self.shared.layout();
+        let waiting: Vec<usize> = self
+            .core
+            .as_ref()
+            .map(|c| c.backsync_waiting())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| layout.server(n).ok())
+            .collect();
+        drop(layout);
+        match self.core.as_ref().map(|c| c.mode().clone()) {
+            Some(Mode::Backsync(_)) => {
+                tracing::info!(
+                    partners = waiting.len(),
+                    "backsync: asking every known directory"
+                );
+                self.pull_all(waiting, PullKind::Backsync);
+                ctx.run_later(timeout, move |act, _| {
+                    if act.epoch != epoch {
+                        return;
+                    }
+                    let now = act.now();
+                    if let Some(ev) = act.core.as_mut().and_then(|c| c.backsync_deadline(now)) {
+                        act.report(ev);
+                        act.publish();
+                    }
+                });
+            }
+            Some(Mode::Resync { .. }) => {
+                let first = self.core.as_mut().and_then(|c| c.resync_partner(false));
+                if let Some(i) = first.and_then(|n| self.shared.layout().server(&n).ok()) {
+                    self.pull(i, PullKind::Full);
+                }
+            }
+            _ => {}
+        }
+        self.start_up(ctx);
+        self.publish();
+    }
+}
+
+/// Forget the objects created by cut-off invocations (connector deletion).
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub(crate) struct Purge {
+    pub forget: BTreeSet<InvocationId>,
+    pub unreachable: Vec<Arc<str>>,
+}
+
+impl Handler<Purge> for DirectoryServer {
+    type Result = usize;
+    fn handle(&mut self, m: Purge, _: &mut Context<Self>) -> usize {
+        let Some(c) = self.core.as_mut() else {
+            return 0;
+        };
+        for s in &m.unreachable {
+            c.forget_source(s);
+        }
+        let n = c.purge_created_by(&m.forget);
+        self.publish();
+        n
+    }
+}
+
+/// Read objects: one dn, or all.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Vec<ObjectView>>")]
+pub(crate) struct Inspect(pub Option<String>);
+
+impl Handler<Inspect> for DirectoryServer {
+    type Result = Option<Vec<ObjectView>>;
+    fn handle(&mut self, m: Inspect, _: &mut Context<Self>) -> Self::Result {
+        let c = self.core.as_ref()?;
+        Some(match m.0 {
+            Some(dn) => c
+                .lookup(&dn)
+                .map(|r| ObjectView::new(c.table().shown_dn(&r.state), &r))
+                .into_iter()
+                .collect(),
+            None => c
+                .objects()
+                .into_iter()
+                .map(|(dn, r)| ObjectView::new(dn, &r))
+                .collect(),
+        })
+    }
+}
+
+/// Per-source watermarks (for reports and tests).
+#[derive(Debug, Message)]
+#[rtype(result = "BTreeMap<String, (InvocationId, Usn)>")]
+pub(crate) struct Watermarks;
+
+impl Handler<Watermarks> for DirectoryServer {
+    type Result = MessageResult<Watermarks>;
+    fn handle(&mut self, _: Watermarks, _: &mut Context<Self>) -> Self::Result {
+        let layout = self.shared.layout();
+        let Some(c) = self.core.as_ref() else {
+            return MessageResult(BTreeMap::new());
+        };
+        MessageResult(
+            layout
+                .servers
+                .iter()
+                .filter_map(|s| c.hwm(s).map(|h| (s.to_string(), (h.invocation, h.usn))))
+                .collect(),
+        )
+    }
+}
