@@ -10,12 +10,14 @@ pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod scenario;
 pub mod shell;
 pub mod view;
 
 pub use cluster::{Cluster, LoadReport, LoadSpec};
 pub use config::*;
 pub use error::ClusterError;
+pub use scenario::{Scenario, ScenarioError};
 pub use shell::network::LinkFaults;
 pub use shell::observe::{Counters, Event};
 pub use shell::supervisor::Convergence;

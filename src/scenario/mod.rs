@@ -1,0 +1,326 @@
+//! Scenario files (docs/scenarios.md): parsed and fully validated before a run.
+//!
+//! ```
+//! use backsync::scenario::{Action, Scenario};
+//! let text = r#"
+//! name = "two servers"
+//! [[site]]
+//! name = "Redmond"
+//! servers = ["Server1", "Server2"]
+//! [[step]]
+//! do = "create"
+//! server = "Server1"
+//! dn = "cn=UserA"
+//! [[step]]
+//! do = "converge"
+//! within = "1h"
+//! "#;
+//! let s = Scenario::from_str(text, "two.toml").unwrap();
+//! assert_eq!(s.server_names(), ["Server1", "Server2"]);
+//! assert_eq!(s.steps[1].action.name(), "converge");
+//! assert_eq!(s.steps[1].line, 10);
+//!
+//! let err = Scenario::from_str("name = \"x\"\nsede = 1\n", "bad.toml").unwrap_err();
+//! assert!(err.to_string().starts_with("bad.toml:2:1: field `sede`: unknown field"));
+//! ```
+
+mod error;
+mod fields;
+mod parse;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use error::ScenarioError;
+
+use crate::config::{Profile, ReplicationConfig, RestoreStrategy, UnknownName};
+
+/// The dn prefix of `load` objects when a step gives none: `cn=obj1`, `cn=obj2`, ...
+pub const DEFAULT_LOAD_PREFIX: &str = "obj";
+
+/// A validated scenario: topology, settings and steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Free-text title (required, non-empty).
+    pub name: String,
+    /// Seed of every random choice in the run (default 0).
+    pub seed: u64,
+    /// Vendor profile the settings default from (default Exchange 5.5).
+    pub profile: Profile,
+    /// Sites in file order; every server is in exactly one.
+    pub sites: Vec<SiteSpec>,
+    /// Intersite connectors in file order, at most one per pair of sites.
+    pub connectors: Vec<ConnectorSpec>,
+    /// The profile's defaults with every `[replication]` override applied.
+    pub config: ReplicationConfig,
+    /// Network faults from `[network]`.
+    pub network: NetworkSpec,
+    /// Steps in run order.
+    pub steps: Vec<Step>,
+}
+
+/// One `[[site]]`: a name and its servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteSpec {
+    /// Site name, unique in the scenario.
+    pub name: String,
+    /// Server names (at least one), unique in the scenario.
+    pub servers: Vec<String>,
+}
+
+/// One `[[connector]]` joining two sites through one bridgehead on each side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectorSpec {
+    /// The two (distinct) sites.
+    pub between: [String; 2],
+    /// `bridgeheads[i]` is a server of site `between[i]`.
+    pub bridgeheads: [String; 2],
+    /// Pull period; `None`: `config.connector_schedule`.
+    pub schedule: Option<Duration>,
+    /// One-way latency; `None`: `config.connector_latency`.
+    pub latency: Option<Duration>,
+}
+
+/// `[network]`: faults applied to every message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NetworkSpec {
+    /// Probability (0 to 1) that a message is lost.
+    pub loss: f64,
+    /// Probability (0 to 1) that a message is delivered twice.
+    pub duplicate: f64,
+    /// Extra delay, uniform from zero to this, added to each message.
+    pub jitter: Duration,
+}
+
+/// One `[[step]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// 0-based position among the steps (`step[index]` in messages).
+    pub index: usize,
+    /// 1-based line of the step's `[[step]]` header.
+    pub line: usize,
+    /// What the step does.
+    pub action: Action,
+}
+
+/// What a step does: one variant per `do` value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Originating create on `server`.
+    Create {
+        /// Where the write originates.
+        server: String,
+        /// The new object's dn.
+        dn: String,
+        /// Its attributes.
+        attrs: BTreeMap<String, String>,
+        /// The step passes only if the server refuses the write.
+        expect_refused: bool,
+    },
+    /// Originating modify on `server`.
+    Modify {
+        /// Where the write originates.
+        server: String,
+        /// The object's dn.
+        dn: String,
+        /// Attributes to set.
+        attrs: BTreeMap<String, String>,
+        /// Attributes to remove.
+        remove: Vec<String>,
+        /// The step passes only if the server refuses the write.
+        expect_refused: bool,
+    },
+    /// Originating delete (tombstone) on `server`.
+    Delete {
+        /// Where the write originates.
+        server: String,
+        /// The object's dn.
+        dn: String,
+        /// The step passes only if the server refuses the write.
+        expect_refused: bool,
+    },
+    /// Bulk workload generated from the seed; dns `cn=<prefix><n>`.
+    Load {
+        /// Servers to spread it over; `None`: every running server.
+        servers: Option<Vec<String>>,
+        /// Objects to create.
+        creates: u64,
+        /// Modifies of existing objects.
+        modifies: u64,
+        /// Deletes of existing objects.
+        deletes: u64,
+        /// Dn prefix; `None`: [`DEFAULT_LOAD_PREFIX`].
+        prefix: Option<String>,
+    },
+    /// Snapshot of `server`, kept under `name`.
+    Backup {
+        /// The server backed up.
+        server: String,
+        /// Name later `restore` steps use.
+        name: String,
+    },
+    /// The server stops; its memory and messages to it are lost.
+    Crash {
+        /// The server that stops.
+        server: String,
+    },
+    /// The server starts again from a backup taken from it.
+    Restore {
+        /// The server restored.
+        server: String,
+        /// Name of a backup of this server taken by an earlier step.
+        backup: String,
+        /// `None`: `config.restore`.
+        strategy: Option<RestoreStrategy>,
+    },
+    /// Messages between different groups are dropped until `heal`.
+    Partition {
+        /// At least two disjoint, non-empty groups of server names.
+        groups: Vec<Vec<String>>,
+    },
+    /// Ends every partition.
+    Heal,
+    /// Deletes the connector between two sites.
+    DeleteConnector {
+        /// The connector's sites, in either order.
+        between: [String; 2],
+    },
+    /// Lets simulated time pass (`for` in the file).
+    Wait {
+        /// How long.
+        duration: Duration,
+    },
+    /// Runs until convergence, or `within` passes.
+    Converge {
+        /// The time limit.
+        within: Duration,
+        /// Whether convergence is expected within the limit.
+        expect: ConvergeExpect,
+    },
+    /// Checks one server's directory.
+    Expect {
+        /// The server checked.
+        server: String,
+        /// What is checked.
+        check: ExpectCheck,
+    },
+}
+
+impl Action {
+    /// The `do` string of this action.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Create { .. } => "create",
+            Action::Modify { .. } => "modify",
+            Action::Delete { .. } => "delete",
+            Action::Load { .. } => "load",
+            Action::Backup { .. } => "backup",
+            Action::Crash { .. } => "crash",
+            Action::Restore { .. } => "restore",
+            Action::Partition { .. } => "partition",
+            Action::Heal => "heal",
+            Action::DeleteConnector { .. } => "delete_connector",
+            Action::Wait { .. } => "wait",
+            Action::Converge { .. } => "converge",
+            Action::Expect { .. } => "expect",
+        }
+    }
+}
+
+/// The outcome a `converge` step expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvergeExpect {
+    /// Fails unless convergence happens within the limit (the default).
+    #[default]
+    Converged,
+    /// Fails if convergence happens within the limit.
+    Diverged,
+}
+
+impl FromStr for ConvergeExpect {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "converged" => Ok(ConvergeExpect::Converged),
+            "diverged" => Ok(ConvergeExpect::Diverged),
+            _ => Err(UnknownName {
+                what: "converge expectation",
+                got: s.to_string(),
+                expected: "converged, diverged",
+            }),
+        }
+    }
+}
+
+/// What an `expect` step checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpectCheck {
+    /// A live object with exactly this dn is (or is not) there.
+    Dn {
+        /// The dn.
+        dn: String,
+        /// Whether a live object with that dn must exist.
+        present: bool,
+        /// Attributes it must have with exactly these values (only when present).
+        attrs: BTreeMap<String, String>,
+    },
+    /// The number of live objects.
+    Objects(u64),
+}
+
+impl Scenario {
+    /// Parses and validates scenario text; `origin` (a path) names it in errors.
+    pub fn from_str(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
+        parse::parse(text, origin)
+    }
+
+    /// Parses and validates raw bytes; anything not UTF-8 is an error.
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Scenario, ScenarioError> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Scenario::from_str(text, origin),
+            Err(e) => {
+                // Position the first bad byte using the valid text before it.
+                let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
+                let (line, column) = error::line_col(valid, valid.len());
+                Err(ScenarioError {
+                    file: origin.to_string(),
+                    line: Some(line),
+                    column: Some(column),
+                    field: None,
+                    message: "not UTF-8 text (a binary file?)".to_string(),
+                })
+            }
+        }
+    }
+
+    /// Reads, parses and validates a scenario file.
+    pub fn from_path(path: &Path) -> Result<Scenario, ScenarioError> {
+        let origin = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| ScenarioError {
+            file: origin.clone(),
+            line: None,
+            column: None,
+            field: None,
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Scenario::from_bytes(&bytes, &origin)
+    }
+
+    /// Every server name, in site order.
+    pub fn server_names(&self) -> Vec<String> {
+        self.sites.iter().flat_map(|s| s.servers.clone()).collect()
+    }
+
+    /// The site a server is in.
+    pub fn site_of(&self, server: &str) -> Option<&str> {
+        self.sites
+            .iter()
+            .find(|s| s.servers.iter().any(|x| x == server))
+            .map(|s| s.name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests;
