@@ -122,6 +122,11 @@ impl Cluster {
             let sup = Supervisor::new(shared.clone(), servers.clone(), net.clone()).start();
             (shared, servers, sup, net)
         });
+        // Actors start asynchronously: one round trip each makes sure every
+        // server has started and published before the first step.
+        for s in &servers {
+            rt.block_on(s.send(Watermarks))?;
+        }
         Ok(Cluster {
             rt,
             shared,
@@ -237,6 +242,15 @@ impl Cluster {
     /// A bulk workload generated from the seed: creates spread round-robin
     /// over the servers, modifies and deletes of objects loaded earlier.
     pub fn load(&mut self, spec: &LoadSpec) -> Result<LoadReport, ClusterError> {
+        self.load_with_progress(spec, &mut |_, _| {})
+    }
+
+    /// [`Cluster::load`], calling `progress(done, total)` as writes apply.
+    pub fn load_with_progress(
+        &mut self,
+        spec: &LoadSpec,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<LoadReport, ClusterError> {
         let targets: Vec<usize> = if spec.servers.is_empty() {
             let obs = self.shared.obs.servers();
             (0..self.names.len()).filter(|&i| obs[i].running).collect()
@@ -287,15 +301,19 @@ impl Cluster {
             batches[s].push(WriteOp::Delete { dn });
         }
         let mut report = LoadReport::default();
+        let total: u64 = batches.iter().map(|b| b.len() as u64).sum();
         for (i, ops) in batches.into_iter().enumerate() {
-            if ops.is_empty() {
-                continue;
-            }
-            for r in self.ask(&self.servers[i], Writes(ops))? {
-                match r {
-                    Ok(_) => report.applied += 1,
-                    Err(_) => report.refused += 1,
+            // Chunks keep a progress bar moving; all take no simulated time.
+            let mut ops = ops.into_iter().peekable();
+            while ops.peek().is_some() {
+                let chunk: Vec<WriteOp> = ops.by_ref().take(10_000).collect();
+                for r in self.ask(&self.servers[i], Writes(chunk))? {
+                    match r {
+                        Ok(_) => report.applied += 1,
+                        Err(_) => report.refused += 1,
+                    }
                 }
+                progress(report.applied + report.refused, total);
             }
         }
         self.event(format!(
@@ -477,6 +495,16 @@ impl Cluster {
     /// A hash of every delivery, apply and write so far (determinism checks).
     pub fn trace_hash(&self) -> u64 {
         self.shared.obs.trace_hash()
+    }
+
+    /// Records every table change from now on, for [`Cluster::take_changes`].
+    pub fn record_changes(&mut self) {
+        self.shared.obs.set_recording(true);
+    }
+
+    /// The table changes recorded so far (empty unless recording).
+    pub fn take_changes(&self) -> Vec<crate::shell::observe::Change> {
+        self.shared.obs.take_changes()
     }
 
     /// Traffic counters since the start.

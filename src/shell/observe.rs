@@ -4,12 +4,12 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::core::{Digest, InvocationId};
+use crate::core::{Digest, Guid, InvocationId};
 
 /// One server as last published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,30 @@ pub struct Event {
     pub sim_ms: u64,
     /// What happened.
     pub text: String,
+}
+
+/// One change to one server's table, recorded for plots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// The object now has this content hash.
+    Put(Guid, u128),
+    /// The object is gone (garbage collection, purge).
+    Remove(Guid),
+    /// The server went down: it holds nothing until restored.
+    Down,
+    /// The table was replaced (restore); `Put`s of its content follow.
+    Reset,
+}
+
+/// A recorded change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Change {
+    /// Simulated ms.
+    pub sim_ms: u64,
+    /// Server index.
+    pub server: usize,
+    /// What changed.
+    pub kind: ChangeKind,
 }
 
 /// Traffic counters, read as differences around a step.
@@ -78,6 +102,8 @@ pub struct Observatory {
     /// Every delivery and apply, folded into one hash: the fine-grained log
     /// the determinism check compares without keeping it.
     trace_hash: AtomicU64,
+    recording: AtomicBool,
+    changes: Mutex<Vec<Change>>,
 }
 
 impl Observatory {
@@ -101,6 +127,8 @@ impl Observatory {
             notify: Notify::new(),
             events: Mutex::new(Vec::new()),
             trace_hash: AtomicU64::new(0xcbf2_9ce4_8422_2325),
+            recording: AtomicBool::new(false),
+            changes: Mutex::new(Vec::new()),
         }
     }
 
@@ -183,6 +211,26 @@ impl Observatory {
         self.trace_hash.load(Ordering::Relaxed).hash(&mut h);
         what.hash(&mut h);
         self.trace_hash.store(h.finish(), Ordering::Relaxed);
+    }
+
+    /// Starts or stops recording every table change (for plots; costs memory).
+    pub fn set_recording(&self, on: bool) {
+        self.recording.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether table changes are recorded.
+    pub fn recording(&self) -> bool {
+        self.recording.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn record(&self, sim_ms: u64, server: usize, kinds: impl IntoIterator<Item = ChangeKind>) {
+        let mut c = self.changes.lock().expect("observatory lock");
+        c.extend(kinds.into_iter().map(|kind| Change { sim_ms, server, kind }));
+    }
+
+    /// Takes the recorded changes.
+    pub fn take_changes(&self) -> Vec<Change> {
+        std::mem::take(&mut *self.changes.lock().expect("observatory lock"))
     }
 
     /// The event log so far.

@@ -19,7 +19,7 @@ use crate::core::{
 };
 use crate::shell::Shared;
 use crate::shell::network::{Envelope, Network, Payload};
-use crate::shell::observe::ServerObs;
+use crate::shell::observe::{ChangeKind, ServerObs};
 use crate::view::ObjectView;
 
 /// One directory server.
@@ -130,6 +130,30 @@ impl DirectoryServer {
         });
     }
 
+    /// Records the current content of these objects (plots only).
+    fn record(&self, guids: &[Guid]) {
+        if !self.shared.obs.recording() {
+            return;
+        }
+        let Some(c) = self.core.as_ref() else { return };
+        let kinds = guids.iter().map(|g| match c.table().get(*g) {
+            Some(r) => ChangeKind::Put(*g, r.state.hash),
+            None => ChangeKind::Remove(*g),
+        });
+        self.shared.obs.record(self.now(), self.idx, kinds);
+    }
+
+    /// Records the whole table anew (after a restore or a purge).
+    fn record_all(&self) {
+        if !self.shared.obs.recording() {
+            return;
+        }
+        let Some(c) = self.core.as_ref() else { return };
+        let guids: Vec<Guid> = c.table().scan().map(|(_, g)| g).collect();
+        self.shared.obs.record(self.now(), self.idx, [ChangeKind::Reset]);
+        self.record(&guids);
+    }
+
     fn publish(&self) {
         let obs = match &self.core {
             None => ServerObs {
@@ -193,7 +217,14 @@ impl DirectoryServer {
         ctx.run_interval(cfg.gc_interval, |act, _| {
             let now = act.now();
             if let Some(c) = act.core.as_mut() {
+                let doomed = if act.shared.obs.recording() {
+                    let cutoff = now.saturating_sub(act.shared.cfg.tombstone_lifetime.as_millis() as u64);
+                    c.table().tombstones_before(cutoff)
+                } else {
+                    Vec::new()
+                };
                 let n = c.gc(now);
+                act.record(&doomed);
                 if n > 0 {
                     tracing::debug!(server = %act.name, removed = n, "tombstone gc");
                     act.shared.obs.trace(&(now, act.idx, "gc", n));
@@ -257,6 +288,7 @@ impl Actor for DirectoryServer {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.start_schedules(ctx);
         self.start_up(ctx);
+        self.record_all();
         self.publish();
     }
 }
@@ -317,6 +349,7 @@ impl DirectoryServer {
             return;
         }
         if applied.changed > 0 {
+            self.record(&applied.changed_guids);
             self.shared.obs.repaired(applied.changed);
             self.changed(ctx);
         }
@@ -398,6 +431,9 @@ impl Handler<Writes> for DirectoryServer {
                     }
                 }
             };
+            if let Ok(g) = &r {
+                self.record(&[*g]);
+            }
             any |= r.is_ok();
             self.shared.obs.trace(&(now, self.idx, "write", r.is_ok()));
             out.push(r);
@@ -445,6 +481,9 @@ impl Handler<CrashServer> for DirectoryServer {
         self.notify_pending = false;
         self.repull.clear();
         self.publish();
+        if self.shared.obs.recording() {
+            self.shared.obs.record(self.now(), self.idx, [ChangeKind::Down]);
+        }
         MessageResult(core.own_writes_after(after))
     }
 }
@@ -521,6 +560,7 @@ impl Handler<RestoreServer> for DirectoryServer {
             _ => {}
         }
         self.start_up(ctx);
+        self.record_all();
         self.publish();
     }
 }
@@ -543,6 +583,9 @@ impl Handler<Purge> for DirectoryServer {
             c.forget_source(s);
         }
         let n = c.purge_created_by(&m.forget);
+        if n > 0 {
+            self.record_all();
+        }
         self.publish();
         n
     }

@@ -1,0 +1,387 @@
+//! Runs a [`Scenario`] on a [`Cluster`] and collects what happened.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cluster::{Cluster, LoadSpec};
+use crate::config::RestoreStrategy;
+use crate::core::WriteError;
+use crate::error::ClusterError;
+use crate::scenario::{Action, ConvergeExpect, ExpectCheck, Scenario};
+use crate::shell::network::LinkFaults;
+use crate::shell::observe::{Change, Event};
+use crate::shell::topology::{Connector, Site, Topology};
+use crate::view::ServerStatus;
+
+/// How to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides the file's seed.
+    pub seed: Option<u64>,
+    /// Switches every `restore` step to this strategy (`compare`).
+    pub strategy: Option<RestoreStrategy>,
+    /// Called with (done, total) while a `load` step applies.
+    pub progress: Option<fn(u64, u64)>,
+    /// Record every table change (for `--svg`).
+    pub record: bool,
+}
+
+/// One step's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepReport {
+    /// 0-based step index.
+    pub index: usize,
+    /// The action.
+    #[serde(rename = "do")]
+    pub action: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// Simulated ms when it ended.
+    pub sim_ms: u64,
+    /// What happened.
+    pub detail: String,
+    /// Line of its `[[step]]` in the file.
+    pub line: usize,
+}
+
+/// One `converge` step's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConvergenceReport {
+    /// The step index.
+    pub step: usize,
+    /// Whether it converged within the bound.
+    pub converged: bool,
+    /// What the step expected.
+    pub expected: &'static str,
+    /// Simulated ms from the start of the step to convergence (or the bound).
+    pub sim_ms: u64,
+    /// Wall ms of the same.
+    pub wall_ms: f64,
+    /// Replication messages meanwhile.
+    pub messages: u64,
+    /// Objects carried in replies meanwhile.
+    pub objects_sent: u64,
+    /// Objects changed on some server meanwhile.
+    pub objects_repaired: u64,
+}
+
+/// Everything a run produced: what `--json` writes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// The seed used.
+    pub seed: u64,
+    /// The profile.
+    pub profile: String,
+    /// The strategy forced on every restore, if any.
+    pub strategy: Option<RestoreStrategy>,
+    /// Whether every step passed.
+    pub passed: bool,
+    /// Per step.
+    pub steps: Vec<StepReport>,
+    /// Per `converge` step.
+    pub convergence: Vec<ConvergenceReport>,
+    /// Final state of each server.
+    pub servers: Vec<ServerStatus>,
+    /// Writes lost by nature.
+    pub lost_unreplicated: u64,
+    /// Local writes refused (busy, quarantined, down).
+    pub refused_writes: u64,
+    /// Failed steps, one line each.
+    pub failures: Vec<String>,
+    /// The event log.
+    pub events: Vec<Event>,
+    /// Simulated ms at the end.
+    pub sim_ms: u64,
+    /// Server names, by index.
+    #[serde(skip)]
+    pub names: Vec<String>,
+    /// Recorded table changes (with `RunOptions::record`).
+    #[serde(skip)]
+    pub changes: Vec<Change>,
+}
+
+/// The topology a scenario describes.
+pub fn topology(s: &Scenario) -> Topology {
+    Topology {
+        sites: s
+            .sites
+            .iter()
+            .map(|x| Site {
+                name: x.name.clone(),
+                servers: x.servers.clone(),
+            })
+            .collect(),
+        connectors: s
+            .connectors
+            .iter()
+            .map(|c| Connector {
+                between: c.between.clone(),
+                bridgeheads: c.bridgeheads.clone(),
+                schedule: c.schedule,
+                latency: c.latency,
+            })
+            .collect(),
+    }
+}
+
+fn refused(e: &ClusterError) -> bool {
+    matches!(
+        e,
+        ClusterError::Write(WriteError::Busy(_) | WriteError::Quarantined(_) | WriteError::Down(_))
+    )
+}
+
+/// Runs a validated scenario to the end; every failure is collected, none stops it.
+pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunReport, ClusterError> {
+    let seed = opts.seed.unwrap_or(s.seed);
+    let faults = LinkFaults {
+        loss: s.network.loss,
+        duplicate: s.network.duplicate,
+        jitter: s.network.jitter,
+    };
+    let mut c = Cluster::with_faults(&topology(s), s.config.clone(), seed, faults)?;
+    if opts.record {
+        c.record_changes();
+    }
+    let mut steps = Vec::new();
+    let mut convergence = Vec::new();
+    let mut failures = Vec::new();
+    for step in &s.steps {
+        let (ok, detail) = match run_step(&mut c, &step.action, opts, step.index, &mut convergence)
+        {
+            Ok(r) => r,
+            Err(e) => (false, e.to_string()),
+        };
+        if !ok {
+            failures.push(format!(
+                "step {} (`{}`, line {}): {detail}",
+                step.index,
+                step.action.name(),
+                step.line
+            ));
+        }
+        steps.push(StepReport {
+            index: step.index,
+            action: step.action.name().to_string(),
+            ok,
+            sim_ms: c.now().as_millis() as u64,
+            detail,
+            line: step.line,
+        });
+    }
+    Ok(RunReport {
+        scenario: s.name.clone(),
+        seed,
+        profile: s.profile.to_string(),
+        strategy: opts.strategy,
+        passed: failures.is_empty(),
+        steps,
+        convergence,
+        servers: c.status(),
+        lost_unreplicated: c.lost_unreplicated(),
+        refused_writes: c.refused_writes(),
+        failures,
+        events: c.events(),
+        sim_ms: c.now().as_millis() as u64,
+        names: c.servers().to_vec(),
+        changes: c.take_changes(),
+    })
+}
+
+fn write_outcome(
+    r: Result<crate::core::Guid, ClusterError>,
+    expect_refused: bool,
+    what: &str,
+) -> (bool, String) {
+    match (r, expect_refused) {
+        (Ok(g), false) => (true, format!("{what} ({g})")),
+        (Ok(_), true) => (false, format!("{what} was accepted, but a refusal was expected")),
+        (Err(e), true) if refused(&e) => (true, format!("refused as expected: {e}")),
+        (Err(e), _) => (false, e.to_string()),
+    }
+}
+
+fn run_step(
+    c: &mut Cluster,
+    a: &Action,
+    opts: &RunOptions,
+    index: usize,
+    convergence: &mut Vec<ConvergenceReport>,
+) -> Result<(bool, String), ClusterError> {
+    let pairs = |m: &std::collections::BTreeMap<String, String>| -> Vec<(String, String)> {
+        m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    Ok(match a {
+        Action::Create {
+            server,
+            dn,
+            attrs,
+            expect_refused,
+        } => {
+            let p = pairs(attrs);
+            let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            write_outcome(
+                c.create(server, dn, &p),
+                *expect_refused,
+                &format!("created {dn} on {server}"),
+            )
+        }
+        Action::Modify {
+            server,
+            dn,
+            attrs,
+            remove,
+            expect_refused,
+        } => {
+            let p = pairs(attrs);
+            let p: Vec<(&str, &str)> = p.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let r: Vec<&str> = remove.iter().map(String::as_str).collect();
+            write_outcome(
+                c.modify(server, dn, &p, &r),
+                *expect_refused,
+                &format!("modified {dn} on {server}"),
+            )
+        }
+        Action::Delete {
+            server,
+            dn,
+            expect_refused,
+        } => write_outcome(
+            c.delete(server, dn),
+            *expect_refused,
+            &format!("deleted {dn} on {server}"),
+        ),
+        Action::Load {
+            servers,
+            creates,
+            modifies,
+            deletes,
+            prefix,
+        } => {
+            let spec = LoadSpec {
+                servers: servers.clone().unwrap_or_default(),
+                creates: *creates,
+                modifies: *modifies,
+                deletes: *deletes,
+                prefix: prefix.clone(),
+            };
+            let r = match opts.progress {
+                Some(p) => c.load_with_progress(&spec, &mut |d, t| p(d, t))?,
+                None => c.load(&spec)?,
+            };
+            (
+                true,
+                format!("{} writes applied, {} refused", r.applied, r.refused),
+            )
+        }
+        Action::Backup { server, name } => {
+            c.backup(server, name)?;
+            (true, format!("backup `{name}` of {server}"))
+        }
+        Action::Crash { server } => {
+            let lost = c.crash(server)?;
+            (true, format!("{server} crashed; {lost} unreplicated writes lost"))
+        }
+        Action::Restore {
+            server,
+            backup,
+            strategy,
+        } => {
+            let st = opts.strategy.or(*strategy).unwrap_or(c.config().restore);
+            c.restore(server, backup, Some(st))?;
+            (true, format!("{server} restored from `{backup}` with {st}"))
+        }
+        Action::Partition { groups } => {
+            c.partition(groups)?;
+            let g: Vec<String> = groups.iter().map(|g| format!("[{}]", g.join(", "))).collect();
+            (true, format!("partitioned {}", g.join(" | ")))
+        }
+        Action::Heal => {
+            c.heal()?;
+            (true, "healed".into())
+        }
+        Action::DeleteConnector { between } => {
+            let n = c.delete_connector(&between[0], &between[1])?;
+            (
+                true,
+                format!(
+                    "connector {} - {} deleted; {n} object replicas purged",
+                    between[0], between[1]
+                ),
+            )
+        }
+        Action::Wait { duration } => {
+            c.wait(*duration);
+            (true, format!("waited {}", crate::config::fmt_duration(*duration)))
+        }
+        Action::Converge { within, expect } => {
+            let r = c.converge(*within);
+            let want = *expect == ConvergeExpect::Converged;
+            convergence.push(ConvergenceReport {
+                step: index,
+                converged: r.converged,
+                expected: if want { "converged" } else { "diverged" },
+                sim_ms: r.sim_ms,
+                wall_ms: r.wall_ms,
+                messages: r.messages,
+                objects_sent: r.objects_sent,
+                objects_repaired: r.objects_repaired,
+            });
+            let t = crate::config::fmt_duration(Duration::from_millis(r.sim_ms));
+            let detail = match (r.converged, want) {
+                (true, true) => format!(
+                    "converged after {t}: {} messages, {} objects sent, {} repaired",
+                    r.messages, r.objects_sent, r.objects_repaired
+                ),
+                (false, false) => format!("diverged as expected: not converged within {t}"),
+                (true, false) => format!("converged after {t}, but divergence was expected"),
+                (false, true) => format!(
+                    "not converged within {}",
+                    crate::config::fmt_duration(*within)
+                ),
+            };
+            (r.converged == want, detail)
+        }
+        Action::Expect { server, check } => expect(c, server, check)?,
+    })
+}
+
+fn expect(c: &Cluster, server: &str, check: &ExpectCheck) -> Result<(bool, String), ClusterError> {
+    Ok(match check {
+        ExpectCheck::Objects(n) => {
+            let live = c.live_objects(server)? as u64;
+            (
+                live == *n,
+                format!("{server} holds {live} live objects (expected {n})"),
+            )
+        }
+        ExpectCheck::Dn { dn, present, attrs } => match (c.lookup(server, dn)?, present) {
+            (None, false) => (true, format!("{dn} is absent from {server}, as expected")),
+            (None, true) => (false, format!("{dn} is missing from {server}")),
+            (Some(o), false) => (
+                false,
+                format!("{dn} is present on {server} ({}), but was expected absent", o.guid),
+            ),
+            (Some(o), true) => {
+                let wrong: Vec<String> = attrs
+                    .iter()
+                    .filter(|(k, v)| o.attrs.get(*k) != Some(*v))
+                    .map(|(k, v)| {
+                        format!(
+                            "{k} = {:?} (expected {v:?})",
+                            o.attrs.get(k).map(String::as_str).unwrap_or("<absent>")
+                        )
+                    })
+                    .collect();
+                if wrong.is_empty() {
+                    (true, format!("{dn} is present on {server}"))
+                } else {
+                    (false, format!("{dn} on {server}: {}", wrong.join(", ")))
+                }
+            }
+        },
+    })
+}
