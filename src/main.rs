@@ -34,7 +34,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario file and print its report (exit 0 passed, 1 a step failed, 2 invalid).
-    #[command(after_help = "Example:\n  backsync run scenarios/kb_q190703.toml --json out.json --report out.md --svg out.svg")]
+    #[command(
+        after_help = "Example:\n  backsync run scenarios/kb_q190703.toml --json out.json --report out.md --svg out.svg"
+    )]
     Run {
         /// The scenario file (TOML; see docs/scenarios.md).
         file: PathBuf,
@@ -51,7 +53,9 @@ enum Command {
         file: PathBuf,
     },
     /// Run a scenario once per restore strategy and print them side by side.
-    #[command(after_help = "Example:\n  backsync compare scenarios/strategies.toml --json compare.json")]
+    #[command(
+        after_help = "Example:\n  backsync compare scenarios/strategies.toml --json compare.json"
+    )]
     Compare {
         /// The scenario file.
         file: PathBuf,
@@ -103,7 +107,9 @@ fn options(seed: Option<u64>, strategy: Option<RestoreStrategy>) -> RunOptions {
     RunOptions {
         seed,
         strategy,
-        progress: std::io::stderr().is_terminal().then_some(progress as fn(u64, u64)),
+        progress: std::io::stderr()
+            .is_terminal()
+            .then_some(progress as fn(u64, u64)),
         ..RunOptions::default()
     }
 }
@@ -136,7 +142,11 @@ fn run_scenario(s: &Scenario, out: &Outputs, seed: Option<u64>) -> anyhow::Resul
     let r = run::run(s, &options(seed, None))?;
     print!("{}", report::text(&r));
     outputs(&r, out)?;
-    Ok(if r.passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if r.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn main() -> ExitCode {
@@ -216,7 +226,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             print!("{}", report::compare_table(&s.name, &rows));
             if let Some(p) = json {
                 let v = serde_json::json!({ "scenario": s.name, "rows": rows });
-                write(&p, &serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?)?;
+                write(
+                    &p,
+                    &serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?,
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }

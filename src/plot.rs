@@ -29,7 +29,12 @@ enum Ev<'a> {
     /// Before the changes at this time (and once at the end, `u64::MAX`).
     At(u64, &'a [Option<Table>]),
     /// One server's table changed: (guid, old hash, new hash) when one object did.
-    Changed(u64, usize, &'a Option<Table>, Option<(Guid, Option<u128>, Option<u128>)>),
+    Changed(
+        u64,
+        usize,
+        &'a Option<Table>,
+        Option<(Guid, Option<u128>, Option<u128>)>,
+    ),
 }
 
 fn replay(r: &RunReport, mut f: impl FnMut(Ev<'_>)) {
@@ -38,7 +43,9 @@ fn replay(r: &RunReport, mut f: impl FnMut(Ev<'_>)) {
         f(Ev::At(c.sim_ms, &tables));
         let t = &mut tables[c.server];
         let delta = match c.kind {
-            ChangeKind::Put(g, h) => Some((g, t.get_or_insert_with(Table::new).insert(g, h), Some(h))),
+            ChangeKind::Put(g, h) => {
+                Some((g, t.get_or_insert_with(Table::new).insert(g, h), Some(h)))
+            }
             ChangeKind::Remove(g) => Some((g, t.get_or_insert_with(Table::new).remove(&g), None)),
             ChangeKind::Down => {
                 *t = None;
@@ -165,9 +172,16 @@ pub fn svg(r: &RunReport) -> Result<String, PlotError> {
             };
             let x = s.sim_ms as f64 / div;
             chart
-                .draw_series(LineSeries::new([(x, 1.0), (x, (ymax + 1.0) * 2.0)], color.stroke_width(1)))
+                .draw_series(LineSeries::new(
+                    [(x, 1.0), (x, (ymax + 1.0) * 2.0)],
+                    color.stroke_width(1),
+                ))
                 .map_err(|x| e(&x))?;
-            let label = if s.action == "converge" { "converge".to_string() } else { s.action.clone() };
+            let label = if s.action == "converge" {
+                "converge".to_string()
+            } else {
+                s.action.clone()
+            };
             chart
                 .draw_series(std::iter::once(Text::new(
                     label,
@@ -188,7 +202,9 @@ pub fn svg(r: &RunReport) -> Result<String, PlotError> {
                         if let Some(prev) = last {
                             segs.last_mut().expect("a segment").push((x, prev));
                         }
-                        segs.last_mut().expect("a segment").push((x, *d as f64 + 1.0));
+                        segs.last_mut()
+                            .expect("a segment")
+                            .push((x, *d as f64 + 1.0));
                         last = Some(*d as f64 + 1.0);
                     }
                     None => {

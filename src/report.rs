@@ -27,7 +27,9 @@ pub fn text(r: &RunReport) -> String {
         r.profile,
         r.seed,
         r.servers.len(),
-        r.strategy.map(|s| format!(", every restore with {s}")).unwrap_or_default()
+        r.strategy
+            .map(|s| format!(", every restore with {s}"))
+            .unwrap_or_default()
     );
     let _ = writeln!(o, "\nsteps");
     for s in &r.steps {
@@ -105,9 +107,16 @@ pub fn markdown(r: &RunReport) -> String {
         r.profile,
         r.seed,
         r.servers.len(),
-        if r.passed { "Passed".to_string() } else { format!("Failed: {} steps", r.failures.len()) }
+        if r.passed {
+            "Passed".to_string()
+        } else {
+            format!("Failed: {} steps", r.failures.len())
+        }
     );
-    let _ = writeln!(o, "## Steps\n\n| # | do | ok | at | detail |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "## Steps\n\n| # | do | ok | at | detail |\n|---|---|---|---|---|"
+    );
     for s in &r.steps {
         let _ = writeln!(
             o,
@@ -197,7 +206,11 @@ pub struct CompareRow {
 impl CompareRow {
     /// Sums the convergence after the first restore step of a run.
     pub fn from_run(strategy: RestoreStrategy, r: &RunReport) -> Self {
-        let first_restore = r.steps.iter().find(|s| s.action == "restore").map(|s| s.index);
+        let first_restore = r
+            .steps
+            .iter()
+            .find(|s| s.action == "restore")
+            .map(|s| s.index);
         let after: Vec<_> = r
             .convergence
             .iter()
@@ -223,11 +236,22 @@ impl CompareRow {
 pub fn compare_table(scenario: &str, rows: &[CompareRow]) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "scenario: {scenario}");
-    let _ = writeln!(o, "every restore step switched to each strategy; figures are the converge steps after the first restore\n");
+    let _ = writeln!(
+        o,
+        "every restore step switched to each strategy; figures are the converge steps after the first restore\n"
+    );
     let _ = writeln!(
         o,
         "{:<15} {:<10} {:>14} {:>9} {:>9} {:>13} {:>9} {:>6} {:>8}  steps",
-        "strategy", "result", "simulated", "wall ms", "messages", "objects sent", "repaired", "lost", "refused"
+        "strategy",
+        "result",
+        "simulated",
+        "wall ms",
+        "messages",
+        "objects sent",
+        "repaired",
+        "lost",
+        "refused"
     );
     for r in rows {
         let _ = writeln!(
@@ -242,7 +266,11 @@ pub fn compare_table(scenario: &str, rows: &[CompareRow]) -> String {
             r.objects_repaired,
             r.lost_unreplicated,
             r.refused_writes,
-            if r.passed { "all passed".to_string() } else { format!("{} failed", r.failures.len()) }
+            if r.passed {
+                "all passed".to_string()
+            } else {
+                format!("{} failed", r.failures.len())
+            }
         );
     }
     o

@@ -198,7 +198,10 @@ fn write_outcome(
 ) -> (bool, String) {
     match (r, expect_refused) {
         (Ok(g), false) => (true, format!("{what} ({g})")),
-        (Ok(_), true) => (false, format!("{what} was accepted, but a refusal was expected")),
+        (Ok(_), true) => (
+            false,
+            format!("{what} was accepted, but a refusal was expected"),
+        ),
         (Err(e), true) if refused(&e) => (true, format!("refused as expected: {e}")),
         (Err(e), _) => (false, e.to_string()),
     }
@@ -283,7 +286,10 @@ fn run_step(
         }
         Action::Crash { server } => {
             let lost = c.crash(server)?;
-            (true, format!("{server} crashed; {lost} unreplicated writes lost"))
+            (
+                true,
+                format!("{server} crashed; {lost} unreplicated writes lost"),
+            )
         }
         Action::Restore {
             server,
@@ -296,7 +302,10 @@ fn run_step(
         }
         Action::Partition { groups } => {
             c.partition(groups)?;
-            let g: Vec<String> = groups.iter().map(|g| format!("[{}]", g.join(", "))).collect();
+            let g: Vec<String> = groups
+                .iter()
+                .map(|g| format!("[{}]", g.join(", ")))
+                .collect();
             (true, format!("partitioned {}", g.join(" | ")))
         }
         Action::Heal => {
@@ -315,7 +324,10 @@ fn run_step(
         }
         Action::Wait { duration } => {
             c.wait(*duration);
-            (true, format!("waited {}", crate::config::fmt_duration(*duration)))
+            (
+                true,
+                format!("waited {}", crate::config::fmt_duration(*duration)),
+            )
         }
         Action::Converge { within, expect } => {
             let r = c.converge(*within);
@@ -363,7 +375,10 @@ fn expect(c: &Cluster, server: &str, check: &ExpectCheck) -> Result<(bool, Strin
             (None, true) => (false, format!("{dn} is missing from {server}")),
             (Some(o), false) => (
                 false,
-                format!("{dn} is present on {server} ({}), but was expected absent", o.guid),
+                format!(
+                    "{dn} is present on {server} ({}), but was expected absent",
+                    o.guid
+                ),
             ),
             (Some(o), true) => {
                 let wrong: Vec<String> = attrs

@@ -138,6 +138,8 @@ pub enum CoreEvent {
 pub struct Applied {
     /// The reply answered no outstanding request (stale or duplicated): ignored.
     pub ignored: bool,
+    /// Objects the reply carried.
+    pub sent: usize,
     /// Objects that changed here.
     pub changed: usize,
     /// Guids of the objects that changed, in apply order.
@@ -607,6 +609,7 @@ impl Dsa {
                 return out;
             }
         }
+        out.sent = reply.changes.len();
         for s in &reply.changes {
             if self.apply_state(s) {
                 out.changed += 1;

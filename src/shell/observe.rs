@@ -223,9 +223,18 @@ impl Observatory {
         self.recording.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn record(&self, sim_ms: u64, server: usize, kinds: impl IntoIterator<Item = ChangeKind>) {
+    pub(crate) fn record(
+        &self,
+        sim_ms: u64,
+        server: usize,
+        kinds: impl IntoIterator<Item = ChangeKind>,
+    ) {
         let mut c = self.changes.lock().expect("observatory lock");
-        c.extend(kinds.into_iter().map(|kind| Change { sim_ms, server, kind }));
+        c.extend(kinds.into_iter().map(|kind| Change {
+            sim_ms,
+            server,
+            kind,
+        }));
     }
 
     /// Takes the recorded changes.

@@ -150,7 +150,9 @@ impl DirectoryServer {
         }
         let Some(c) = self.core.as_ref() else { return };
         let guids: Vec<Guid> = c.table().scan().map(|(_, g)| g).collect();
-        self.shared.obs.record(self.now(), self.idx, [ChangeKind::Reset]);
+        self.shared
+            .obs
+            .record(self.now(), self.idx, [ChangeKind::Reset]);
         self.record(&guids);
     }
 
@@ -218,7 +220,8 @@ impl DirectoryServer {
             let now = act.now();
             if let Some(c) = act.core.as_mut() {
                 let doomed = if act.shared.obs.recording() {
-                    let cutoff = now.saturating_sub(act.shared.cfg.tombstone_lifetime.as_millis() as u64);
+                    let cutoff =
+                        now.saturating_sub(act.shared.cfg.tombstone_lifetime.as_millis() as u64);
                     c.table().tombstones_before(cutoff)
                 } else {
                     Vec::new()
@@ -347,6 +350,16 @@ impl DirectoryServer {
         ));
         if applied.ignored {
             return;
+        }
+        if kind == PullKind::Backsync {
+            let text = format!(
+                "{}: backsync answer from {}: {} objects sent, {} restored",
+                self.name,
+                self.shared.layout().servers[from],
+                applied.sent,
+                applied.changed
+            );
+            self.shared.obs.event(now, text);
         }
         if applied.changed > 0 {
             self.record(&applied.changed_guids);
@@ -482,7 +495,9 @@ impl Handler<CrashServer> for DirectoryServer {
         self.repull.clear();
         self.publish();
         if self.shared.obs.recording() {
-            self.shared.obs.record(self.now(), self.idx, [ChangeKind::Down]);
+            self.shared
+                .obs
+                .record(self.now(), self.idx, [ChangeKind::Down]);
         }
         MessageResult(core.own_writes_after(after))
     }

@@ -1,0 +1,392 @@
+//! The command line, run as a user would: every scenario in `scenarios/`,
+//! the invalid corpus, outputs, exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn backsync(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_backsync"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn scenario(name: &str) -> String {
+    root().join("scenarios").join(name).display().to_string()
+}
+
+/// Every shipped scenario, its exit code and lines its report must show.
+const SHIPPED: &[(&str, i32, &[&str])] = &[
+    (
+        "kb_q190703.toml",
+        0,
+        &[
+            "backsync answer from Server2",
+            "backsync complete, 3 partners answered",
+            "cn=UserA,ou=Users is present on Server1",
+            "PASSED: all 9 steps",
+        ],
+    ),
+    (
+        "remote_site.toml",
+        0,
+        &[
+            "backsync answer from Server3",
+            "refused as expected",
+            "backsync timed out, 2 answered, 1 never did",
+            "PASSED",
+        ],
+    ),
+    (
+        "deleted_connector.toml",
+        0,
+        &[
+            "connector Redmond - Dublin deleted",
+            "cn=UserB,ou=Users is absent from Server1",
+            "PASSED",
+        ],
+    ),
+    (
+        "naive_rollback.toml",
+        0,
+        &["diverged as expected", "PASSED"],
+    ),
+    ("strategies.toml", 0, &["PASSED: all 11 steps"]),
+    (
+        "lingering_object.toml",
+        0,
+        &[
+            "diverged as expected",
+            "cn=Doomed is present on Server3",
+            "PASSED",
+        ],
+    ),
+    (
+        "load_100k.toml",
+        0,
+        &[
+            "100000 writes applied",
+            "Server1 holds 101000 live objects",
+            "PASSED",
+        ],
+    ),
+    (
+        "name_conflict.toml",
+        0,
+        &["cn=Printer is present on Server1", "PASSED"],
+    ),
+    (
+        "quarantine.toml",
+        0,
+        &[
+            "USN rollback detected",
+            "quarantined",
+            "refused as expected",
+            "PASSED",
+        ],
+    ),
+];
+
+#[test]
+fn every_shipped_scenario_runs_with_its_exit_code_and_key_lines() {
+    let listed: Vec<&str> = SHIPPED.iter().map(|s| s.0).collect();
+    for entry in std::fs::read_dir(root().join("scenarios")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(
+            listed.contains(&name.as_str()),
+            "{name} is not covered by this test"
+        );
+    }
+    for (name, code, lines) in SHIPPED {
+        let o = backsync(&["run", &scenario(name)]);
+        let out = stdout(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(*code),
+            "{name}:\n{out}\n{}",
+            stderr(&o)
+        );
+        for l in *lines {
+            assert!(out.contains(l), "{name}: report lacks `{l}`:\n{out}");
+        }
+    }
+}
+
+#[test]
+fn no_arguments_runs_the_built_in_kb_scenario() {
+    let o = backsync(&[]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(out.contains("KB Q190703"), "{out}");
+    assert!(out.contains("PASSED"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(root().join("scenarios/kb_q190703.toml")).unwrap(),
+        include_str!("../scenarios/kb_q190703.toml"),
+    );
+}
+
+#[test]
+fn every_invalid_file_exits_2_naming_problem_and_place() {
+    let dir = root().join("tests/invalid_scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let o = backsync(&["run", path.to_str().unwrap()]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{}: {err}", path.display());
+        assert!(!err.contains("panicked"), "{}: {err}", path.display());
+        assert!(o.stdout.is_empty(), "{}: no run may start", path.display());
+        assert!(
+            err.contains(path.file_name().unwrap().to_str().unwrap()),
+            "{err}"
+        );
+        if let Some(want) = text.lines().find_map(|l| l.strip_prefix("# expect: ")) {
+            assert!(
+                err.contains(want.trim()),
+                "{}: `{want}` not in {err}",
+                path.display()
+            );
+        }
+        let c = backsync(&["check", path.to_str().unwrap()]);
+        assert_eq!(c.status.code(), Some(2));
+        n += 1;
+    }
+    assert!(n >= 15, "the corpus has {n} files");
+}
+
+#[test]
+fn a_missing_file_exits_2_naming_the_path() {
+    let o = backsync(&["run", "no/such/scenario.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no/such/scenario.toml"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bad_command_lines_exit_2() {
+    assert_eq!(backsync(&["run"]).status.code(), Some(2));
+    assert_eq!(backsync(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(
+        backsync(&["run", &scenario("kb_q190703.toml"), "--seed", "x"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn help_explains_every_command_with_an_example() {
+    for cmd in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check", "--help"],
+        &["compare", "--help"],
+    ] {
+        let o = backsync(cmd);
+        assert_eq!(o.status.code(), Some(0));
+        assert!(stdout(&o).contains("Example"), "{cmd:?}: {}", stdout(&o));
+    }
+}
+
+#[test]
+fn check_validates_without_running() {
+    let o = backsync(&["check", &scenario("kb_q190703.toml")]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("valid"));
+}
+
+fn strip_wall(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.remove("wall_ms");
+            m.values_mut().for_each(strip_wall);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_wall),
+        _ => {}
+    }
+}
+
+#[test]
+fn same_file_and_seed_give_the_same_json_apart_from_wall_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, seed: &str| {
+        let p = dir.path().join(name);
+        let o = backsync(&[
+            "run",
+            &scenario("strategies.toml"),
+            "--seed",
+            seed,
+            "--json",
+            p.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0));
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+        strip_wall(&mut v);
+        v
+    };
+    let a = run("a.json", "11");
+    assert_eq!(a, run("b.json", "11"));
+    assert_ne!(a, run("c.json", "12"), "the seed drives the load");
+    for field in [
+        "scenario",
+        "seed",
+        "passed",
+        "steps",
+        "convergence",
+        "servers",
+        "lost_unreplicated",
+    ] {
+        assert!(a.get(field).is_some(), "json lacks {field}");
+    }
+    let c = &a["convergence"][0];
+    for field in [
+        "step",
+        "converged",
+        "sim_ms",
+        "messages",
+        "objects_sent",
+        "objects_repaired",
+    ] {
+        assert!(c.get(field).is_some(), "convergence lacks {field}");
+    }
+    assert_eq!(a["steps"][0]["do"], "load");
+}
+
+#[test]
+fn failing_steps_exit_1_run_to_the_end_and_are_all_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("failing.toml");
+    std::fs::write(
+        &p,
+        r#"name = "two failures"
+[[site]]
+name = "A"
+servers = ["S1", "S2"]
+[[step]]
+do = "create"
+server = "S1"
+dn = "cn=x"
+[[step]]
+do = "expect"
+server = "S2"
+dn = "cn=x"
+present = true
+[[step]]
+do = "converge"
+within = "1s"
+[[step]]
+do = "converge"
+within = "1h"
+[[step]]
+do = "expect"
+server = "S2"
+objects = 5
+"#,
+    )
+    .unwrap();
+    let o = backsync(&["run", p.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("FAILED: 3 of 5 steps"), "{out}");
+    assert!(out.contains("cn=x is missing from S2"), "{out}");
+    assert!(out.contains("not converged within 1s"), "{out}");
+    assert!(
+        out.contains("S2 holds 1 live objects (expected 5)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn report_and_svg_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let md = dir.path().join("r.md");
+    let svg = dir.path().join("r.svg");
+    let o = backsync(&[
+        "run",
+        &scenario("kb_q190703.toml"),
+        "--report",
+        md.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let md = std::fs::read_to_string(md).unwrap();
+    assert!(md.starts_with("# KB Q190703"), "{md}");
+    assert!(md.contains("| step | result |"));
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("Server1") && svg.contains("restore"));
+}
+
+#[test]
+fn compare_shows_the_four_strategies_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("c.json");
+    let o = backsync(&[
+        "compare",
+        &scenario("strategies.toml"),
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    let row = |s: &str| {
+        out.lines()
+            .find(|l| l.starts_with(s))
+            .unwrap_or_else(|| panic!("{s}:\n{out}"))
+            .to_string()
+    };
+    assert!(row("backsync ").contains("converged"));
+    assert!(row("new-invocation").contains("converged"));
+    assert!(row("naive").contains("diverged"));
+    assert!(row("full-resync").contains("converged"));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(j).unwrap()).unwrap();
+    assert_eq!(v["rows"].as_array().unwrap().len(), 4);
+    // Full resync copies the whole directory; backsync only what was lost.
+    let sent = |i: usize| v["rows"][i]["objects_sent"].as_u64().unwrap();
+    assert!(
+        sent(3) > 3 * sent(0),
+        "full-resync {} vs backsync {}",
+        sent(3),
+        sent(0)
+    );
+}
+
+#[test]
+fn outputs_are_not_written_for_an_invalid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("x.json");
+    let bad = root().join("tests/invalid_scenarios");
+    let first = std::fs::read_dir(&bad)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let o = backsync(&[
+        "run",
+        first.to_str().unwrap(),
+        "--json",
+        j.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!Path::new(&j).exists());
+}
