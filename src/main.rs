@@ -103,10 +103,11 @@ fn progress(done: u64, total: u64) {
     }
 }
 
-fn options(seed: Option<u64>, strategy: Option<RestoreStrategy>) -> RunOptions {
+fn options(seed: Option<u64>, strategy: Option<RestoreStrategy>, record: bool) -> RunOptions {
     RunOptions {
         seed,
         strategy,
+        record,
         progress: std::io::stderr()
             .is_terminal()
             .then_some(progress as fn(u64, u64)),
@@ -139,7 +140,7 @@ fn outputs(r: &RunReport, out: &Outputs) -> anyhow::Result<()> {
 }
 
 fn run_scenario(s: &Scenario, out: &Outputs, seed: Option<u64>) -> anyhow::Result<ExitCode> {
-    let r = run::run(s, &options(seed, None))?;
+    let r = run::run(s, &options(seed, None, out.svg.is_some()))?;
     print!("{}", report::text(&r));
     outputs(&r, out)?;
     Ok(if r.passed {
@@ -220,7 +221,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             let s = load(&file)?;
             let mut rows = Vec::new();
             for st in RestoreStrategy::ALL {
-                let r = run::run(&s, &options(seed, Some(st))).map_err(anyhow::Error::from)?;
+                let r =
+                    run::run(&s, &options(seed, Some(st), false)).map_err(anyhow::Error::from)?;
                 rows.push(CompareRow::from_run(st, &r));
             }
             print!("{}", report::compare_table(&s.name, &rows));

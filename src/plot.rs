@@ -113,8 +113,12 @@ pub fn series(r: &RunReport) -> Series {
                 }
                 (Some(tb), _, _) => Some(diff(tb, rf)),
             };
-            if out[s].last().map(|p| p.1) != Some(dist[s]) {
-                out[s].push((t, dist[s]));
+            // Changes at one instant (a restore loading a whole table) show
+            // as their result, not as the steps in between.
+            match out[s].last_mut() {
+                Some(p) if p.0 == t => p.1 = dist[s],
+                Some(p) if p.1 == dist[s] => {}
+                _ => out[s].push((t, dist[s])),
             }
         }
     });
@@ -124,115 +128,198 @@ pub fn series(r: &RunReport) -> Series {
     out
 }
 
-/// The SVG document.
-pub fn svg(r: &RunReport) -> Result<String, PlotError> {
-    let data = series(r);
-    let span = r.sim_ms.max(1);
-    let (unit, div) = match span {
+fn unit(span: u64) -> (&'static str, f64) {
+    match span {
         s if s <= 2 * 3_600_000 => ("minutes", 60_000.0),
         s if s <= 3 * 86_400_000 => ("hours", 3_600_000.0),
         _ => ("days", 86_400_000.0),
-    };
-    let xmax = span as f64 / div;
-    let ymax = data
+    }
+}
+
+/// Draws one panel: the distances within `[from, to]` ms.
+fn panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    r: &RunReport,
+    data: &Series,
+    (from, to): (u64, u64),
+    caption: &str,
+) -> Result<(), PlotError> {
+    let e = |e: &dyn std::fmt::Display| PlotError(e.to_string());
+    let span = (to - from).max(1);
+    let (unit, div) = unit(span);
+    let x0 = from as f64 / div;
+    let x1 = to as f64 / div + span as f64 / div * 0.02;
+    let inside = |t: u64| t >= from && t <= to;
+    // The value each server holds at `from`, then its changes inside.
+    let mut clipped: Vec<Vec<(u64, Option<usize>)>> = Vec::new();
+    for pts in data {
+        let mut v = Vec::new();
+        if let Some(p) = pts.iter().rev().find(|p| p.0 <= from) {
+            v.push((from, p.1));
+        }
+        v.extend(pts.iter().filter(|p| inside(p.0) && p.0 > from).copied());
+        clipped.push(v);
+    }
+    let ymax = clipped
         .iter()
         .flatten()
         .filter_map(|p| p.1)
         .max()
         .unwrap_or(1)
         .max(1) as f64;
+    // Log scale so that one lost object shows next to a thousand loaded;
+    // zero sits on the baseline.
+    let y = |d: usize| if d == 0 { 0.5 } else { d as f64 };
+    let ytop = ymax * 3.0;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, (0.5f64..ytop).log_scale())
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("simulated time ({unit})"))
+        .y_desc("objects differing")
+        .y_label_formatter(&|v| {
+            if *v < 0.9 {
+                "0".into()
+            } else {
+                format!("{}", v.round())
+            }
+        })
+        .draw()
+        .map_err(|x| e(&x))?;
+    let mut label_row = 0;
+    for s in r.steps.iter().filter(|s| inside(s.sim_ms)) {
+        let color = match s.action.as_str() {
+            "crash" => RED,
+            "restore" => GREEN,
+            "partition" | "heal" => MAGENTA,
+            "delete_connector" => BLACK,
+            "converge" if s.ok => BLUE,
+            "converge" => RGBColor(200, 120, 0),
+            _ => continue,
+        };
+        let x = s.sim_ms as f64 / div;
+        chart
+            .draw_series(LineSeries::new(
+                [(x, 0.5), (x, ytop)],
+                color.stroke_width(1),
+            ))
+            .map_err(|x| e(&x))?;
+        // Markers at the same instant stack their labels instead of overprinting.
+        label_row = (label_row + 1) % 4;
+        let ly = ytop / 1.6f64.powi(label_row + 1);
+        let label = if s.action == "converge" && !s.ok {
+            "not converged".into()
+        } else {
+            s.action.clone()
+        };
+        chart
+            .draw_series(std::iter::once(Text::new(
+                label,
+                (x, ly),
+                ("sans-serif", 11).into_font().color(&color),
+            )))
+            .map_err(|x| e(&x))?;
+    }
+    for (i, pts) in clipped.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        // A step line: a distance holds until the next change; gaps while down.
+        let mut segs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+        let mut last: Option<f64> = None;
+        for (t, d) in pts {
+            let x = *t as f64 / div;
+            let seg = segs.last_mut().expect("a segment");
+            match d {
+                Some(d) => {
+                    if let Some(prev) = last {
+                        seg.push((x, prev));
+                    }
+                    seg.push((x, y(*d)));
+                    last = Some(y(*d));
+                }
+                None => {
+                    segs.push(Vec::new());
+                    last = None;
+                }
+            }
+        }
+        if let (Some(seg), Some(l)) = (segs.last_mut(), last) {
+            seg.push((to as f64 / div, l));
+        }
+        let mut first = true;
+        // Later servers draw thinner on top, so overlapping lines stay visible.
+        let width = 5u32.saturating_sub(i as u32).max(1);
+        for seg in segs.into_iter().filter(|s| !s.is_empty()) {
+            let s = chart
+                .draw_series(LineSeries::new(seg, color.stroke_width(width)))
+                .map_err(|x| e(&x))?;
+            if first {
+                s.label(r.names[i].clone()).legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 18, y)], color.stroke_width(3))
+                });
+                first = false;
+            }
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|x| e(&x))?;
+    Ok(())
+}
+
+/// The SVG document: the whole run, then a zoom on each restore (up to
+/// three), from the restore to the end of the converge step after it.
+pub fn svg(r: &RunReport) -> Result<String, PlotError> {
+    let data = series(r);
+    let restores: Vec<(u64, u64, String)> = r
+        .steps
+        .iter()
+        .filter(|s| s.action == "restore")
+        .take(3)
+        .map(|s| {
+            let end = r
+                .steps
+                .iter()
+                .find(|c| c.index > s.index && c.action == "converge")
+                .map_or(r.sim_ms, |c| c.sim_ms);
+            let pad = ((end - s.sim_ms) / 10).max(1_000);
+            let from = s.sim_ms.saturating_sub(pad);
+            (from, end + pad, format!("zoom: {}", s.detail))
+        })
+        .collect();
+    let height = 520 + 320 * restores.len() as u32;
     let mut buf = String::new();
     {
-        let root = SVGBackend::with_string(&mut buf, (1100, 560)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut buf, (1100, height)).into_drawing_area();
         let e = |e: &dyn std::fmt::Display| PlotError(e.to_string());
         root.fill(&WHITE).map_err(|x| e(&x))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(&r.scenario, ("sans-serif", 20))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..xmax * 1.02, (1f64..(ymax + 1.0) * 2.0).log_scale())
-            .map_err(|x| e(&x))?;
-        chart
-            .configure_mesh()
-            .x_desc(format!("simulated time ({unit})"))
-            .y_desc("objects differing from the converged directory")
-            .y_label_formatter(&|v| format!("{}", (*v - 1.0).round()))
-            .draw()
-            .map_err(|x| e(&x))?;
-        for s in &r.steps {
-            let color = match s.action.as_str() {
-                "crash" => RED,
-                "restore" => GREEN,
-                "partition" | "heal" => MAGENTA,
-                "delete_connector" => BLACK,
-                "converge" if s.ok => BLUE,
-                "converge" => RGBColor(200, 120, 0),
-                _ => continue,
-            };
-            let x = s.sim_ms as f64 / div;
-            chart
-                .draw_series(LineSeries::new(
-                    [(x, 1.0), (x, (ymax + 1.0) * 2.0)],
-                    color.stroke_width(1),
-                ))
-                .map_err(|x| e(&x))?;
-            let label = if s.action == "converge" {
-                "converge".to_string()
-            } else {
-                s.action.clone()
-            };
-            chart
-                .draw_series(std::iter::once(Text::new(
-                    label,
-                    (x, (ymax + 1.0) * 1.6),
-                    ("sans-serif", 11).into_font().color(&color),
-                )))
-                .map_err(|x| e(&x))?;
-        }
-        for (i, pts) in data.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            // A step line: a distance holds until the next change; gaps while down.
-            let mut segs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
-            let mut last: Option<f64> = None;
-            for (t, d) in pts {
-                let x = *t as f64 / div;
-                match d {
-                    Some(d) => {
-                        if let Some(prev) = last {
-                            segs.last_mut().expect("a segment").push((x, prev));
-                        }
-                        segs.last_mut()
-                            .expect("a segment")
-                            .push((x, *d as f64 + 1.0));
-                        last = Some(*d as f64 + 1.0);
-                    }
-                    None => {
-                        segs.push(Vec::new());
-                        last = None;
-                    }
-                }
-            }
-            let mut first = true;
-            for seg in segs.into_iter().filter(|s| !s.is_empty()) {
-                let s = chart
-                    .draw_series(LineSeries::new(seg, color.stroke_width(2)))
-                    .map_err(|x| e(&x))?;
-                if first {
-                    s.label(r.names[i].clone()).legend(move |(x, y)| {
-                        PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2))
-                    });
-                    first = false;
-                }
+        let (top, rest) = root.split_vertically(520);
+        let title = format!(
+            "{}: objects each server differs from the converged directory by",
+            r.scenario
+        );
+        panel(&top, r, &data, (0, r.sim_ms.max(1)), &title)?;
+        if !restores.is_empty() {
+            for (area, (from, to, caption)) in
+                rest.split_evenly((restores.len(), 1)).iter().zip(&restores)
+            {
+                panel(
+                    area,
+                    r,
+                    &data,
+                    (*from, (*to).min(r.sim_ms.max(*from + 1))),
+                    caption,
+                )?;
             }
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()
-            .map_err(|x| e(&x))?;
         root.present().map_err(|x| e(&x))?;
     }
     Ok(buf)
