@@ -1,12 +1,19 @@
 //! One server's object table and the indexes the protocol reads.
+//!
+//! Layout, chosen for the cost of one object replica (docs/PERFORMANCE.md):
+//! every replica lives once in a slab (`Vec<Option<Replica>>`, 24 bytes a
+//! slot) and every index stores a 4-byte slot number instead of a 16-byte
+//! guid. The two hash indexes (by guid, by dn) keep no key of their own: they
+//! read it from the slot's shared state when they probe or grow.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use dashmap::DashMap;
+use hashbrown::HashTable;
 
+use crate::config::Granularity;
 use crate::core::ids::{Guid, InvocationId, SimTime, Stamp, Usn};
-use crate::core::object::ObjectState;
+use crate::core::object::{Merge, ObjectState, merge};
 
 /// One server's copy of one object: the shared state plus its local USNs.
 #[derive(Debug, Clone)]
@@ -30,22 +37,139 @@ pub struct Digest {
     pub count: usize,
 }
 
-/// The object table: a `DashMap` by guid plus ordered indexes.
+/// A replica's place in the slab.
+type Slot = u32;
+
+/// The object table: a slab of replicas plus indexes by guid, local USN,
+/// originating write and dn.
 ///
-/// Nothing here iterates the hash map where order matters: scans go through
+/// Nothing here iterates a hash index where order matters: scans go through
 /// the ordered `BTreeMap` indexes, so every run visits objects in the same order.
 #[derive(Debug, Clone, Default)]
 pub struct ObjectTable {
-    objects: DashMap<Guid, Replica>,
-    by_usn: BTreeMap<Usn, Guid>,
+    /// Every replica held, by slot; `None` is a free slot.
+    slab: Vec<Option<Replica>>,
+    /// Free slots, reused first.
+    free: Vec<Slot>,
+    /// Slots by guid (hashed from the slot's state).
+    by_guid: HashTable<Slot>,
+    by_usn: BTreeMap<Usn, Slot>,
     /// (originating invocation, originating USN) of every stamp an object carries.
-    by_origin: BTreeMap<(InvocationId, Usn), Guid>,
-    /// Live objects by the dn they were created with, ordered by creation.
-    by_dn: HashMap<Arc<str>, BTreeSet<(Stamp, Guid)>>,
+    by_origin: BTreeMap<(InvocationId, Usn), Slot>,
+    /// Per dn of live objects, the holder: the latest created live object
+    /// with that dn (hashed from the slot's state).
+    by_dn: HashTable<Slot>,
+    /// The rare dns more than one live object was created with: all of them.
+    dn_conflicts: HashMap<Arc<str>, Vec<Slot>>,
     /// Tombstones by deletion time, for garbage collection.
     tombstones: BTreeSet<(SimTime, Guid)>,
     digest: Digest,
     live: usize,
+}
+
+/// splitmix64's finaliser: spreads every input bit over the hash, as the
+/// hash table's probe (low bits) and tag (high bits) both need.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn guid_hash(g: Guid) -> u64 {
+    mix((g.0 as u64) ^ ((g.0 >> 64) as u64).rotate_left(29))
+}
+
+fn dn_hash(dn: &str) -> u64 {
+    let mut h = dn.len() as u64;
+    let mut chunks = dn.as_bytes().chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        h = (h.rotate_left(23) ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h.rotate_left(23) ^ u64::from_le_bytes(tail)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    mix(h)
+}
+
+fn at(slab: &[Option<Replica>], s: Slot) -> &Replica {
+    slab[s as usize].as_ref().expect("an indexed slot is occupied")
+}
+
+/// The (invocation, USN) of every stamp a state carries, each once.
+fn origins(s: &ObjectState) -> impl Iterator<Item = (InvocationId, Usn)> + '_ {
+    let all = move || {
+        [s.created, s.stamp]
+            .into_iter()
+            .chain(s.attrs.iter().map(|a| a.stamp))
+            .map(|st| (st.invocation, st.usn))
+    };
+    all()
+        .enumerate()
+        .filter(move |(i, k)| !all().take(*i).any(|p| p == *k))
+        .map(|(_, k)| k)
+}
+
+fn carries(s: &ObjectState, k: (InvocationId, Usn)) -> bool {
+    let is = |st: &Stamp| (st.invocation, st.usn) == k;
+    is(&s.created) || is(&s.stamp) || s.attrs.iter().any(|a| is(&a.stamp))
+}
+
+/// The order of a dn's live objects: the greatest holds the name.
+fn name_key(slab: &[Option<Replica>], s: Slot) -> (Stamp, Guid) {
+    let st = &at(slab, s).state;
+    (st.created, st.guid)
+}
+
+fn dn_insert(
+    by_dn: &mut HashTable<Slot>,
+    conflicts: &mut HashMap<Arc<str>, Vec<Slot>>,
+    slab: &[Option<Replica>],
+    s: Slot,
+) {
+    let dn = &at(slab, s).state.dn;
+    let h = dn_hash(dn);
+    match by_dn.find_mut(h, |&o| at(slab, o).state.dn == *dn) {
+        Some(holder) => {
+            let all = conflicts
+                .entry(dn.clone())
+                .or_insert_with(|| vec![*holder]);
+            all.push(s);
+            if name_key(slab, s) > name_key(slab, *holder) {
+                *holder = s;
+            }
+        }
+        None => {
+            by_dn.insert_unique(h, s, |&o| dn_hash(&at(slab, o).state.dn));
+        }
+    }
+}
+
+/// Takes slot `s` (still holding its state) out of the dn index.
+fn dn_remove(
+    by_dn: &mut HashTable<Slot>,
+    conflicts: &mut HashMap<Arc<str>, Vec<Slot>>,
+    slab: &[Option<Replica>],
+    s: Slot,
+) {
+    let dn = &at(slab, s).state.dn;
+    let h = dn_hash(dn);
+    if let Some(all) = conflicts.get_mut(&**dn) {
+        all.retain(|&o| o != s);
+        let best = all
+            .iter()
+            .copied()
+            .max_by_key(|&o| name_key(slab, o))
+            .expect("a conflict keeps two or more");
+        if all.len() == 1 {
+            conflicts.remove(&**dn);
+        }
+        if let Some(holder) = by_dn.find_mut(h, |&o| at(slab, o).state.dn == *dn) {
+            *holder = best;
+        }
+    } else if let Ok(e) = by_dn.find_entry(h, |&o| o == s) {
+        e.remove();
+    }
 }
 
 impl ObjectTable {
@@ -54,19 +178,31 @@ impl ObjectTable {
         Self::default()
     }
 
+    fn slot(&self, guid: Guid) -> Option<Slot> {
+        let slab = &self.slab;
+        self.by_guid
+            .find(guid_hash(guid), |&s| at(slab, s).state.guid == guid)
+            .copied()
+    }
+
     /// The replica of `guid`, if held.
     pub fn get(&self, guid: Guid) -> Option<Replica> {
-        self.objects.get(&guid).map(|r| r.clone())
+        self.get_ref(guid).cloned()
+    }
+
+    /// The replica of `guid`, if held, without cloning it.
+    pub fn get_ref(&self, guid: Guid) -> Option<&Replica> {
+        self.slot(guid).map(|s| at(&self.slab, s))
     }
 
     /// Number of objects, tombstones included.
     pub fn len(&self) -> usize {
-        self.objects.len()
+        self.by_guid.len()
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
+        self.by_guid.is_empty()
     }
 
     /// Number of live objects.
@@ -86,77 +222,147 @@ impl ObjectTable {
 
     /// Stores `state` as written locally at `usn`, keeping every index true.
     pub fn put(&mut self, state: Arc<ObjectState>, usn: Usn) {
-        let guid = state.guid;
-        let usn_created = match self.unindex(guid) {
-            Some(old) => old.usn_created,
-            None => usn,
-        };
-        self.index(&state, usn);
-        self.objects.insert(
-            guid,
-            Replica {
-                state,
-                usn_changed: usn,
-                usn_created,
+        let slot = self.slot(state.guid);
+        self.store(slot, state, usn);
+    }
+
+    /// Merges a replicated state into the table (one lookup): when it
+    /// changes the object, stores the result at the USN `usn` hands out.
+    /// Returns whether the table changed.
+    pub fn merge_in(
+        &mut self,
+        inc: &Arc<ObjectState>,
+        g: Granularity,
+        usn: impl FnOnce() -> Usn,
+    ) -> bool {
+        let slot = self.slot(inc.guid);
+        let next = match slot {
+            None => inc.clone(),
+            Some(s) => match merge(&at(&self.slab, s).state, inc, g) {
+                Merge::Keep => return false,
+                Merge::Take => inc.clone(),
+                Merge::New(n) => Arc::new(n),
             },
-        );
+        };
+        self.store(slot, next, usn());
+        true
+    }
+
+    fn store(&mut self, slot: Option<Slot>, state: Arc<ObjectState>, usn: Usn) {
+        let s = match slot {
+            Some(s) => {
+                let usn_created = at(&self.slab, s).usn_created;
+                let same_name = {
+                    let old = &at(&self.slab, s).state;
+                    !old.deleted
+                        && !state.deleted
+                        && old.dn == state.dn
+                        && old.created == state.created
+                };
+                self.unindex(s, Some(&state), same_name);
+                self.slab[s as usize] = Some(Replica {
+                    state,
+                    usn_changed: usn,
+                    usn_created,
+                });
+                self.index(s, same_name);
+                return;
+            }
+            None => match self.free.pop() {
+                Some(s) => s,
+                None => {
+                    self.slab.push(None);
+                    Slot::try_from(self.slab.len() - 1).expect("fewer than 2^32 objects")
+                }
+            },
+        };
+        let guid = state.guid;
+        self.slab[s as usize] = Some(Replica {
+            state,
+            usn_changed: usn,
+            usn_created: usn,
+        });
+        let slab = &self.slab;
+        self.by_guid.insert_unique(guid_hash(guid), s, |&o| {
+            guid_hash(at(slab, o).state.guid)
+        });
+        self.index(s, false);
     }
 
     /// Removes an object entirely (garbage collection, connector purge).
     pub fn remove(&mut self, guid: Guid) -> Option<Replica> {
-        let old = self.unindex(guid)?;
-        self.objects.remove(&guid);
-        Some(old)
+        let s = self.slot(guid)?;
+        self.unindex(s, None, false);
+        if let Ok(e) = self.by_guid.find_entry(guid_hash(guid), |&o| o == s) {
+            e.remove();
+        }
+        self.free.push(s);
+        self.slab[s as usize].take()
     }
 
-    fn index(&mut self, s: &Arc<ObjectState>, usn: Usn) {
-        self.by_usn.insert(usn, s.guid);
-        for st in s.stamps() {
-            self.by_origin.insert((st.invocation, st.usn), s.guid);
+    /// Adds the replica in slot `s` to every index; `same_name`: it kept its
+    /// place in the dn index.
+    fn index(&mut self, s: Slot, same_name: bool) {
+        let r = at(&self.slab, s);
+        let st = &r.state;
+        self.by_usn.insert(r.usn_changed, s);
+        for k in origins(st) {
+            self.by_origin.insert(k, s);
         }
-        if s.deleted {
-            self.tombstones.insert((s.stamp.time, s.guid));
+        if st.deleted {
+            self.tombstones.insert((st.stamp.time, st.guid));
         } else {
             self.live += 1;
-            self.by_dn
-                .entry(s.dn.clone())
-                .or_default()
-                .insert((s.created, s.guid));
+            if !same_name {
+                dn_insert(&mut self.by_dn, &mut self.dn_conflicts, &self.slab, s);
+            }
         }
-        self.digest.sum = self.digest.sum.wrapping_add(s.hash);
+        self.digest.sum = self.digest.sum.wrapping_add(st.hash);
         self.digest.count += 1;
     }
 
-    fn unindex(&mut self, guid: Guid) -> Option<Replica> {
-        let old = self.objects.get(&guid)?.clone();
-        let s = &old.state;
-        self.by_usn.remove(&old.usn_changed);
-        for st in s.stamps() {
+    /// Takes the replica in slot `s` out of every index, except the origins
+    /// `next` carries too and, when `same_name`, its dn entry.
+    fn unindex(&mut self, s: Slot, next: Option<&ObjectState>, same_name: bool) {
+        let r = at(&self.slab, s);
+        let st = &r.state;
+        self.by_usn.remove(&r.usn_changed);
+        for k in origins(st) {
+            if next.is_some_and(|n| carries(n, k)) {
+                continue;
+            }
             // Another object may carry the same stamp only after a USN
             // rollback reused it; keep that object's entry.
-            if self.by_origin.get(&(st.invocation, st.usn)) == Some(&guid) {
-                self.by_origin.remove(&(st.invocation, st.usn));
+            if self.by_origin.get(&k) == Some(&s) {
+                self.by_origin.remove(&k);
             }
         }
-        if s.deleted {
-            self.tombstones.remove(&(s.stamp.time, guid));
+        if st.deleted {
+            self.tombstones.remove(&(st.stamp.time, st.guid));
         } else {
             self.live -= 1;
-            if let Some(set) = self.by_dn.get_mut(&s.dn) {
-                set.remove(&(s.created, guid));
-                if set.is_empty() {
-                    self.by_dn.remove(&s.dn);
-                }
+            if !same_name {
+                dn_remove(&mut self.by_dn, &mut self.dn_conflicts, &self.slab, s);
             }
         }
-        self.digest.sum = self.digest.sum.wrapping_sub(s.hash);
+        self.digest.sum = self.digest.sum.wrapping_sub(st.hash);
         self.digest.count -= 1;
-        Some(old)
     }
 
     /// Guids changed locally after `from`, in USN order.
     pub fn changed_after(&self, from: Usn) -> impl Iterator<Item = (Usn, Guid)> + '_ {
-        self.by_usn.range(from.next()..).map(|(u, g)| (*u, *g))
+        self.changed_after_replicas(from)
+            .map(|(u, r)| (u, r.state.guid))
+    }
+
+    /// Replicas changed locally after `from`, in USN order: the GetChanges scan.
+    pub fn changed_after_replicas(
+        &self,
+        from: Usn,
+    ) -> impl Iterator<Item = (Usn, &Replica)> + '_ {
+        self.by_usn
+            .range(from.next()..)
+            .map(|(u, s)| (*u, at(&self.slab, *s)))
     }
 
     /// Guids carrying a stamp originated by `inv` with originating USN above
@@ -166,9 +372,35 @@ impl ObjectTable {
         inv: InvocationId,
         after: Usn,
     ) -> impl Iterator<Item = (Usn, Guid)> + '_ {
+        self.originated_by_replicas(inv, after)
+            .map(|(u, r)| (u, r.state.guid))
+    }
+
+    /// [`ObjectTable::originated_by`], yielding the replicas.
+    pub fn originated_by_replicas(
+        &self,
+        inv: InvocationId,
+        after: Usn,
+    ) -> impl Iterator<Item = (Usn, &Replica)> + '_ {
         self.by_origin
             .range((inv, after.next())..=(inv, Usn(u64::MAX)))
-            .map(|((_, u), g)| (*u, *g))
+            .map(|((_, u), s)| (*u, at(&self.slab, *s)))
+    }
+
+    /// What [`ObjectTable::originated_by`] yields, found by scanning the
+    /// whole table instead of the by-origin index: the baseline the
+    /// benchmarks compare the index with. Cost follows the table's size.
+    pub fn originated_by_scan(&self, inv: InvocationId, after: Usn) -> Vec<(Usn, Guid)> {
+        let mut v: Vec<(Usn, Guid)> = Vec::new();
+        for (_, r) in self.changed_after_replicas(Usn(0)) {
+            for (i, u) in origins(&r.state) {
+                if i == inv && u > after {
+                    v.push((u, r.state.guid));
+                }
+            }
+        }
+        v.sort_unstable();
+        v
     }
 
     /// The highest originating USN of `inv` this table holds.
@@ -182,10 +414,10 @@ impl ObjectTable {
     /// The live object that holds `dn`: of the live objects created with
     /// that dn, the latest created (the others are shown `CNF`-renamed).
     pub fn holder(&self, dn: &str) -> Option<Guid> {
+        let slab = &self.slab;
         self.by_dn
-            .get(dn)
-            .and_then(|s| s.iter().next_back())
-            .map(|(_, g)| *g)
+            .find(dn_hash(dn), |&s| &*at(slab, s).state.dn == dn)
+            .map(|&s| at(slab, s).state.guid)
     }
 
     /// The dn a replica is shown with: its own, or `<dn> CNF:<guid>` when a
@@ -220,5 +452,81 @@ impl ObjectTable {
     /// by-origin index would need).
     pub fn scan(&self) -> impl Iterator<Item = (Usn, Guid)> + '_ {
         self.changed_after(Usn(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::object::Attr;
+
+    fn stamp(inv: u64, usn: u64) -> Stamp {
+        Stamp {
+            version: 1,
+            time: usn,
+            invocation: InvocationId(inv),
+            usn: Usn(usn),
+        }
+    }
+
+    fn obj(guid: u128, dn: &str, created: Stamp, deleted: bool) -> Arc<ObjectState> {
+        let attrs = vec![Attr {
+            name: "mail".into(),
+            value: Some("x".into()),
+            stamp: created,
+        }];
+        Arc::new(ObjectState::new(
+            Guid(guid),
+            dn.into(),
+            created,
+            created,
+            deleted,
+            if deleted { Vec::new() } else { attrs },
+        ))
+    }
+
+    #[test]
+    fn conflicting_dns_keep_the_latest_created_as_holder() {
+        let mut t = ObjectTable::new();
+        t.put(obj(1, "cn=a", stamp(1, 1), false), Usn(1));
+        t.put(obj(2, "cn=a", stamp(2, 5), false), Usn(2));
+        t.put(obj(3, "cn=a", stamp(3, 3), false), Usn(3));
+        assert_eq!(t.holder("cn=a"), Some(Guid(2)));
+        // The holder becomes a tombstone: the next latest takes the name.
+        t.put(obj(2, "cn=a", stamp(2, 5), true), Usn(4));
+        assert_eq!(t.holder("cn=a"), Some(Guid(3)));
+        t.remove(Guid(3));
+        assert_eq!(t.holder("cn=a"), Some(Guid(1)));
+        assert!(t.dn_conflicts.is_empty(), "one live object left: no conflict");
+        t.put(obj(1, "cn=a", stamp(1, 1), true), Usn(5));
+        assert_eq!(t.holder("cn=a"), None);
+        assert_eq!((t.len(), t.live(), t.tombstones()), (2, 0, 2));
+    }
+
+    #[test]
+    fn slots_are_reused_and_indexes_follow() {
+        let mut t = ObjectTable::new();
+        for g in 0..100u128 {
+            t.put(obj(g, &format!("cn={g}"), stamp(1, g as u64 + 1), false), Usn(g as u64 + 1));
+        }
+        for g in (0..100u128).step_by(2) {
+            assert!(t.remove(Guid(g)).is_some());
+        }
+        for g in 100..150u128 {
+            t.put(obj(g, &format!("cn={g}"), stamp(2, g as u64), false), Usn(g as u64 + 1));
+        }
+        assert_eq!(t.slab.len(), 100, "freed slots were reused");
+        assert_eq!(t.len(), 100);
+        for g in 0..150u128 {
+            let held = g >= 100 || g % 2 == 1;
+            assert_eq!(t.get(Guid(g)).is_some(), held, "guid {g}");
+            assert_eq!(t.holder(&format!("cn={g}")).is_some(), held, "dn of {g}");
+        }
+        assert_eq!(t.originated_by(InvocationId(2), Usn(0)).count(), 50);
+        assert_eq!(
+            t.originated_by(InvocationId(1), Usn(0)).collect::<Vec<_>>(),
+            t.originated_by_scan(InvocationId(1), Usn(0))
+        );
+        assert_eq!(t.scan().count(), 100);
     }
 }
