@@ -68,6 +68,8 @@ pub struct LoadReport {
 /// ```
 pub struct Cluster {
     rt: actix::SystemRunner,
+    /// The server threads in throughput mode; empty when deterministic.
+    arbiters: Vec<Arbiter>,
     shared: Arc<Shared>,
     servers: Vec<Addr<DirectoryServer>>,
     sup: Addr<Supervisor>,
@@ -93,16 +95,29 @@ impl Cluster {
         seed: u64,
         faults: LinkFaults,
     ) -> Result<Self, ClusterError> {
+        Self::build(t, cfg, seed, faults, 0)
+    }
+
+    /// Starts a cluster. `arbiters == 0`: everything on this thread over a
+    /// paused clock (deterministic). Otherwise the servers are spread over
+    /// that many arbiter threads on the real clock ([`crate::throughput`]).
+    pub(crate) fn build(
+        t: &Topology,
+        cfg: ReplicationConfig,
+        seed: u64,
+        faults: LinkFaults,
+        arbiters: usize,
+    ) -> Result<Self, ClusterError> {
         let layout = Layout::resolve(
             t,
             cfg.connector_schedule,
             cfg.connector_latency,
             cfg.intrasite_latency,
         )?;
-        let rt = actix::System::with_tokio_rt(|| {
+        let rt = actix::System::with_tokio_rt(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_time()
-                .start_paused(true)
+                .start_paused(arbiters == 0)
                 .build()
                 .expect("a current-thread runtime builds")
         });
@@ -112,15 +127,22 @@ impl Cluster {
             .iter()
             .map(|&i| layout.site_names[i].clone())
             .collect();
-        let (shared, servers, sup, net) = rt.block_on(async move {
+        let (shared, servers, sup, net, arbiters) = rt.block_on(async move {
             let shared = Shared::new(cfg, layout, seed);
             let net = Network::new(shared.clone(), seed, faults).start();
+            let arbs: Vec<Arbiter> = (0..arbiters).map(|_| Arbiter::new()).collect();
             let servers: Vec<_> = (0..names_len(&shared))
-                .map(|i| DirectoryServer::new(i, shared.clone(), net.clone(), seed).start())
+                .map(|i| {
+                    let server = DirectoryServer::new(i, shared.clone(), net.clone(), seed);
+                    match arbs.get(i % arbiters.max(1)) {
+                        Some(a) => DirectoryServer::start_in_arbiter(&a.handle(), move |_| server),
+                        None => server.start(),
+                    }
+                })
                 .collect();
             net.do_send(NetControl::Register(servers.clone()));
             let sup = Supervisor::new(shared.clone(), servers.clone(), net.clone()).start();
-            (shared, servers, sup, net)
+            (shared, servers, sup, net, arbs)
         });
         // Actors start asynchronously: one round trip each makes sure every
         // server has started and published before the first step.
@@ -129,6 +151,7 @@ impl Cluster {
         }
         Ok(Cluster {
             rt,
+            arbiters,
             shared,
             servers,
             sup,
@@ -164,6 +187,11 @@ impl Cluster {
         Supervisor: Handler<M>,
     {
         Ok(self.rt.block_on(self.sup.send(m))?)
+    }
+
+    /// The arbiters the servers run on (throughput mode; empty otherwise).
+    pub(crate) fn arbiter_handles(&self) -> Vec<ArbiterHandle> {
+        self.arbiters.iter().map(Arbiter::handle).collect()
     }
 
     /// Server names, in site order.
@@ -534,6 +562,10 @@ fn names_len(shared: &Shared) -> usize {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        for a in self.arbiters.drain(..) {
+            a.stop();
+            let _ = a.join();
+        }
         actix::System::current().stop();
     }
 }

@@ -15,6 +15,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod shell;
+pub mod throughput;
 pub mod view;
 
 pub use cluster::{Cluster, LoadReport, LoadSpec};

@@ -222,6 +222,8 @@ pub struct Dsa {
     next_request: u64,
     mode: Mode,
     cfg: CoreConfig,
+    /// Attribute names written here, interned: every object shares one copy.
+    names: BTreeSet<Arc<str>>,
 }
 
 type AttrList<'a> = &'a [(&'a str, &'a str)];
@@ -240,7 +242,18 @@ impl Dsa {
             next_request: 1,
             mode: Mode::Normal,
             cfg,
+            names: BTreeSet::new(),
         }
+    }
+
+    /// The shared copy of an attribute name.
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.names.get(name) {
+            return n.clone();
+        }
+        let n: Arc<str> = name.into();
+        self.names.insert(n.clone());
+        n
     }
 
     /// The server's name.
@@ -335,7 +348,7 @@ impl Dsa {
         let attrs = attrs
             .iter()
             .map(|(n, v)| Attr {
-                name: (*n).into(),
+                name: self.intern(n),
                 value: Some((*v).into()),
                 stamp: st,
             })
@@ -361,26 +374,28 @@ impl Dsa {
             .iter()
             .map(|a| (a.name.clone(), a.clone()))
             .collect();
-        let mut write = |name: &str, value: Option<&str>| {
-            let prev = attrs.get(name);
-            let version = match self.cfg.granularity {
+        let granularity = self.cfg.granularity;
+        let mut writes: Vec<(Arc<str>, Option<&str>)> = Vec::with_capacity(set.len() + remove.len());
+        for (n, v) in set {
+            writes.push((self.intern(n), Some(*v)));
+        }
+        for n in remove {
+            writes.push((self.intern(n), None));
+        }
+        for (name, value) in writes {
+            let prev = attrs.get(&name);
+            let version = match granularity {
                 Granularity::Attribute => prev.map_or(1, |a| a.stamp.version + 1),
                 Granularity::Object => st.version,
             };
             attrs.insert(
-                name.into(),
+                name.clone(),
                 Attr {
-                    name: name.into(),
+                    name,
                     value: value.map(Into::into),
                     stamp: Stamp { version, ..st },
                 },
             );
-        };
-        for (n, v) in set {
-            write(n, Some(v));
-        }
-        for n in remove {
-            write(n, None);
         }
         let mut attrs: Vec<Attr> = attrs.into_values().collect();
         if self.cfg.granularity == Granularity::Object {

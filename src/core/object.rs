@@ -171,57 +171,78 @@ pub fn merge(cur: &ObjectState, inc: &ObjectState, g: Granularity) -> Merge {
     if g == Granularity::Object {
         return by_stamp((inc.stamp, inc.hash) > (cur.stamp, cur.hash));
     }
-    let key = |a: &Attr| (a.stamp, a.value.clone());
+    // Compared by reference: no value is cloned unless a new state is built.
+    let key = attr_key;
     let (mut from_cur, mut from_inc) = (false, false);
-    let mut out: Vec<Attr> = Vec::with_capacity(cur.attrs.len().max(inc.attrs.len()));
+    walk_attrs(&cur.attrs, &inc.attrs, key, |_, side| match side {
+        Side::Cur => from_cur = true,
+        Side::Inc => from_inc = true,
+        Side::Same => {}
+    });
+    match (from_cur, from_inc) {
+        (_, false) if cur.stamp >= inc.stamp => Merge::Keep,
+        (false, _) if inc.stamp >= cur.stamp => Merge::Take,
+        _ => {
+            let mut out: Vec<Attr> = Vec::with_capacity(cur.attrs.len().max(inc.attrs.len()));
+            walk_attrs(&cur.attrs, &inc.attrs, key, |a, _| out.push(a.clone()));
+            Merge::New(ObjectState::new(
+                cur.guid,
+                cur.dn.clone(),
+                cur.created,
+                cur.stamp.max(inc.stamp),
+                false,
+                out,
+            ))
+        }
+    }
+}
+
+fn attr_key(a: &Attr) -> (Stamp, Option<&str>) {
+    (a.stamp, a.value.as_deref())
+}
+
+/// Which side an attribute of a merge comes from.
+#[derive(Clone, Copy)]
+enum Side {
+    Cur,
+    Inc,
+    /// Both sides hold it equal.
+    Same,
+}
+
+/// Walks two attribute lists sorted by name, handing each merged attribute
+/// (the higher key of a name both carry) and where it came from to `f`.
+fn walk_attrs<'a, K: Ord>(
+    cur: &'a [Attr],
+    inc: &'a [Attr],
+    key: impl Fn(&'a Attr) -> K,
+    mut f: impl FnMut(&'a Attr, Side),
+) {
     let (mut i, mut j) = (0, 0);
-    while i < cur.attrs.len() || j < inc.attrs.len() {
-        let (c, n) = (cur.attrs.get(i), inc.attrs.get(j));
-        let pick = match (c, n) {
+    while i < cur.len() || j < inc.len() {
+        match (cur.get(i), inc.get(j)) {
             (Some(c), Some(n)) if c.name == n.name => {
                 i += 1;
                 j += 1;
                 match key(n).cmp(&key(c)) {
-                    std::cmp::Ordering::Greater => {
-                        from_inc = true;
-                        n
-                    }
-                    std::cmp::Ordering::Less => {
-                        from_cur = true;
-                        c
-                    }
-                    std::cmp::Ordering::Equal => c,
+                    std::cmp::Ordering::Greater => f(n, Side::Inc),
+                    std::cmp::Ordering::Less => f(c, Side::Cur),
+                    std::cmp::Ordering::Equal => f(c, Side::Same),
                 }
             }
             (Some(c), Some(n)) if c.name < n.name => {
                 i += 1;
-                from_cur = true;
-                c
+                f(c, Side::Cur);
             }
             (Some(_), Some(n)) | (None, Some(n)) => {
                 j += 1;
-                from_inc = true;
-                n
+                f(n, Side::Inc);
             }
             (Some(c), None) => {
                 i += 1;
-                from_cur = true;
-                c
+                f(c, Side::Cur);
             }
             (None, None) => unreachable!("loop condition"),
-        };
-        out.push(pick.clone());
-    }
-    match (from_cur, from_inc) {
-        (_, false) if cur.stamp >= inc.stamp => Merge::Keep,
-        (false, _) if inc.stamp >= cur.stamp => Merge::Take,
-        _ => Merge::New(ObjectState::new(
-            cur.guid,
-            cur.dn.clone(),
-            cur.created,
-            cur.stamp.max(inc.stamp),
-            false,
-            out,
-        )),
+        }
     }
 }

@@ -93,7 +93,9 @@ fn dn_hash(dn: &str) -> u64 {
 }
 
 fn at(slab: &[Option<Replica>], s: Slot) -> &Replica {
-    slab[s as usize].as_ref().expect("an indexed slot is occupied")
+    slab[s as usize]
+        .as_ref()
+        .expect("an indexed slot is occupied")
 }
 
 /// The (invocation, USN) of every stamp a state carries, each once.
@@ -131,9 +133,7 @@ fn dn_insert(
     let h = dn_hash(dn);
     match by_dn.find_mut(h, |&o| at(slab, o).state.dn == *dn) {
         Some(holder) => {
-            let all = conflicts
-                .entry(dn.clone())
-                .or_insert_with(|| vec![*holder]);
+            let all = conflicts.entry(dn.clone()).or_insert_with(|| vec![*holder]);
             all.push(s);
             if name_key(slab, s) > name_key(slab, *holder) {
                 *holder = s;
@@ -283,9 +283,8 @@ impl ObjectTable {
             usn_created: usn,
         });
         let slab = &self.slab;
-        self.by_guid.insert_unique(guid_hash(guid), s, |&o| {
-            guid_hash(at(slab, o).state.guid)
-        });
+        self.by_guid
+            .insert_unique(guid_hash(guid), s, |&o| guid_hash(at(slab, o).state.guid));
         self.index(s, false);
     }
 
@@ -356,10 +355,7 @@ impl ObjectTable {
     }
 
     /// Replicas changed locally after `from`, in USN order: the GetChanges scan.
-    pub fn changed_after_replicas(
-        &self,
-        from: Usn,
-    ) -> impl Iterator<Item = (Usn, &Replica)> + '_ {
+    pub fn changed_after_replicas(&self, from: Usn) -> impl Iterator<Item = (Usn, &Replica)> + '_ {
         self.by_usn
             .range(from.next()..)
             .map(|(u, s)| (*u, at(&self.slab, *s)))
@@ -497,7 +493,10 @@ mod tests {
         assert_eq!(t.holder("cn=a"), Some(Guid(3)));
         t.remove(Guid(3));
         assert_eq!(t.holder("cn=a"), Some(Guid(1)));
-        assert!(t.dn_conflicts.is_empty(), "one live object left: no conflict");
+        assert!(
+            t.dn_conflicts.is_empty(),
+            "one live object left: no conflict"
+        );
         t.put(obj(1, "cn=a", stamp(1, 1), true), Usn(5));
         assert_eq!(t.holder("cn=a"), None);
         assert_eq!((t.len(), t.live(), t.tombstones()), (2, 0, 2));
@@ -507,13 +506,19 @@ mod tests {
     fn slots_are_reused_and_indexes_follow() {
         let mut t = ObjectTable::new();
         for g in 0..100u128 {
-            t.put(obj(g, &format!("cn={g}"), stamp(1, g as u64 + 1), false), Usn(g as u64 + 1));
+            t.put(
+                obj(g, &format!("cn={g}"), stamp(1, g as u64 + 1), false),
+                Usn(g as u64 + 1),
+            );
         }
         for g in (0..100u128).step_by(2) {
             assert!(t.remove(Guid(g)).is_some());
         }
         for g in 100..150u128 {
-            t.put(obj(g, &format!("cn={g}"), stamp(2, g as u64), false), Usn(g as u64 + 1));
+            t.put(
+                obj(g, &format!("cn={g}"), stamp(2, g as u64), false),
+                Usn(g as u64 + 1),
+            );
         }
         assert_eq!(t.slab.len(), 100, "freed slots were reused");
         assert_eq!(t.len(), 100);

@@ -113,13 +113,18 @@ impl Handler<Envelope> for Network {
         } else {
             1
         };
-        for _ in 0..copies {
+        let mut e = Some(e);
+        for copy in (0..copies).rev() {
             let jitter = if f.jitter.is_zero() {
                 Duration::ZERO
             } else {
                 Duration::from_millis(self.rng.random_range(0..=f.jitter.as_millis() as u64))
             };
-            let e = e.clone();
+            // Only a duplicate copies the message (a reply's object list).
+            let e = match copy {
+                0 => e.take().expect("the last copy takes the original"),
+                _ => e.clone().expect("the original is kept until the last copy"),
+            };
             ctx.run_later(base + jitter, move |net, _| net.deliver(e));
         }
     }

@@ -426,12 +426,12 @@ impl Handler<Writes> for DirectoryServer {
             let r = match self.core.as_mut() {
                 None => Err(WriteError::Down(name.clone())),
                 Some(c) => {
-                    let pairs = |v: &[(String, String)]| -> Vec<(String, String)> { v.to_vec() };
                     match &op {
                         WriteOp::Create { dn, attrs } => {
-                            let a = pairs(attrs);
-                            let a: Vec<(&str, &str)> =
-                                a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                            let a: Vec<(&str, &str)> = attrs
+                                .iter()
+                                .map(|(k, v)| (k.as_str(), v.as_str()))
+                                .collect();
                             c.create(guid, dn, &a, now)
                         }
                         WriteOp::Modify { dn, set, remove } => {
