@@ -737,7 +737,25 @@ impl Dsa {
         let Mode::Backsync(b) = std::mem::replace(&mut self.mode, Mode::Normal) else {
             return None;
         };
+        // Objects applied while backsync ran took USNs counted on from the
+        // backup's, which partners may have passed before the crash: a
+        // partner pulling from its high-watermark would skip them for good
+        // (a bridgehead's backsync answers from the other site never reached
+        // its own site). Re-stamp them locally above every USN a partner saw;
+        // their replicated state is unchanged.
+        let redo: Vec<Guid> = self
+            .table
+            .changed_after(b.backup_usn)
+            .take_while(|(u, _)| *u <= b.seen)
+            .map(|(_, g)| g)
+            .collect();
         self.usn = self.usn.max(b.seen);
+        for g in redo {
+            if let Some(r) = self.table.get(g) {
+                self.usn = self.usn.next();
+                self.table.put(r.state, self.usn);
+            }
+        }
         Some(CoreEvent::BacksyncDone {
             answered: b.answered.len(),
             missing: b.waiting.len(),

@@ -369,6 +369,11 @@ impl DirectoryServer {
         let mut resynced = false;
         if let Some(ev) = applied.event {
             resynced = matches!(ev, CoreEvent::ResyncDone { .. });
+            if matches!(ev, CoreEvent::BacksyncDone { .. }) {
+                // Finishing re-stamps what backsync applied (Dsa::finish_backsync):
+                // a local change, and partners' pulls were refused meanwhile.
+                self.changed(ctx);
+            }
             self.report(ev);
         }
         if let Some(req) = applied.follow_up {
@@ -555,12 +560,13 @@ impl Handler<RestoreServer> for DirectoryServer {
                     "backsync: asking every known directory"
                 );
                 self.pull_all(waiting, PullKind::Backsync);
-                ctx.run_later(timeout, move |act, _| {
+                ctx.run_later(timeout, move |act, ctx| {
                     if act.epoch != epoch {
                         return;
                     }
                     let now = act.now();
                     if let Some(ev) = act.core.as_mut().and_then(|c| c.backsync_deadline(now)) {
+                        act.changed(ctx);
                         act.report(ev);
                         act.publish();
                     }
