@@ -111,7 +111,6 @@ fn options(seed: Option<u64>, strategy: Option<RestoreStrategy>, record: bool) -
         progress: std::io::stderr()
             .is_terminal()
             .then_some(progress as fn(u64, u64)),
-        ..RunOptions::default()
     }
 }
 
