@@ -190,6 +190,7 @@ pub struct RestoreOptions {
 struct Pending {
     id: u64,
     kind: PullKind,
+    max_objects: usize,
     sent_at: SimTime,
 }
 
@@ -375,7 +376,8 @@ impl Dsa {
             .map(|a| (a.name.clone(), a.clone()))
             .collect();
         let granularity = self.cfg.granularity;
-        let mut writes: Vec<(Arc<str>, Option<&str>)> = Vec::with_capacity(set.len() + remove.len());
+        let mut writes: Vec<(Arc<str>, Option<&str>)> =
+            Vec::with_capacity(set.len() + remove.len());
         for (n, v) in set {
             writes.push((self.intern(n), Some(*v)));
         }
@@ -451,12 +453,14 @@ impl Dsa {
             }
         };
         let id = self.next_request;
-        self.next_request += 1;
+        self.next_request = self.next_request.wrapping_add(1);
+        let max_objects = max_objects.max(1);
         self.pending.insert(
             source.clone(),
             Pending {
                 id,
                 kind,
+                max_objects,
                 sent_at: now,
             },
         );
@@ -468,7 +472,7 @@ impl Dsa {
             from_usn: from,
             utdv,
             kind,
-            max_objects: max_objects.max(1),
+            max_objects,
         })
     }
 
@@ -630,15 +634,17 @@ impl Dsa {
     /// Applies a reply, as the destination.
     pub fn apply(&mut self, reply: ChangesReply, now: SimTime) -> Applied {
         let mut out = Applied::default();
-        match self.pending.get(&reply.source) {
-            Some(p) if p.id == reply.request_id => {
+        let asked = match self.pending.get(&reply.source) {
+            Some(p) if p.id == reply.request_id && p.kind == reply.kind => {
+                let max = p.max_objects;
                 self.pending.remove(&reply.source);
+                max
             }
             _ => {
                 out.ignored = true;
                 return out;
             }
-        }
+        };
         if matches!(self.mode, Mode::Quarantined { .. }) {
             out.ignored = true;
             return out;
@@ -687,7 +693,7 @@ impl Dsa {
             PullKind::Backsync => self.apply_backsync(&reply, &mut out),
         }
         if reply.more && !reply.refused {
-            let max = reply.changes.len().max(1);
+            let max = asked;
             out.follow_up = self.pull(&reply.source, reply.kind, max, now);
         }
         out
@@ -809,6 +815,12 @@ impl Dsa {
     /// Starts a database instance from a backup with a strategy.
     pub fn restore(backup: &Backup, cfg: CoreConfig, opts: RestoreOptions) -> Dsa {
         let mut d = Dsa::new(backup.server.clone(), backup.invocation, cfg);
+        // Request ids must not repeat across database instances: a reply the
+        // crashed instance was waiting for may still arrive, and must match
+        // nothing the restored one asks (it would carry a cursor and a
+        // dampening that belong to the data the crash lost). The fresh
+        // invocation id is a seeded 64-bit random, so it serves as a base.
+        d.next_request = opts.new_invocation.0 | 1;
         if opts.strategy == RestoreStrategy::FullResync {
             // The restored data is thrown away: a fresh replica, copied whole.
             d.invocation = opts.new_invocation;
@@ -953,8 +965,7 @@ pub struct OwnWrite {
 fn covered(s: &ObjectState, v: &UpToDatenessVector) -> bool {
     v.covers(&s.created)
         && (s.stamp == s.created || v.covers(&s.stamp))
-        && s
-            .attrs
+        && s.attrs
             .iter()
             .all(|a| a.stamp == s.stamp || a.stamp == s.created || v.covers(&a.stamp))
 }
@@ -968,4 +979,52 @@ fn first_origin_after(s: &ObjectState, inv: InvocationId, after: Usn) -> Option<
         .filter(|st| st.invocation == inv && st.usn > after)
         .map(|st| st.usn)
         .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> CoreConfig {
+        CoreConfig {
+            granularity: Granularity::Object,
+            tombstone_lifetime: 1_000_000,
+            rollback_detection: false,
+        }
+    }
+
+    #[test]
+    fn a_reply_to_the_crashed_instance_matches_nothing_the_restored_one_asks() {
+        let (sa, sb): (Arc<str>, Arc<str>) = ("A".into(), "B".into());
+        let mut a = Dsa::new(sa.clone(), InvocationId(1), cfg());
+        let mut b = Dsa::new(sb.clone(), InvocationId(2), cfg());
+        let backup = a.backup(0);
+        b.create(Guid(1), "cn=x", &[], 1).unwrap();
+        let old = a.pull(&sb, PullKind::Normal, 100, 1).unwrap();
+        let stale = b.answer(&old);
+        let opts = RestoreOptions {
+            strategy: RestoreStrategy::Naive,
+            partners: vec![sb.clone()],
+            new_invocation: InvocationId(0x5eed),
+            now: 2,
+            backsync_timeout: 1_000,
+            forget: BTreeSet::new(),
+        };
+        let mut a = Dsa::restore(&backup, cfg(), opts);
+        let fresh = a.pull(&sb, PullKind::Normal, 100, 2).unwrap();
+        assert_ne!(fresh.request_id, old.request_id);
+        assert!(a.apply(stale, 3).ignored);
+        assert_eq!(a.apply(b.answer(&fresh), 3).changed, 1);
+    }
+
+    #[test]
+    fn a_reply_of_another_kind_is_ignored() {
+        let sb: Arc<str> = "B".into();
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let b = Dsa::new(sb.clone(), InvocationId(2), cfg());
+        let req = a.pull(&sb, PullKind::Normal, 100, 0).unwrap();
+        let mut reply = b.answer(&req);
+        reply.kind = PullKind::Backsync;
+        assert!(a.apply(reply, 1).ignored);
+    }
 }
