@@ -128,7 +128,7 @@ impl Cluster {
             .map(|&i| layout.site_names[i].clone())
             .collect();
         let (shared, servers, sup, net, arbiters) = rt.block_on(async move {
-            let shared = Shared::new(cfg, layout, seed);
+            let shared = Shared::new(cfg, layout, seed, arbiters > 0);
             let net = Network::new(shared.clone(), seed, faults).start();
             let arbs: Vec<Arbiter> = (0..arbiters).map(|_| Arbiter::new()).collect();
             let servers: Vec<_> = (0..names_len(&shared))

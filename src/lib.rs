@@ -6,6 +6,7 @@
 //! - [`shell`]: `DirectoryServer`, `Network` and `Supervisor` actors on a
 //!   simulated clock.
 //! - [`Cluster`]: the synchronous API over them.
+pub mod bench;
 pub mod cluster;
 pub mod config;
 pub mod core;

@@ -43,7 +43,7 @@ pub fn config(base: &ReplicationConfig) -> ReplicationConfig {
         intrasite_latency: Duration::ZERO,
         connector_latency: Duration::ZERO,
         startup_delay: Duration::ZERO,
-        connector_schedule: Duration::from_millis(5),
+        connector_schedule: Duration::from_millis(50),
         intrasite_packet: base.intrasite_packet.max(1000),
         intersite_packet: base.intersite_packet.max(1000),
         ..base.clone()

@@ -496,6 +496,11 @@ impl Dsa {
         self.pending.contains_key(source)
     }
 
+    /// Whether an ordinary pull from any source is outstanding.
+    pub fn pulling_any(&self) -> bool {
+        self.pending.values().any(|p| p.kind == PullKind::Normal)
+    }
+
     /// Answers a pull, as a source.
     pub fn answer(&self, req: &GetChanges) -> ChangesReply {
         let mut reply = ChangesReply {
@@ -531,9 +536,22 @@ impl Dsa {
             Usn(0)
         };
         let full = req.kind == PullKind::Full;
-        let mut scan = self.table.changed_after_replicas(from).peekable();
-        while let Some((usn, r)) = scan.next() {
-            if full || !covered(&r.state, &req.utdv) {
+        let mut scan = self.table.changed_after_with_origin(from).peekable();
+        // Consecutive replicas mostly come from one originator: remember
+        // its vector entry instead of looking it up again.
+        let mut memo: Option<(InvocationId, Usn)> = None;
+        while let Some((usn, r, origin)) = scan.next() {
+            let claim = match memo {
+                Some((inv, u)) if inv == origin.invocation => u,
+                _ => {
+                    let u = req.utdv.get(origin.invocation);
+                    memo = Some((origin.invocation, u));
+                    u
+                }
+            };
+            // One originator, all covered: skip without reading the state.
+            let quick_covered = origin.usn.0 != u64::MAX && claim >= origin.usn;
+            if full || !(quick_covered || covered(&r.state, &req.utdv)) {
                 reply.changes.push(r.state.clone());
                 if reply.changes.len() == req.max_objects && scan.peek().is_some() {
                     reply.more = true;

@@ -40,6 +40,118 @@ pub struct Digest {
 /// A replica's place in the slab.
 type Slot = u32;
 
+/// A hash index entry: the slot and the high half of its key's hash, so
+/// that growing the table and rejecting a probe read no state.
+#[derive(Debug, Clone, Copy)]
+struct Hashed {
+    slot: Slot,
+    hash: u32,
+}
+
+/// The by-USN index: local USNs only grow, so it is an append-only pair of
+/// sorted arrays (a scan streams through memory); a removed entry is marked
+/// and the arrays are compacted once half of them are marks.
+#[derive(Debug, Clone, Default)]
+struct UsnLog {
+    usns: Vec<Usn>,
+    /// The slot changed at `usns[i]`, or [`UsnLog::GONE`].
+    slots: Vec<Slot>,
+    gone: usize,
+}
+
+impl UsnLog {
+    const GONE: Slot = Slot::MAX;
+
+    fn insert(&mut self, usn: Usn, s: Slot) {
+        match self.usns.last() {
+            Some(last) if *last >= usn => {
+                // Not the protocol's order (a caller storing at an older
+                // USN): keep the arrays sorted the slow way.
+                let i = self.usns.partition_point(|u| *u < usn);
+                if self.usns.get(i) == Some(&usn) {
+                    if self.slots[i] == Self::GONE {
+                        self.gone -= 1;
+                    }
+                    self.slots[i] = s;
+                } else {
+                    self.usns.insert(i, usn);
+                    self.slots.insert(i, s);
+                }
+            }
+            _ => {
+                self.usns.push(usn);
+                self.slots.push(s);
+            }
+        }
+    }
+
+    fn remove(&mut self, usn: Usn) {
+        let i = self.usns.partition_point(|u| *u < usn);
+        if self.usns.get(i) != Some(&usn) || self.slots[i] == Self::GONE {
+            return;
+        }
+        self.slots[i] = Self::GONE;
+        self.gone += 1;
+        if self.gone > 32 && self.gone * 2 > self.usns.len() {
+            let mut k = 0;
+            for j in 0..self.usns.len() {
+                if self.slots[j] != Self::GONE {
+                    self.usns[k] = self.usns[j];
+                    self.slots[k] = self.slots[j];
+                    k += 1;
+                }
+            }
+            self.usns.truncate(k);
+            self.slots.truncate(k);
+            self.gone = 0;
+        }
+    }
+
+    /// Entries with a USN above `from`, in order.
+    fn after(&self, from: Usn) -> impl Iterator<Item = (Usn, Slot)> + '_ {
+        let i = self.usns.partition_point(|u| *u <= from);
+        self.usns[i..]
+            .iter()
+            .zip(&self.slots[i..])
+            .filter(|(_, s)| **s != Self::GONE)
+            .map(|(u, s)| (*u, *s))
+    }
+}
+
+/// The 64-bit hash hashbrown sees for a stored 32-bit one: its high bits
+/// (the probe tag) and low bits (the bucket) both come from it.
+fn widen(h: u32) -> u64 {
+    (u64::from(h) << 32) | u64::from(h)
+}
+
+/// What the GetChanges scan needs to skip a replica the requester already
+/// holds without reading its state: the one invocation that originated
+/// every stamp it carries and the highest of their USNs (`Usn(u64::MAX)`
+/// when several invocations did, which no vector covers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The originating invocation (the creating one for mixed origins).
+    pub invocation: InvocationId,
+    /// The highest originating USN, or `u64::MAX` for mixed origins.
+    pub usn: Usn,
+}
+
+impl Origin {
+    fn of(s: &ObjectState) -> Origin {
+        let inv = s.created.invocation;
+        let mut max = s.created.usn.max(s.stamp.usn);
+        let mut sole = s.stamp.invocation == inv;
+        for a in &s.attrs {
+            sole &= a.stamp.invocation == inv;
+            max = max.max(a.stamp.usn);
+        }
+        Origin {
+            invocation: inv,
+            usn: if sole { max } else { Usn(u64::MAX) },
+        }
+    }
+}
+
 /// The object table: a slab of replicas plus indexes by guid, local USN,
 /// originating write and dn.
 ///
@@ -51,14 +163,16 @@ pub struct ObjectTable {
     slab: Vec<Option<Replica>>,
     /// Free slots, reused first.
     free: Vec<Slot>,
-    /// Slots by guid (hashed from the slot's state).
-    by_guid: HashTable<Slot>,
-    by_usn: BTreeMap<Usn, Slot>,
+    /// Per slot, its replica's [`Origin`] (stale for free slots).
+    origin: Vec<Origin>,
+    /// Slots by guid.
+    by_guid: HashTable<Hashed>,
+    by_usn: UsnLog,
     /// (originating invocation, originating USN) of every stamp an object carries.
     by_origin: BTreeMap<(InvocationId, Usn), Slot>,
     /// Per dn of live objects, the holder: the latest created live object
-    /// with that dn (hashed from the slot's state).
-    by_dn: HashTable<Slot>,
+    /// with that dn.
+    by_dn: HashTable<Hashed>,
     /// The rare dns more than one live object was created with: all of them.
     dn_conflicts: HashMap<Arc<str>, Vec<Slot>>,
     /// Tombstones by deletion time, for garbage collection.
@@ -75,11 +189,15 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn guid_hash(g: Guid) -> u64 {
-    mix((g.0 as u64) ^ ((g.0 >> 64) as u64).rotate_left(29))
+fn guid_hash(g: Guid) -> u32 {
+    (mix((g.0 as u64) ^ ((g.0 >> 64) as u64).rotate_left(29)) >> 32) as u32
 }
 
-fn dn_hash(dn: &str) -> u64 {
+fn dn_hash(dn: &str) -> u32 {
+    (dn_hash64(dn) >> 32) as u32
+}
+
+fn dn_hash64(dn: &str) -> u64 {
     let mut h = dn.len() as u64;
     let mut chunks = dn.as_bytes().chunks_exact(8);
     for c in &mut chunks {
@@ -124,30 +242,34 @@ fn name_key(slab: &[Option<Replica>], s: Slot) -> (Stamp, Guid) {
 }
 
 fn dn_insert(
-    by_dn: &mut HashTable<Slot>,
+    by_dn: &mut HashTable<Hashed>,
     conflicts: &mut HashMap<Arc<str>, Vec<Slot>>,
     slab: &[Option<Replica>],
     s: Slot,
 ) {
     let dn = &at(slab, s).state.dn;
     let h = dn_hash(dn);
-    match by_dn.find_mut(h, |&o| at(slab, o).state.dn == *dn) {
+    match by_dn.find_mut(widen(h), |o| {
+        o.hash == h && at(slab, o.slot).state.dn == *dn
+    }) {
         Some(holder) => {
-            let all = conflicts.entry(dn.clone()).or_insert_with(|| vec![*holder]);
+            let all = conflicts
+                .entry(dn.clone())
+                .or_insert_with(|| vec![holder.slot]);
             all.push(s);
-            if name_key(slab, s) > name_key(slab, *holder) {
-                *holder = s;
+            if name_key(slab, s) > name_key(slab, holder.slot) {
+                holder.slot = s;
             }
         }
         None => {
-            by_dn.insert_unique(h, s, |&o| dn_hash(&at(slab, o).state.dn));
+            by_dn.insert_unique(widen(h), Hashed { slot: s, hash: h }, |o| widen(o.hash));
         }
     }
 }
 
 /// Takes slot `s` (still holding its state) out of the dn index.
 fn dn_remove(
-    by_dn: &mut HashTable<Slot>,
+    by_dn: &mut HashTable<Hashed>,
     conflicts: &mut HashMap<Arc<str>, Vec<Slot>>,
     slab: &[Option<Replica>],
     s: Slot,
@@ -164,10 +286,12 @@ fn dn_remove(
         if all.len() == 1 {
             conflicts.remove(&**dn);
         }
-        if let Some(holder) = by_dn.find_mut(h, |&o| at(slab, o).state.dn == *dn) {
-            *holder = best;
+        if let Some(holder) = by_dn.find_mut(widen(h), |o| {
+            o.hash == h && at(slab, o.slot).state.dn == *dn
+        }) {
+            holder.slot = best;
         }
-    } else if let Ok(e) = by_dn.find_entry(h, |&o| o == s) {
+    } else if let Ok(e) = by_dn.find_entry(widen(h), |o| o.slot == s) {
         e.remove();
     }
 }
@@ -180,9 +304,12 @@ impl ObjectTable {
 
     fn slot(&self, guid: Guid) -> Option<Slot> {
         let slab = &self.slab;
+        let h = guid_hash(guid);
         self.by_guid
-            .find(guid_hash(guid), |&s| at(slab, s).state.guid == guid)
-            .copied()
+            .find(widen(h), |o| {
+                o.hash == h && at(slab, o.slot).state.guid == guid
+            })
+            .map(|o| o.slot)
     }
 
     /// The replica of `guid`, if held.
@@ -272,6 +399,10 @@ impl ObjectTable {
                 Some(s) => s,
                 None => {
                     self.slab.push(None);
+                    self.origin.push(Origin {
+                        invocation: InvocationId(0),
+                        usn: Usn(u64::MAX),
+                    });
                     Slot::try_from(self.slab.len() - 1).expect("fewer than 2^32 objects")
                 }
             },
@@ -282,9 +413,9 @@ impl ObjectTable {
             usn_changed: usn,
             usn_created: usn,
         });
-        let slab = &self.slab;
+        let h = guid_hash(guid);
         self.by_guid
-            .insert_unique(guid_hash(guid), s, |&o| guid_hash(at(slab, o).state.guid));
+            .insert_unique(widen(h), Hashed { slot: s, hash: h }, |o| widen(o.hash));
         self.index(s, false);
     }
 
@@ -292,7 +423,10 @@ impl ObjectTable {
     pub fn remove(&mut self, guid: Guid) -> Option<Replica> {
         let s = self.slot(guid)?;
         self.unindex(s, None, false);
-        if let Ok(e) = self.by_guid.find_entry(guid_hash(guid), |&o| o == s) {
+        if let Ok(e) = self
+            .by_guid
+            .find_entry(widen(guid_hash(guid)), |o| o.slot == s)
+        {
             e.remove();
         }
         self.free.push(s);
@@ -305,6 +439,7 @@ impl ObjectTable {
         let r = at(&self.slab, s);
         let st = &r.state;
         self.by_usn.insert(r.usn_changed, s);
+        self.origin[s as usize] = Origin::of(st);
         for k in origins(st) {
             self.by_origin.insert(k, s);
         }
@@ -325,7 +460,7 @@ impl ObjectTable {
     fn unindex(&mut self, s: Slot, next: Option<&ObjectState>, same_name: bool) {
         let r = at(&self.slab, s);
         let st = &r.state;
-        self.by_usn.remove(&r.usn_changed);
+        self.by_usn.remove(r.usn_changed);
         for k in origins(st) {
             if next.is_some_and(|n| carries(n, k)) {
                 continue;
@@ -356,9 +491,18 @@ impl ObjectTable {
 
     /// Replicas changed locally after `from`, in USN order: the GetChanges scan.
     pub fn changed_after_replicas(&self, from: Usn) -> impl Iterator<Item = (Usn, &Replica)> + '_ {
+        self.by_usn.after(from).map(|(u, s)| (u, at(&self.slab, s)))
+    }
+
+    /// [`ObjectTable::changed_after_replicas`] with each replica's [`Origin`],
+    /// which decides most dampening without reading the state.
+    pub fn changed_after_with_origin(
+        &self,
+        from: Usn,
+    ) -> impl Iterator<Item = (Usn, &Replica, Origin)> + '_ {
         self.by_usn
-            .range(from.next()..)
-            .map(|(u, s)| (*u, at(&self.slab, *s)))
+            .after(from)
+            .map(|(u, s)| (u, at(&self.slab, s), self.origin[s as usize]))
     }
 
     /// Guids carrying a stamp originated by `inv` with originating USN above
@@ -411,9 +555,12 @@ impl ObjectTable {
     /// that dn, the latest created (the others are shown `CNF`-renamed).
     pub fn holder(&self, dn: &str) -> Option<Guid> {
         let slab = &self.slab;
+        let h = dn_hash(dn);
         self.by_dn
-            .find(dn_hash(dn), |&s| &*at(slab, s).state.dn == dn)
-            .map(|&s| at(slab, s).state.guid)
+            .find(widen(h), |o| {
+                o.hash == h && &*at(slab, o.slot).state.dn == dn
+            })
+            .map(|o| at(slab, o.slot).state.guid)
     }
 
     /// The dn a replica is shown with: its own, or `<dn> CNF:<guid>` when a
@@ -500,6 +647,24 @@ mod tests {
         t.put(obj(1, "cn=a", stamp(1, 1), true), Usn(5));
         assert_eq!(t.holder("cn=a"), None);
         assert_eq!((t.len(), t.live(), t.tombstones()), (2, 0, 2));
+    }
+
+    #[test]
+    fn usn_log_keeps_order_through_removals_and_late_inserts() {
+        let mut l = UsnLog::default();
+        for u in 1..=100u64 {
+            l.insert(Usn(u * 2), u as Slot);
+        }
+        for u in 1..=80u64 {
+            l.remove(Usn(u * 2));
+        }
+        assert!(l.usns.len() < 100, "compacted");
+        l.insert(Usn(3), 999);
+        let got: Vec<u64> = l.after(Usn(0)).map(|(u, _)| u.0).collect();
+        let mut want: Vec<u64> = (81..=100u64).map(|u| u * 2).collect();
+        want.insert(0, 3);
+        assert_eq!(got, want);
+        assert_eq!(l.after(Usn(190)).count(), 5);
     }
 
     #[test]

@@ -23,10 +23,20 @@ pub struct Shared {
     pub obs: Observatory,
     start: tokio::time::Instant,
     seed: u64,
+    /// Throughput mode (real clock, several threads): a server pulls from
+    /// one source at a time, the others queued, as AD's inbound replication
+    /// queue does (the deterministic mode's notification spacing staggers
+    /// pulls instead), and a message without delay skips the timer.
+    pub(crate) throughput: bool,
 }
 
 impl Shared {
-    pub(crate) fn new(cfg: ReplicationConfig, layout: Layout, seed: u64) -> Arc<Self> {
+    pub(crate) fn new(
+        cfg: ReplicationConfig,
+        layout: Layout,
+        seed: u64,
+        throughput: bool,
+    ) -> Arc<Self> {
         let n = layout.servers.len();
         Arc::new(Shared {
             cfg,
@@ -34,6 +44,7 @@ impl Shared {
             obs: Observatory::new(n),
             start: tokio::time::Instant::now(),
             seed,
+            throughput,
         })
     }
 

@@ -125,7 +125,11 @@ impl Handler<Envelope> for Network {
                 0 => e.take().expect("the last copy takes the original"),
                 _ => e.clone().expect("the original is kept until the last copy"),
             };
-            ctx.run_later(base + jitter, move |net, _| net.deliver(e));
+            if self.shared.throughput && (base + jitter).is_zero() {
+                self.deliver(e);
+            } else {
+                ctx.run_later(base + jitter, move |net, _| net.deliver(e));
+            }
         }
     }
 }

@@ -88,7 +88,9 @@ impl DirectoryServer {
         let Some(core) = self.core.as_mut() else {
             return;
         };
-        if kind == PullKind::Normal && core.pulling(&src) {
+        if kind == PullKind::Normal
+            && (core.pulling(&src) || (self.shared.throughput && core.pulling_any()))
+        {
             self.repull.insert(source);
             return;
         }
@@ -380,6 +382,15 @@ impl DirectoryServer {
             self.send(from, Payload::Request(req));
         } else if self.repull.remove(&from) {
             self.pull(from, PullKind::Normal);
+        } else if self.shared.throughput {
+            // The next queued source after the one just pulled, in a ring:
+            // destinations spread over sources instead of all queueing on
+            // the lowest-numbered one.
+            let next = self.repull.range(from + 1..).next().or(self.repull.first());
+            if let Some(next) = next.copied() {
+                self.repull.remove(&next);
+                self.pull(next, PullKind::Normal);
+            }
         }
         if resynced {
             let peers = self.shared.layout().partners(self.idx);
@@ -527,7 +538,7 @@ impl Handler<Holds> for DirectoryServer {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct RestoreServer {
-    pub backup: Backup,
+    pub backup: Arc<Backup>,
     pub opts: RestoreOptions,
 }
 

@@ -38,7 +38,9 @@ pub struct Supervisor {
     shared: Arc<Shared>,
     servers: Vec<Addr<DirectoryServer>>,
     net: Addr<Network>,
-    backups: BTreeMap<String, Backup>,
+    /// Shared with the restores that use them: a restore moves a pointer,
+    /// not a copy of the table.
+    backups: BTreeMap<String, Arc<Backup>>,
     /// Per server, the newest backup's (invocation, usn): writes up to it survive a crash.
     newest_backup: Vec<Option<(InvocationId, Usn)>>,
     running: Vec<bool>,
@@ -136,7 +138,7 @@ impl Handler<BackupCmd> for Supervisor {
                         b.usn
                     ));
                     act.newest_backup[m.server] = Some((b.invocation, b.usn));
-                    act.backups.insert(m.name, b);
+                    act.backups.insert(m.name, Arc::new(b));
                     Ok(())
                 }),
         )

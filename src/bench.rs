@@ -1,0 +1,727 @@
+//! `backsync bench`: a fixed set of measurements run in one process, each
+//! printed with the baseline it is judged against and the ratio, and the
+//! workloads the criterion benches (`benches/`) share with it.
+//!
+//! Every figure is a ratio against a baseline measured in the same run, or
+//! a size-free quantity (bytes per replica, simulated per wall second): the
+//! machine's speed cancels out. See docs/PERFORMANCE.md for the figures
+//! reached and how to reproduce them.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cluster::{Cluster, LoadSpec};
+use crate::config::{Granularity, Profile, ReplicationConfig, RestoreStrategy};
+use crate::core::{
+    CoreConfig, Dsa, GetChanges, Guid, InvocationId, ObjectState, PullKind, Stamp,
+    UpToDatenessVector, Usn,
+};
+use crate::error::ClusterError;
+use crate::shell::topology::{Connector, Site, Topology};
+use crate::throughput::{self, ThroughputRun};
+
+/// `backsync bench` options.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct BenchArgs {
+    /// Fewer repetitions and a smaller simulated week: under 2 minutes.
+    #[arg(long)]
+    pub quick: bool,
+    /// Write the figures as JSON here.
+    #[arg(long, value_name = "OUT.json")]
+    pub json: Option<PathBuf>,
+}
+
+/// Why a bench run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The cluster refused a step.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// A workload did not end as it must (a measurement of a wrong run is no measurement).
+    #[error("bench workload failed: {0}")]
+    Workload(String),
+    /// The JSON could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// One printed figure.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figure {
+    /// What is measured.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// Its unit.
+    pub unit: String,
+    /// What it is judged against.
+    pub baseline: String,
+    /// The baseline's value, in the same unit.
+    pub baseline_value: f64,
+    /// `value / baseline_value` (or the figure itself when it is a ratio).
+    pub ratio: f64,
+    /// The issue's target for `ratio`, e.g. `>= 0.5`.
+    pub target: String,
+    /// Whether the target is met.
+    pub met: bool,
+}
+
+/// Everything a bench run measured: what `--json` writes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// `--quick` was given.
+    pub quick: bool,
+    /// Cores available.
+    pub cores: usize,
+    /// Core apply of replicated objects (insert and update), objects/s.
+    pub apply_objects_per_s: f64,
+    /// The plain `HashMap` merge of the same objects, same run, objects/s.
+    pub apply_baseline_objects_per_s: f64,
+    /// Answering a backsync (1,000 originated) on 10k objects, µs.
+    pub backsync_answer_10k_us: f64,
+    /// The same on 1M objects, µs.
+    pub backsync_answer_1m_us: f64,
+    /// The same on 1M objects by a full-table scan, µs.
+    pub backsync_scan_answer_1m_us: f64,
+    /// `backsync_answer_1m_us / backsync_answer_10k_us`.
+    pub backsync_answer_ratio_1m_vs_10k: f64,
+    /// Wall ms from restore to convergence, backsync (100k objects, 1,000 lost).
+    pub backsync_restore_ms: f64,
+    /// The same with full resync.
+    pub full_resync_restore_ms: f64,
+    /// The same with a new invocation id.
+    pub new_invocation_restore_ms: f64,
+    /// `full_resync_restore_ms / backsync_restore_ms`.
+    pub backsync_vs_full_resync_speedup: f64,
+    /// Object replicas changed by replication per wall second (16 servers, 100k objects, throughput mode).
+    pub cluster_object_applies_per_s: f64,
+    /// The throughput run behind it.
+    pub throughput: ThroughputRun,
+    /// Peak RSS growth over object replicas (64 servers × 100k objects).
+    pub bytes_per_object_replica: f64,
+    /// Servers, objects and RSS figures behind it.
+    pub memory: MemoryFigure,
+    /// Simulated seconds per wall second over 7 days of a 20-site exchange55 topology.
+    pub sim_to_wall_ratio: f64,
+    /// The run behind it.
+    pub sim_week: SimWeek,
+    /// Every figure with its baseline, ratio and target, as printed.
+    pub figures: Vec<Figure>,
+}
+
+// ---------------------------------------------------------------- workloads
+
+/// The protocol settings the core benches use.
+pub fn core_config(granularity: Granularity) -> CoreConfig {
+    CoreConfig {
+        granularity,
+        tombstone_lifetime: 30 * 86_400_000,
+        rollback_detection: false,
+    }
+}
+
+/// A well-spread guid for the `k`-th object of invocation `inv`.
+pub fn guid(inv: u64, k: u64) -> Guid {
+    let mut z = (u128::from(inv) << 64) | u128::from(k);
+    z = z.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+    Guid(z ^ (z >> 61))
+}
+
+/// A server named `S<inv>` that created `n` objects shaped like the `load`
+/// step's (`cn=<prefix><k>`, a mail and a title).
+pub fn source(inv: u64, n: usize, prefix: &str) -> Dsa {
+    let mut d = Dsa::new(
+        format!("S{inv}").into(),
+        InvocationId(inv),
+        core_config(Granularity::Object),
+    );
+    create(&mut d, n, prefix);
+    d
+}
+
+/// Creates `n` more objects on `d`.
+pub fn create(d: &mut Dsa, n: usize, prefix: &str) {
+    let inv = d.invocation().0;
+    let start = d.table().len() as u64;
+    for k in start..start + n as u64 {
+        let dn = format!("cn={prefix}{k}");
+        let mail = format!("{prefix}{k}@example.com");
+        d.create(
+            guid(inv, k),
+            &dn,
+            &[("mail", &mail), ("title", "loaded")],
+            k,
+        )
+        .expect("a fresh dn");
+    }
+}
+
+/// Modifies every object of `d` once (a newer title).
+pub fn modify_all(d: &mut Dsa, prefix: &str) {
+    let n = d.table().len() as u64;
+    for k in 0..n {
+        d.modify(
+            &format!("cn={prefix}{k}"),
+            &[("title", "modified")],
+            &[],
+            n + k,
+        )
+        .expect("a live dn");
+    }
+}
+
+/// Every object of `d` as a replication reply carries it, in USN order.
+pub fn replicated(d: &Dsa) -> Vec<Arc<ObjectState>> {
+    d.table()
+        .changed_after_replicas(Usn(0))
+        .map(|(_, r)| r.state.clone())
+        .collect()
+}
+
+/// Applies replicated states as the core's apply loop does; returns how many changed.
+pub fn apply_all(d: &mut Dsa, states: &[Arc<ObjectState>]) -> usize {
+    states.iter().filter(|s| d.apply_state(s)).count()
+}
+
+/// The plain-Rust baseline object: owned strings, one stamp per attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainObject {
+    /// Guid.
+    pub guid: u128,
+    /// dn.
+    pub dn: String,
+    /// Object stamp.
+    pub stamp: Stamp,
+    /// Tombstone flag.
+    pub deleted: bool,
+    /// (name, value, stamp).
+    pub attrs: Vec<(String, String, Stamp)>,
+}
+
+/// Deep copies of states, for the baseline.
+pub fn plain(states: &[Arc<ObjectState>]) -> Vec<PlainObject> {
+    states
+        .iter()
+        .map(|s| PlainObject {
+            guid: s.guid.0,
+            dn: s.dn.to_string(),
+            stamp: s.stamp,
+            deleted: s.deleted,
+            attrs: s
+                .attrs
+                .iter()
+                .filter_map(|a| Some((a.name.to_string(), a.value.as_ref()?.to_string(), a.stamp)))
+                .collect(),
+        })
+        .collect()
+}
+
+/// The baseline apply: a `HashMap` by guid; compare stamps, copy newer
+/// attributes (a deep copy of what is taken). Returns whether it changed.
+pub fn plain_merge(map: &mut HashMap<u128, PlainObject>, inc: &PlainObject) -> bool {
+    match map.entry(inc.guid) {
+        Entry::Vacant(e) => {
+            e.insert(inc.clone());
+            true
+        }
+        Entry::Occupied(mut e) => {
+            let cur = e.get_mut();
+            if inc.stamp <= cur.stamp {
+                return false;
+            }
+            cur.stamp = inc.stamp;
+            cur.deleted = inc.deleted;
+            for (n, v, s) in &inc.attrs {
+                match cur.attrs.iter_mut().find(|a| a.0 == *n) {
+                    Some(a) if *s > a.2 => {
+                        a.1.clone_from(v);
+                        a.2 = *s;
+                    }
+                    Some(_) => {}
+                    None => cur.attrs.push((n.clone(), v.clone(), *s)),
+                }
+            }
+            true
+        }
+    }
+}
+
+/// A partner holding `total` objects of which `lost` were originated by the
+/// restored server after its backup, and the backsync request that server
+/// sends (one reply of up to 1,000 objects).
+pub fn backsync_fixture(total: usize, lost: usize) -> (Dsa, GetChanges) {
+    let mut restored = source(1, 0, "r");
+    // Some objects the restored server originated before its backup: held,
+    // so the answer must skip them.
+    create(&mut restored, lost, "r");
+    let backup_usn = restored.usn();
+    create(&mut restored, lost, "r");
+    let mut partner = source(2, total - lost, "p");
+    for s in replicated(&restored) {
+        partner.apply_state(&s);
+    }
+    let mut utdv = UpToDatenessVector::default();
+    utdv.raise(restored.invocation(), backup_usn);
+    let req = GetChanges {
+        request_id: 1,
+        requester: restored.name().clone(),
+        requester_invocation: restored.invocation(),
+        source_invocation: None,
+        from_usn: Usn(0),
+        utdv,
+        kind: PullKind::Backsync,
+        max_objects: 1000,
+    };
+    (partner, req)
+}
+
+/// `servers` servers in sites of `per_site`; the first server of each site
+/// is its bridgehead, joined to the first site's (hub and spoke).
+pub fn hub_topology(servers: usize, per_site: usize) -> Topology {
+    let per_site = per_site.max(1);
+    let sites = servers.div_ceil(per_site);
+    let mut t = Topology::new();
+    for s in 0..sites {
+        t.sites.push(Site {
+            name: format!("Site{s}"),
+            servers: (s * per_site..servers.min((s + 1) * per_site))
+                .map(|i| format!("Server{i}"))
+                .collect(),
+        });
+    }
+    for s in 1..sites {
+        t.connectors.push(Connector {
+            between: ["Site0".into(), format!("Site{s}")],
+            bridgeheads: ["Server0".into(), format!("Server{}", s * per_site)],
+            schedule: None,
+            latency: None,
+        });
+    }
+    t
+}
+
+/// The restore comparison's directory: KB Q190703's two sites, `objects`
+/// loaded and converged, a backup of Server1, then `lost` objects created on
+/// Server1 and replicated, then Server1 crashed. Restore `Server1` from
+/// `nightly` next.
+pub fn restore_fixture(objects: u64, lost: u64, seed: u64) -> Result<Cluster, BenchError> {
+    let t = Topology::new()
+        .site("Redmond", &["Server1", "Server2"])
+        .site("Dublin", &["Server3", "Server4"])
+        .connector(["Redmond", "Dublin"], ["Server2", "Server3"]);
+    let mut c = Cluster::new(&t, ReplicationConfig::default(), seed)?;
+    c.load(&LoadSpec {
+        creates: objects,
+        ..LoadSpec::default()
+    })?;
+    converged(&mut c, Duration::from_secs(86_400), "initial load")?;
+    c.backup("Server1", "nightly")?;
+    c.load(&LoadSpec {
+        servers: vec!["Server1".into()],
+        creates: lost,
+        prefix: Some("lost".into()),
+        ..LoadSpec::default()
+    })?;
+    converged(&mut c, Duration::from_secs(86_400), "after the backup")?;
+    c.crash("Server1")?;
+    Ok(c)
+}
+
+/// Restores Server1 of a [`restore_fixture`] and waits for convergence;
+/// returns the wall time of both. Crashes it again afterwards, ready for
+/// the next restore.
+pub fn restore_once(c: &mut Cluster, strategy: RestoreStrategy) -> Result<Duration, BenchError> {
+    let expect = c.live_objects("Server2")?;
+    let t = Instant::now();
+    c.restore("Server1", "nightly", Some(strategy))?;
+    converged(c, Duration::from_secs(2 * 86_400), strategy.as_str())?;
+    let wall = t.elapsed();
+    let got = c.live_objects("Server1")?;
+    if got != expect {
+        return Err(BenchError::Workload(format!(
+            "{strategy}: Server1 holds {got} live objects, partners {expect}"
+        )));
+    }
+    c.crash("Server1")?;
+    Ok(wall)
+}
+
+fn converged(c: &mut Cluster, within: Duration, what: &str) -> Result<(), BenchError> {
+    if c.converge(within).converged {
+        Ok(())
+    } else {
+        Err(BenchError::Workload(format!("{what}: not converged")))
+    }
+}
+
+// ------------------------------------------------------------- measurements
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
+    let t = Instant::now();
+    let r = f();
+    (t.elapsed(), r)
+}
+
+/// One `/proc/self/status` field in bytes (Linux; 0 elsewhere).
+fn proc_status(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The memory figure's run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryFigure {
+    /// Servers (tables) built.
+    pub servers: usize,
+    /// Objects on each.
+    pub objects: usize,
+    /// RSS before, bytes.
+    pub rss_before: u64,
+    /// Peak RSS (VmHWM, reset before the run where the kernel allows) after, bytes.
+    pub peak_rss: u64,
+    /// RSS with every table alive, bytes.
+    pub rss_after: u64,
+}
+
+/// Builds `servers` object tables of `objects` each by replication along a
+/// chain (each server pulls every page from the previous one, as the
+/// protocol does) and measures peak RSS growth per object replica.
+pub fn memory_per_replica(servers: usize, objects: usize) -> (f64, MemoryFigure) {
+    // Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss_before = proc_status("VmRSS:");
+    let mut chain: Vec<Dsa> = vec![source(1, objects, "obj")];
+    for i in 1..servers {
+        let mut d = Dsa::new(
+            format!("S{}", i + 1).into(),
+            InvocationId(i as u64 + 1),
+            core_config(Granularity::Object),
+        );
+        let src = chain[i - 1].name().clone();
+        let mut req = d.pull(&src, PullKind::Normal, 1000, 0);
+        while let Some(r) = req {
+            let reply = chain[i - 1].answer(&r);
+            req = d.apply(reply, 0).follow_up;
+        }
+        chain.push(d);
+    }
+    let rss_after = proc_status("VmRSS:");
+    let peak_rss = proc_status("VmHWM:").max(rss_after);
+    let replicas = (servers * objects) as f64;
+    let fig = MemoryFigure {
+        servers,
+        objects,
+        rss_before,
+        peak_rss,
+        rss_after,
+    };
+    drop(chain);
+    (peak_rss.saturating_sub(rss_before) as f64 / replicas, fig)
+}
+
+/// Core apply vs the plain `HashMap` merge: `n` objects inserted into an
+/// empty replica, then `n` newer versions applied over them. Median of
+/// `reps`; returns (core objects/s, baseline objects/s).
+pub fn apply_rates(n: usize, reps: usize) -> (f64, f64) {
+    let mut src = source(1, n, "obj");
+    let v1 = replicated(&src);
+    modify_all(&mut src, "obj");
+    let v2 = replicated(&src);
+    let (p1, p2) = (plain(&v1), plain(&v2));
+    let (mut core, mut base) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let mut d = Dsa::new(
+            "D".into(),
+            InvocationId(9),
+            core_config(Granularity::Object),
+        );
+        let (a, c1) = time(|| apply_all(&mut d, &v1));
+        let (b, c2) = time(|| apply_all(&mut d, &v2));
+        assert_eq!((c1, c2), (n, n), "every object applies");
+        core.push((2 * n) as f64 / (a + b).as_secs_f64());
+        drop(d);
+        let mut m: HashMap<u128, PlainObject> = HashMap::new();
+        let (a, c1) = time(|| p1.iter().filter(|o| plain_merge(&mut m, o)).count());
+        let (b, c2) = time(|| p2.iter().filter(|o| plain_merge(&mut m, o)).count());
+        assert_eq!((c1, c2), (n, n), "every object merges");
+        base.push((2 * n) as f64 / (a + b).as_secs_f64());
+    }
+    (median(core), median(base))
+}
+
+/// Median µs of answering the fixture's backsync request, `reps` times.
+pub fn backsync_answer_us(partner: &Dsa, req: &GetChanges, reps: usize, scan: bool) -> f64 {
+    let mut v = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let (d, r) = time(|| {
+            if scan {
+                partner.answer_backsync_by_scan(req)
+            } else {
+                partner.answer(req)
+            }
+        });
+        assert!(!r.changes.is_empty());
+        v.push(d.as_secs_f64() * 1e6);
+    }
+    median(v)
+}
+
+/// The simulated-week run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SimWeek {
+    /// Sites.
+    pub sites: usize,
+    /// Servers.
+    pub servers: usize,
+    /// Objects loaded at the start.
+    pub objects: u64,
+    /// Simulated seconds run.
+    pub sim_s: f64,
+    /// Wall seconds it took.
+    pub wall_s: f64,
+    /// Whether the directory had converged at the end.
+    pub converged: bool,
+}
+
+/// 7 simulated days of a hub-and-spoke exchange55 organisation of `sites`
+/// sites of `per_site` servers with `objects` loaded at the start.
+pub fn sim_week(sites: usize, per_site: usize, objects: u64) -> Result<SimWeek, BenchError> {
+    let week = Duration::from_secs(7 * 86_400);
+    let t = hub_topology(sites * per_site, per_site);
+    let wall = Instant::now();
+    let mut c = Cluster::new(&t, ReplicationConfig::for_profile(Profile::Exchange55), 7)?;
+    c.load(&LoadSpec {
+        creates: objects,
+        ..LoadSpec::default()
+    })?;
+    let conv = c.converge(week);
+    let left = week.saturating_sub(c.now());
+    c.wait(left);
+    let sim_s = c.now().as_secs_f64();
+    let wall_s = wall.elapsed().as_secs_f64();
+    Ok(SimWeek {
+        sites,
+        servers: sites * per_site,
+        objects,
+        sim_s,
+        wall_s,
+        converged: conv.converged,
+    })
+}
+
+fn figure(
+    name: &str,
+    value: f64,
+    unit: &str,
+    baseline: &str,
+    baseline_value: f64,
+    ratio: f64,
+    target: (&str, f64),
+) -> Figure {
+    let met = match target.0 {
+        ">=" => ratio >= target.1,
+        _ => ratio <= target.1,
+    };
+    Figure {
+        name: name.into(),
+        value,
+        unit: unit.into(),
+        baseline: baseline.into(),
+        baseline_value,
+        ratio,
+        target: format!("{} {}", target.0, target.1),
+        met,
+    }
+}
+
+fn say(f: &Figure) {
+    println!(
+        "{:<34} {:>14.1} {:<14} | {:<36} {:>14.1} | ratio {:>10.3} (target {}) {}",
+        f.name,
+        f.value,
+        f.unit,
+        f.baseline,
+        f.baseline_value,
+        f.ratio,
+        f.target,
+        if f.met { "met" } else { "MISSED" }
+    );
+}
+
+/// Runs every measurement, prints each figure with its baseline and ratio,
+/// and writes the JSON if asked.
+pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
+    let quick = args.quick;
+    let reps = if quick { 3 } else { 7 };
+    let mut figures = Vec::new();
+    let mut out = |f: Figure| {
+        say(&f);
+        figures.push(f);
+    };
+    println!(
+        "backsync bench{} ({} cores)",
+        if quick { " --quick" } else { "" },
+        throughput::default_arbiters()
+    );
+
+    // Memory first: the peak is the process's.
+    let (bytes, memory) = memory_per_replica(64, 100_000);
+    out(figure(
+        "bytes per object replica",
+        bytes,
+        "B",
+        "target ceiling",
+        200.0,
+        bytes,
+        ("<=", 200.0),
+    ));
+
+    let (apply, apply_base) = apply_rates(100_000, reps);
+    out(figure(
+        "core apply (insert + update)",
+        apply,
+        "objects/s",
+        "plain HashMap merge",
+        apply_base,
+        apply / apply_base,
+        (">=", 0.5),
+    ));
+
+    let answer_reps = if quick { 51 } else { 201 };
+    let (p10k, r10k) = backsync_fixture(10_000, 1000);
+    let a10k = backsync_answer_us(&p10k, &r10k, answer_reps, false);
+    drop(p10k);
+    let (p1m, r1m) = backsync_fixture(1_000_000, 1000);
+    let a1m = backsync_answer_us(&p1m, &r1m, answer_reps, false);
+    let s1m = backsync_answer_us(&p1m, &r1m, 3, true);
+    drop(p1m);
+    out(figure(
+        "backsync answer, 1M objects",
+        a1m,
+        "us",
+        "the same on 10k objects",
+        a10k,
+        a1m / a10k,
+        ("<=", 2.0),
+    ));
+    out(figure(
+        "backsync answer by index, 1M",
+        a1m,
+        "us",
+        "full-table scan answer, 1M",
+        s1m,
+        s1m / a1m,
+        (">=", 1.0),
+    ));
+
+    let mut c = restore_fixture(100_000, 1000, 7)?;
+    let restore_reps = if quick { 1 } else { 3 };
+    let (mut bs, mut fr, mut ni) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..restore_reps {
+        bs.push(restore_once(&mut c, RestoreStrategy::Backsync)?.as_secs_f64() * 1e3);
+        fr.push(restore_once(&mut c, RestoreStrategy::FullResync)?.as_secs_f64() * 1e3);
+        ni.push(restore_once(&mut c, RestoreStrategy::NewInvocation)?.as_secs_f64() * 1e3);
+    }
+    drop(c);
+    let (bs, fr, ni) = (median(bs), median(fr), median(ni));
+    out(figure(
+        "restore to convergence, backsync",
+        bs,
+        "ms",
+        "full resync",
+        fr,
+        fr / bs,
+        (">=", 20.0),
+    ));
+
+    let one_site = hub_topology(16, 16);
+    let (tp, _c) = throughput::run(
+        &one_site,
+        &ReplicationConfig::default(),
+        7,
+        &LoadSpec {
+            creates: 100_000,
+            ..LoadSpec::default()
+        },
+        Duration::from_secs(600),
+    )?;
+    drop(_c);
+    if !tp.converged {
+        return Err(BenchError::Workload("throughput run: not converged".into()));
+    }
+    out(figure(
+        "cluster applies, throughput mode",
+        tp.applies_per_s,
+        "replicas/s",
+        "target floor",
+        1e6,
+        tp.applies_per_s,
+        (">=", 1e6),
+    ));
+
+    let week = sim_week(20, 3, if quick { 20_000 } else { 100_000 })?;
+    if !week.converged {
+        return Err(BenchError::Workload("simulated week: not converged".into()));
+    }
+    let sim_to_wall = week.sim_s / week.wall_s;
+    out(figure(
+        "simulated week, 20 sites",
+        sim_to_wall,
+        "sim s/wall s",
+        "target floor",
+        1e4,
+        sim_to_wall,
+        (">=", 1e4),
+    ));
+
+    let report = BenchReport {
+        quick,
+        cores: throughput::default_arbiters(),
+        apply_objects_per_s: apply,
+        apply_baseline_objects_per_s: apply_base,
+        backsync_answer_10k_us: a10k,
+        backsync_answer_1m_us: a1m,
+        backsync_scan_answer_1m_us: s1m,
+        backsync_answer_ratio_1m_vs_10k: a1m / a10k,
+        backsync_restore_ms: bs,
+        full_resync_restore_ms: fr,
+        new_invocation_restore_ms: ni,
+        backsync_vs_full_resync_speedup: fr / bs,
+        cluster_object_applies_per_s: tp.applies_per_s,
+        throughput: tp,
+        bytes_per_object_replica: bytes,
+        memory,
+        sim_to_wall_ratio: sim_to_wall,
+        sim_week: week,
+        figures,
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).expect("the report serialises");
+        std::fs::write(path, text + "\n").map_err(|source| BenchError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(report)
+}
