@@ -95,14 +95,18 @@ pub struct BenchReport {
     pub backsync_scan_answer_1m_us: f64,
     /// `backsync_answer_1m_us / backsync_answer_10k_us`.
     pub backsync_answer_ratio_1m_vs_10k: f64,
-    /// Wall ms from restore to convergence, backsync (100k objects, 1,000 lost).
-    pub backsync_restore_ms: f64,
-    /// The same with full resync.
-    pub full_resync_restore_ms: f64,
-    /// The same with a new invocation id.
-    pub new_invocation_restore_ms: f64,
-    /// `full_resync_restore_ms / backsync_restore_ms`.
+    /// Wall time of the convergence after restoring a 100k-object directory
+    /// missing 1,000 objects: full resync / backsync (the `converge` step;
+    /// the restore step, loading the backup, is in the end-to-end figure).
     pub backsync_vs_full_resync_speedup: f64,
+    /// The same over the restore step and the convergence together.
+    pub backsync_vs_full_resync_speedup_end_to_end: f64,
+    /// The backsync restore's medians.
+    pub restore_backsync: RestoreFigures,
+    /// The full resync restore's medians.
+    pub restore_full_resync: RestoreFigures,
+    /// The new-invocation restore's medians.
+    pub restore_new_invocation: RestoreFigures,
     /// Object replicas changed by replication per wall second (16 servers, 100k objects, throughput mode).
     pub cluster_object_applies_per_s: f64,
     /// The throughput run behind it.
@@ -337,15 +341,55 @@ pub fn restore_fixture(objects: u64, lost: u64, seed: u64) -> Result<Cluster, Be
     Ok(c)
 }
 
-/// Restores Server1 of a [`restore_fixture`] and waits for convergence;
-/// returns the wall time of both. Crashes it again afterwards, ready for
-/// the next restore.
-pub fn restore_once(c: &mut Cluster, strategy: RestoreStrategy) -> Result<Duration, BenchError> {
+/// Median wall ms of one strategy's restores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RestoreFigures {
+    /// The restore step (the backup loaded, the server started).
+    pub restore_ms: f64,
+    /// The convergence after it.
+    pub converge_ms: f64,
+    /// Both.
+    pub total_ms: f64,
+}
+
+impl RestoreFigures {
+    fn of(restore_ms: f64, converge_ms: f64, total_ms: f64) -> Self {
+        RestoreFigures {
+            restore_ms,
+            converge_ms,
+            total_ms,
+        }
+    }
+}
+
+/// The wall time of one restore.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestoreTiming {
+    /// The restore step: the supervisor's command and the restored server
+    /// starting from the backup (loading its snapshot), up to its first
+    /// message handled after that.
+    pub restore: Duration,
+    /// The convergence that follows (what a scenario's `converge` step reports).
+    pub converge: Duration,
+    /// Both.
+    pub total: Duration,
+}
+
+/// Restores Server1 of a [`restore_fixture`] and waits for convergence,
+/// timing both steps. Checks Server1 holds every live object its partners
+/// hold, then crashes it again (not timed), ready for the next restore.
+pub fn restore_once(
+    c: &mut Cluster,
+    strategy: RestoreStrategy,
+) -> Result<RestoreTiming, BenchError> {
     let expect = c.live_objects("Server2")?;
     let t = Instant::now();
     c.restore("Server1", "nightly", Some(strategy))?;
+    // A round trip to the restored server: its restore handler has run.
+    c.watermarks("Server1")?;
+    let restore = t.elapsed();
     converged(c, Duration::from_secs(2 * 86_400), strategy.as_str())?;
-    let wall = t.elapsed();
+    let total = t.elapsed();
     let got = c.live_objects("Server1")?;
     if got != expect {
         return Err(BenchError::Workload(format!(
@@ -353,7 +397,11 @@ pub fn restore_once(c: &mut Cluster, strategy: RestoreStrategy) -> Result<Durati
         )));
     }
     c.crash("Server1")?;
-    Ok(wall)
+    Ok(RestoreTiming {
+        restore,
+        converge: total - restore,
+        total,
+    })
 }
 
 fn converged(c: &mut Cluster, within: Duration, what: &str) -> Result<(), BenchError> {
@@ -591,10 +639,10 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         "bytes per object replica",
         bytes,
         "B",
-        "target ceiling",
+        "the issue's ceiling",
         200.0,
-        bytes,
-        ("<=", 200.0),
+        bytes / 200.0,
+        ("<=", 1.0),
     ));
 
     let (apply, apply_base) = apply_rates(100_000, reps);
@@ -636,48 +684,97 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     ));
 
     let mut c = restore_fixture(100_000, 1000, 7)?;
-    let restore_reps = if quick { 1 } else { 3 };
-    let (mut bs, mut fr, mut ni) = (Vec::new(), Vec::new(), Vec::new());
+    let restore_reps = if quick { 3 } else { 7 };
+    let mut runs: Vec<Vec<RestoreTiming>> = vec![Vec::new(); 3];
+    let strategies = [
+        RestoreStrategy::Backsync,
+        RestoreStrategy::FullResync,
+        RestoreStrategy::NewInvocation,
+    ];
     for _ in 0..restore_reps {
-        bs.push(restore_once(&mut c, RestoreStrategy::Backsync)?.as_secs_f64() * 1e3);
-        fr.push(restore_once(&mut c, RestoreStrategy::FullResync)?.as_secs_f64() * 1e3);
-        ni.push(restore_once(&mut c, RestoreStrategy::NewInvocation)?.as_secs_f64() * 1e3);
+        for (k, s) in strategies.into_iter().enumerate() {
+            runs[k].push(restore_once(&mut c, s)?);
+        }
     }
     drop(c);
-    let (bs, fr, ni) = (median(bs), median(fr), median(ni));
+    let ms = |k: usize, f: fn(&RestoreTiming) -> Duration| {
+        median(runs[k].iter().map(|r| f(r).as_secs_f64() * 1e3).collect())
+    };
+    let restore = [
+        RestoreFigures::of(
+            ms(0, |r| r.restore),
+            ms(0, |r| r.converge),
+            ms(0, |r| r.total),
+        ),
+        RestoreFigures::of(
+            ms(1, |r| r.restore),
+            ms(1, |r| r.converge),
+            ms(1, |r| r.total),
+        ),
+        RestoreFigures::of(
+            ms(2, |r| r.restore),
+            ms(2, |r| r.converge),
+            ms(2, |r| r.total),
+        ),
+    ];
+    let [bs, fr, ni] = restore.clone();
     out(figure(
-        "restore to convergence, backsync",
-        bs,
+        "converge after restore, backsync",
+        bs.converge_ms,
         "ms",
-        "full resync",
-        fr,
-        fr / bs,
+        "the same, full resync",
+        fr.converge_ms,
+        fr.converge_ms / bs.converge_ms,
         (">=", 20.0),
+    ));
+    out(figure(
+        "restore + converge, backsync",
+        bs.total_ms,
+        "ms",
+        "the same, full resync",
+        fr.total_ms,
+        fr.total_ms / bs.total_ms,
+        (">=", 20.0),
+    ));
+    out(figure(
+        "restore + converge, backsync",
+        bs.total_ms,
+        "ms",
+        "the same, new invocation id",
+        ni.total_ms,
+        ni.total_ms / bs.total_ms,
+        (">=", 1.0),
     ));
 
     let one_site = hub_topology(16, 16);
-    let (tp, _c) = throughput::run(
-        &one_site,
-        &ReplicationConfig::default(),
-        7,
-        &LoadSpec {
-            creates: 100_000,
-            ..LoadSpec::default()
-        },
-        Duration::from_secs(600),
-    )?;
-    drop(_c);
-    if !tp.converged {
-        return Err(BenchError::Workload("throughput run: not converged".into()));
+    let mut tps = Vec::new();
+    for _ in 0..if quick { 1 } else { 3 } {
+        let (tp, c) = throughput::run(
+            &one_site,
+            &ReplicationConfig::default(),
+            7,
+            &LoadSpec {
+                creates: 100_000,
+                ..LoadSpec::default()
+            },
+            Duration::from_secs(600),
+        )?;
+        drop(c);
+        if !tp.converged {
+            return Err(BenchError::Workload("throughput run: not converged".into()));
+        }
+        tps.push(tp);
     }
+    tps.sort_by(|a, b| a.applies_per_s.total_cmp(&b.applies_per_s));
+    let tp = tps.swap_remove(tps.len() / 2);
     out(figure(
         "cluster applies, throughput mode",
         tp.applies_per_s,
         "replicas/s",
-        "target floor",
+        "the issue's floor",
         1e6,
-        tp.applies_per_s,
-        (">=", 1e6),
+        tp.applies_per_s / 1e6,
+        (">=", 1.0),
     ));
 
     let week = sim_week(20, 3, if quick { 20_000 } else { 100_000 })?;
@@ -689,10 +786,10 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         "simulated week, 20 sites",
         sim_to_wall,
         "sim s/wall s",
-        "target floor",
+        "the issue's floor",
         1e4,
-        sim_to_wall,
-        (">=", 1e4),
+        sim_to_wall / 1e4,
+        (">=", 1.0),
     ));
 
     let report = BenchReport {
@@ -704,10 +801,11 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         backsync_answer_1m_us: a1m,
         backsync_scan_answer_1m_us: s1m,
         backsync_answer_ratio_1m_vs_10k: a1m / a10k,
-        backsync_restore_ms: bs,
-        full_resync_restore_ms: fr,
-        new_invocation_restore_ms: ni,
-        backsync_vs_full_resync_speedup: fr / bs,
+        backsync_vs_full_resync_speedup: fr.converge_ms / bs.converge_ms,
+        backsync_vs_full_resync_speedup_end_to_end: fr.total_ms / bs.total_ms,
+        restore_backsync: bs,
+        restore_full_resync: fr,
+        restore_new_invocation: ni,
         cluster_object_applies_per_s: tp.applies_per_s,
         throughput: tp,
         bytes_per_object_replica: bytes,

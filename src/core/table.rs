@@ -159,17 +159,17 @@ impl Origin {
 /// the ordered `BTreeMap` indexes, so every run visits objects in the same order.
 #[derive(Debug, Clone, Default)]
 pub struct ObjectTable {
-    /// Every replica held, by slot; `None` is a free slot.
-    slab: Vec<Option<Replica>>,
+    /// Every replica held, by slot.
+    slab: Slab,
     /// Free slots, reused first.
     free: Vec<Slot>,
-    /// Per slot, its replica's [`Origin`] (stale for free slots).
-    origin: Vec<Origin>,
     /// Slots by guid.
     by_guid: HashTable<Hashed>,
     by_usn: UsnLog,
-    /// (originating invocation, originating USN) of every stamp an object carries.
-    by_origin: BTreeMap<(InvocationId, Usn), Slot>,
+    /// Per originating invocation, the originating USN of every stamp an
+    /// object carries. One map per invocation, shared copy-on-write with
+    /// backups: a restored server copies only the maps it writes to.
+    by_origin: BTreeMap<InvocationId, Arc<BTreeMap<Usn, Slot>>>,
     /// Per dn of live objects, the holder: the latest created live object
     /// with that dn.
     by_dn: HashTable<Hashed>,
@@ -210,8 +210,58 @@ fn dn_hash64(dn: &str) -> u64 {
     mix(h)
 }
 
-fn at(slab: &[Option<Replica>], s: Slot) -> &Replica {
-    slab[s as usize]
+/// Slots per slab chunk.
+const CHUNK_BITS: u32 = 10;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// One slot: a replica (`None` when free) and its [`Origin`].
+#[derive(Debug, Clone)]
+struct Cell {
+    replica: Option<Replica>,
+    origin: Origin,
+}
+
+/// The replicas, in chunks of [`CHUNK`] slots shared copy-on-write: a
+/// backup or a restore copies a pointer per chunk, and a write copies only
+/// the chunk it lands in, instead of touching every shared state.
+#[derive(Debug, Clone, Default)]
+struct Slab {
+    chunks: Vec<Arc<Vec<Cell>>>,
+    len: usize,
+}
+
+impl Slab {
+    fn cell(&self, s: Slot) -> &Cell {
+        let s = s as usize;
+        &self.chunks[s >> CHUNK_BITS][s & (CHUNK - 1)]
+    }
+
+    fn cell_mut(&mut self, s: Slot) -> &mut Cell {
+        let s = s as usize;
+        &mut Arc::make_mut(&mut self.chunks[s >> CHUNK_BITS])[s & (CHUNK - 1)]
+    }
+
+    /// A new, free slot at the end.
+    fn push(&mut self) -> Slot {
+        if self.len % CHUNK == 0 {
+            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+        }
+        let last = self.chunks.last_mut().expect("a chunk with room");
+        Arc::make_mut(last).push(Cell {
+            replica: None,
+            origin: Origin {
+                invocation: InvocationId(0),
+                usn: Usn(u64::MAX),
+            },
+        });
+        self.len += 1;
+        Slot::try_from(self.len - 1).expect("fewer than 2^32 objects")
+    }
+}
+
+fn at(slab: &Slab, s: Slot) -> &Replica {
+    slab.cell(s)
+        .replica
         .as_ref()
         .expect("an indexed slot is occupied")
 }
@@ -236,7 +286,7 @@ fn carries(s: &ObjectState, k: (InvocationId, Usn)) -> bool {
 }
 
 /// The order of a dn's live objects: the greatest holds the name.
-fn name_key(slab: &[Option<Replica>], s: Slot) -> (Stamp, Guid) {
+fn name_key(slab: &Slab, s: Slot) -> (Stamp, Guid) {
     let st = &at(slab, s).state;
     (st.created, st.guid)
 }
@@ -244,7 +294,7 @@ fn name_key(slab: &[Option<Replica>], s: Slot) -> (Stamp, Guid) {
 fn dn_insert(
     by_dn: &mut HashTable<Hashed>,
     conflicts: &mut HashMap<Arc<str>, Vec<Slot>>,
-    slab: &[Option<Replica>],
+    slab: &Slab,
     s: Slot,
 ) {
     let dn = &at(slab, s).state.dn;
@@ -271,7 +321,7 @@ fn dn_insert(
 fn dn_remove(
     by_dn: &mut HashTable<Hashed>,
     conflicts: &mut HashMap<Arc<str>, Vec<Slot>>,
-    slab: &[Option<Replica>],
+    slab: &Slab,
     s: Slot,
 ) {
     let dn = &at(slab, s).state.dn;
@@ -387,32 +437,31 @@ impl ObjectTable {
                         && old.created == state.created
                 };
                 self.unindex(s, Some(&state), same_name);
-                self.slab[s as usize] = Some(Replica {
-                    state,
-                    usn_changed: usn,
-                    usn_created,
-                });
+                *self.slab.cell_mut(s) = Cell {
+                    origin: Origin::of(&state),
+                    replica: Some(Replica {
+                        state,
+                        usn_changed: usn,
+                        usn_created,
+                    }),
+                };
                 self.index(s, same_name);
                 return;
             }
             None => match self.free.pop() {
                 Some(s) => s,
-                None => {
-                    self.slab.push(None);
-                    self.origin.push(Origin {
-                        invocation: InvocationId(0),
-                        usn: Usn(u64::MAX),
-                    });
-                    Slot::try_from(self.slab.len() - 1).expect("fewer than 2^32 objects")
-                }
+                None => self.slab.push(),
             },
         };
         let guid = state.guid;
-        self.slab[s as usize] = Some(Replica {
-            state,
-            usn_changed: usn,
-            usn_created: usn,
-        });
+        *self.slab.cell_mut(s) = Cell {
+            origin: Origin::of(&state),
+            replica: Some(Replica {
+                state,
+                usn_changed: usn,
+                usn_created: usn,
+            }),
+        };
         let h = guid_hash(guid);
         self.by_guid
             .insert_unique(widen(h), Hashed { slot: s, hash: h }, |o| widen(o.hash));
@@ -430,7 +479,7 @@ impl ObjectTable {
             e.remove();
         }
         self.free.push(s);
-        self.slab[s as usize].take()
+        self.slab.cell_mut(s).replica.take()
     }
 
     /// Adds the replica in slot `s` to every index; `same_name`: it kept its
@@ -439,9 +488,8 @@ impl ObjectTable {
         let r = at(&self.slab, s);
         let st = &r.state;
         self.by_usn.insert(r.usn_changed, s);
-        self.origin[s as usize] = Origin::of(st);
-        for k in origins(st) {
-            self.by_origin.insert(k, s);
+        for (inv, u) in origins(st) {
+            Arc::make_mut(self.by_origin.entry(inv).or_default()).insert(u, s);
         }
         if st.deleted {
             self.tombstones.insert((st.stamp.time, st.guid));
@@ -461,14 +509,21 @@ impl ObjectTable {
         let r = at(&self.slab, s);
         let st = &r.state;
         self.by_usn.remove(r.usn_changed);
-        for k in origins(st) {
-            if next.is_some_and(|n| carries(n, k)) {
+        for (inv, u) in origins(st) {
+            if next.is_some_and(|n| carries(n, (inv, u))) {
                 continue;
             }
             // Another object may carry the same stamp only after a USN
             // rollback reused it; keep that object's entry.
-            if self.by_origin.get(&k) == Some(&s) {
-                self.by_origin.remove(&k);
+            let Some(m) = self.by_origin.get_mut(&inv) else {
+                continue;
+            };
+            if m.get(&u) == Some(&s) {
+                let m = Arc::make_mut(m);
+                m.remove(&u);
+                if m.is_empty() {
+                    self.by_origin.remove(&inv);
+                }
             }
         }
         if st.deleted {
@@ -500,9 +555,14 @@ impl ObjectTable {
         &self,
         from: Usn,
     ) -> impl Iterator<Item = (Usn, &Replica, Origin)> + '_ {
-        self.by_usn
-            .after(from)
-            .map(|(u, s)| (u, at(&self.slab, s), self.origin[s as usize]))
+        self.by_usn.after(from).map(|(u, s)| {
+            let c = self.slab.cell(s);
+            (
+                u,
+                c.replica.as_ref().expect("an indexed slot is occupied"),
+                c.origin,
+            )
+        })
     }
 
     /// Guids carrying a stamp originated by `inv` with originating USN above
@@ -523,8 +583,10 @@ impl ObjectTable {
         after: Usn,
     ) -> impl Iterator<Item = (Usn, &Replica)> + '_ {
         self.by_origin
-            .range((inv, after.next())..=(inv, Usn(u64::MAX)))
-            .map(|((_, u), s)| (*u, at(&self.slab, *s)))
+            .get(&inv)
+            .into_iter()
+            .flat_map(move |m| m.range(after.next()..))
+            .map(|(u, s)| (*u, at(&self.slab, *s)))
     }
 
     /// What [`ObjectTable::originated_by`] yields, found by scanning the
@@ -546,9 +608,9 @@ impl ObjectTable {
     /// The highest originating USN of `inv` this table holds.
     pub fn max_origin_usn(&self, inv: InvocationId) -> Option<Usn> {
         self.by_origin
-            .range((inv, Usn(0))..=(inv, Usn(u64::MAX)))
-            .next_back()
-            .map(|((_, u), _)| *u)
+            .get(&inv)
+            .and_then(|m| m.keys().next_back())
+            .copied()
     }
 
     /// The live object that holds `dn`: of the live objects created with
@@ -650,6 +712,36 @@ mod tests {
     }
 
     #[test]
+    fn a_clone_shares_chunks_until_written() {
+        let mut t = ObjectTable::new();
+        for g in 0..3000u128 {
+            t.put(
+                obj(g, &format!("cn={g}"), stamp(1, g as u64 + 1), false),
+                Usn(g as u64 + 1),
+            );
+        }
+        let backup = t.clone();
+        t.put(obj(5, "cn=5", stamp(2, 9000), true), Usn(9000));
+        t.put(obj(7000, "cn=new", stamp(2, 9001), false), Usn(9001));
+        let shared = |a: &ObjectTable, b: &ObjectTable| {
+            a.slab
+                .chunks
+                .iter()
+                .zip(&b.slab.chunks)
+                .filter(|(x, y)| Arc::ptr_eq(x, y))
+                .count()
+        };
+        // Chunk 0 took the tombstone, chunk 2 the new object; chunk 1 is shared.
+        assert_eq!(shared(&t, &backup), 1);
+        assert!(backup.get(Guid(7000)).is_none());
+        assert!(!backup.get(Guid(5)).unwrap().state.deleted);
+        assert!(t.get(Guid(5)).unwrap().state.deleted);
+        assert_eq!(backup.originated_by(InvocationId(2), Usn(0)).count(), 0);
+        assert_eq!(t.originated_by(InvocationId(2), Usn(0)).count(), 2);
+        assert_eq!(t.max_origin_usn(InvocationId(1)), Some(Usn(3000)));
+    }
+
+    #[test]
     fn usn_log_keeps_order_through_removals_and_late_inserts() {
         let mut l = UsnLog::default();
         for u in 1..=100u64 {
@@ -685,7 +777,7 @@ mod tests {
                 Usn(g as u64 + 1),
             );
         }
-        assert_eq!(t.slab.len(), 100, "freed slots were reused");
+        assert_eq!(t.slab.len, 100, "freed slots were reused");
         assert_eq!(t.len(), 100);
         for g in 0..150u128 {
             let held = g >= 100 || g % 2 == 1;
