@@ -717,7 +717,7 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
             ms(2, |r| r.total),
         ),
     ];
-    let [bs, fr, ni] = restore.clone();
+    let [bs, fr, ni] = restore;
     out(figure(
         "converge after restore, backsync",
         bs.converge_ms,

@@ -243,7 +243,7 @@ impl Slab {
 
     /// A new, free slot at the end.
     fn push(&mut self) -> Slot {
-        if self.len % CHUNK == 0 {
+        if self.len.is_multiple_of(CHUNK) {
             self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
         }
         let last = self.chunks.last_mut().expect("a chunk with room");

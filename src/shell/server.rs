@@ -34,6 +34,10 @@ pub struct DirectoryServer {
     /// Sources that notified while a pull from them was outstanding.
     repull: BTreeSet<usize>,
     rng: ChaCha8Rng,
+    /// The running backsync's timeout. Cancelled once it is moot: actix
+    /// polls every pending timer of an actor whenever it wakes, so 16-hour
+    /// timers of finished backsyncs would slow every later message.
+    deadline: Option<SpawnHandle>,
 }
 
 impl DirectoryServer {
@@ -51,6 +55,7 @@ impl DirectoryServer {
             notify_pending: false,
             repull: BTreeSet::new(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ (idx as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            deadline: None,
         }
     }
 
@@ -372,6 +377,9 @@ impl DirectoryServer {
         if let Some(ev) = applied.event {
             resynced = matches!(ev, CoreEvent::ResyncDone { .. });
             if matches!(ev, CoreEvent::BacksyncDone { .. }) {
+                if let Some(h) = self.deadline.take() {
+                    ctx.cancel_future(h);
+                }
                 // Finishing re-stamps what backsync applied (Dsa::finish_backsync):
                 // a local change, and partners' pulls were refused meanwhile.
                 self.changed(ctx);
@@ -498,10 +506,13 @@ pub(crate) struct CrashServer {
 
 impl Handler<CrashServer> for DirectoryServer {
     type Result = MessageResult<CrashServer>;
-    fn handle(&mut self, m: CrashServer, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, m: CrashServer, ctx: &mut Context<Self>) -> Self::Result {
         let Some(core) = self.core.take() else {
             return MessageResult(Vec::new());
         };
+        if let Some(h) = self.deadline.take() {
+            ctx.cancel_future(h);
+        }
         let after = match m.kept {
             Some((inv, usn)) if inv == core.invocation() => usn,
             _ => Usn(0),
@@ -571,7 +582,11 @@ impl Handler<RestoreServer> for DirectoryServer {
                     "backsync: asking every known directory"
                 );
                 self.pull_all(waiting, PullKind::Backsync);
-                ctx.run_later(timeout, move |act, ctx| {
+                if let Some(h) = self.deadline.take() {
+                    ctx.cancel_future(h);
+                }
+                let h = ctx.run_later(timeout, move |act, ctx| {
+                    act.deadline = None;
                     if act.epoch != epoch {
                         return;
                     }
@@ -582,6 +597,7 @@ impl Handler<RestoreServer> for DirectoryServer {
                         act.publish();
                     }
                 });
+                self.deadline = Some(h);
             }
             Some(Mode::Resync { .. }) => {
                 let first = self.core.as_mut().and_then(|c| c.resync_partner(false));
