@@ -535,6 +535,18 @@ impl Cluster {
         self.shared.obs.take_changes()
     }
 
+    /// Campaign hook: records every [`Fact`](crate::shell::observe::Fact)
+    /// (replica stored or removed, crash, restore, reply, link fault) from
+    /// now on, for [`Cluster::take_facts`]. Observation only: the run is the same.
+    pub fn record_facts(&mut self) {
+        self.shared.obs.set_facts(true);
+    }
+
+    /// Takes the facts recorded so far (empty unless recording).
+    pub fn take_facts(&self) -> Vec<crate::shell::observe::Fact> {
+        self.shared.obs.take_facts()
+    }
+
     /// Traffic counters since the start.
     pub fn counters(&self) -> Counters {
         self.shared.obs.counters()

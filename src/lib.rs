@@ -7,6 +7,7 @@
 //!   simulated clock.
 //! - [`Cluster`]: the synchronous API over them.
 pub mod bench;
+pub mod campaign;
 pub mod cluster;
 pub mod config;
 pub mod core;

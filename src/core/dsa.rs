@@ -117,6 +117,12 @@ pub enum CoreEvent {
         /// The USN the counter resumed at.
         resumed_at: Usn,
     },
+    /// A full copy lost its last partner to a connector deletion: the
+    /// replica starts empty, and ordinary replication fills it.
+    ResyncCutOff {
+        /// The last partner, now cut off.
+        partner: Arc<str>,
+    },
     /// A full copy ended.
     ResyncDone {
         /// The partner copied.
@@ -225,6 +231,9 @@ pub struct Dsa {
     cfg: CoreConfig,
     /// Attribute names written here, interned: every object shares one copy.
     names: BTreeSet<Arc<str>>,
+    /// Creators cut off by a deleted connector: their objects were purged
+    /// and stay so, even when a reply sent before the purge arrives after it.
+    forgotten: BTreeSet<InvocationId>,
 }
 
 type AttrList<'a> = &'a [(&'a str, &'a str)];
@@ -244,6 +253,7 @@ impl Dsa {
             mode: Mode::Normal,
             cfg,
             names: BTreeSet::new(),
+            forgotten: BTreeSet::new(),
         }
     }
 
@@ -427,7 +437,16 @@ impl Dsa {
         max_objects: usize,
         now: SimTime,
     ) -> Option<GetChanges> {
-        if matches!(self.mode, Mode::Quarantined { .. }) || self.pending.contains_key(source) {
+        // A restore's pull (backsync, full copy) takes the place of an
+        // ordinary one outstanding to the same source: refused here, it would
+        // never be asked again and the restore would wait for good. The
+        // ordinary reply then matches nothing and is ignored; the next
+        // notification or schedule pulls again.
+        let busy = self
+            .pending
+            .get(source)
+            .is_some_and(|p| p.kind != PullKind::Normal || kind == PullKind::Normal);
+        if matches!(self.mode, Mode::Quarantined { .. }) || busy {
             return None;
         }
         let (from, src_inv, utdv) = match (&self.mode, kind) {
@@ -640,6 +659,9 @@ impl Dsa {
 
     /// Applies one replicated state; returns whether the table changed.
     pub fn apply_state(&mut self, inc: &Arc<ObjectState>) -> bool {
+        if self.forgotten.contains(&inc.created.invocation) {
+            return false;
+        }
         let mut usn = self.usn;
         let changed = self.table.merge_in(inc, self.cfg.granularity, || {
             usn = usn.next();
@@ -839,9 +861,13 @@ impl Dsa {
         // dampening that belong to the data the crash lost). The fresh
         // invocation id is a seeded 64-bit random, so it serves as a base.
         d.next_request = opts.new_invocation.0 | 1;
-        if opts.strategy == RestoreStrategy::FullResync {
+        // With no partner to copy from (the last connector of its site was
+        // deleted), a full resync could never end and would have thrown the
+        // data away: keep the backup under a new invocation id instead.
+        if opts.strategy == RestoreStrategy::FullResync && !opts.partners.is_empty() {
             // The restored data is thrown away: a fresh replica, copied whole.
             d.invocation = opts.new_invocation;
+            d.forgotten = opts.forget.clone();
             d.mode = Mode::Resync {
                 partners: opts.partners,
                 current: 0,
@@ -858,17 +884,23 @@ impl Dsa {
         d.utdv.0.remove(&backup.invocation);
         d.hwm = backup.hwm.clone();
         d.purge_created_by(&opts.forget);
+        // What the backup vouches for of its own writes: its counter, unless
+        // it was taken while a backsync ran. Then objects applied meanwhile
+        // sit at USNs partners may have passed, and its claim was the backup
+        // that backsync started from (`own_claim`).
+        let vouched = backup.utdv.get(backup.invocation).min(backup.usn);
         match opts.strategy {
-            RestoreStrategy::Naive | RestoreStrategy::FullResync => {}
-            RestoreStrategy::NewInvocation => {
+            RestoreStrategy::Naive => {}
+            // FullResync here: no partner (see above).
+            RestoreStrategy::NewInvocation | RestoreStrategy::FullResync => {
                 // The old id's entry stays at the backup: its later writes are
                 // not covered, so partners send them back.
-                d.utdv.raise(backup.invocation, backup.usn);
+                d.utdv.raise(backup.invocation, vouched);
                 d.invocation = opts.new_invocation;
             }
             RestoreStrategy::Backsync => {
                 d.mode = Mode::Backsync(BacksyncRun {
-                    backup_usn: backup.usn,
+                    backup_usn: vouched,
                     waiting: opts.partners.iter().cloned().collect(),
                     answered: BTreeSet::new(),
                     seen: backup.usn,
@@ -887,6 +919,7 @@ impl Dsa {
     /// them (connector deletion: as if replication had never happened).
     pub fn purge_created_by(&mut self, invs: &BTreeSet<InvocationId>) -> usize {
         let mut n = 0;
+        self.forgotten.extend(invs.iter().copied());
         for inv in invs {
             let guids: Vec<Guid> = self
                 .table
@@ -907,10 +940,38 @@ impl Dsa {
         n
     }
 
-    /// Forgets its watermark for a source it can no longer reach.
-    pub fn forget_source(&mut self, source: &str) {
+    /// Forgets its watermark for a source it can no longer reach. A running
+    /// backsync stops waiting for it: a partner across a deleted connector
+    /// sends nothing (DOMAIN.md section 6). A full copy drops it from its
+    /// partners. Returns the event when that was the last partner.
+    pub fn forget_source(&mut self, source: &str) -> Option<CoreEvent> {
         self.hwm.remove(source);
         self.pending.remove(source);
+        if let Mode::Backsync(b) = &mut self.mode
+            && b.waiting.remove(source)
+            && b.waiting.is_empty()
+        {
+            return self.finish_backsync();
+        }
+        // A full copy stops asking it (and the caller asks the next one).
+        if let Mode::Resync {
+            partners, current, ..
+        } = &mut self.mode
+            && let Some(k) = partners.iter().position(|p| &**p == source)
+        {
+            partners.remove(k);
+            if partners.is_empty() {
+                self.mode = Mode::Normal;
+                return Some(CoreEvent::ResyncCutOff {
+                    partner: source.into(),
+                });
+            }
+            if *current > k {
+                *current -= 1;
+            }
+            *current %= partners.len();
+        }
+        None
     }
 
     /// Garbage-collects tombstones older than the tombstone lifetime.

@@ -164,7 +164,7 @@ pub struct ObjectTable {
     /// Free slots, reused first.
     free: Vec<Slot>,
     /// Slots by guid.
-    by_guid: HashTable<Hashed>,
+    by_guid: HashTable<GuidEntry>,
     by_usn: UsnLog,
     /// Per originating invocation, the originating USN of every stamp an
     /// object carries. One map per invocation, shared copy-on-write with
@@ -267,22 +267,65 @@ fn at(slab: &Slab, s: Slot) -> &Replica {
 }
 
 /// The (invocation, USN) of every stamp a state carries, each once.
-fn origins(s: &ObjectState) -> impl Iterator<Item = (InvocationId, Usn)> + '_ {
-    let all = move || {
-        [s.created, s.stamp]
-            .into_iter()
-            .chain(s.attrs.iter().map(|a| a.stamp))
-            .map(|st| (st.invocation, st.usn))
-    };
-    all()
-        .enumerate()
-        .filter(move |(i, k)| !all().take(*i).any(|p| p == *k))
-        .map(|(_, k)| k)
+/// An originating write's key in the by-origin index.
+type Key = (InvocationId, Usn);
+
+/// The distinct keys of every stamp a state carries, without allocating
+/// for the usual few.
+struct Keys {
+    inline: [Key; 6],
+    n: usize,
+    spill: Vec<Key>,
 }
 
-fn carries(s: &ObjectState, k: (InvocationId, Usn)) -> bool {
-    let is = |st: &Stamp| (st.invocation, st.usn) == k;
-    is(&s.created) || is(&s.stamp) || s.attrs.iter().any(|a| is(&a.stamp))
+impl Keys {
+    fn of(s: &ObjectState) -> Keys {
+        let mut k = Keys {
+            inline: [(InvocationId(0), Usn(0)); 6],
+            n: 0,
+            spill: Vec::new(),
+        };
+        let stamps = [&s.created, &s.stamp]
+            .into_iter()
+            .chain(s.attrs.iter().map(|a| &a.stamp));
+        for st in stamps {
+            let key = (st.invocation, st.usn);
+            if k.contains(key) {
+                continue;
+            }
+            if k.n < k.inline.len() {
+                k.inline[k.n] = key;
+                k.n += 1;
+            } else {
+                k.spill.push(key);
+            }
+        }
+        k
+    }
+
+    fn contains(&self, key: Key) -> bool {
+        self.inline[..self.n].contains(&key) || self.spill.contains(&key)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Key> + '_ {
+        self.inline[..self.n].iter().chain(&self.spill).copied()
+    }
+}
+
+/// A by-guid entry: the guid itself (no state read on a probe) and its slot.
+#[derive(Debug, Clone, Copy)]
+struct GuidEntry {
+    lo: u64,
+    hi: u64,
+    slot: Slot,
+}
+
+impl GuidEntry {
+    fn hash(&self) -> u64 {
+        widen(guid_hash(Guid(
+            (u128::from(self.hi) << 64) | u128::from(self.lo),
+        )))
+    }
 }
 
 /// The order of a dn's live objects: the greatest holds the name.
@@ -353,13 +396,10 @@ impl ObjectTable {
     }
 
     fn slot(&self, guid: Guid) -> Option<Slot> {
-        let slab = &self.slab;
-        let h = guid_hash(guid);
+        let (lo, hi) = (guid.0 as u64, (guid.0 >> 64) as u64);
         self.by_guid
-            .find(widen(h), |o| {
-                o.hash == h && at(slab, o.slot).state.guid == guid
-            })
-            .map(|o| o.slot)
+            .find(widen(guid_hash(guid)), |e| e.lo == lo && e.hi == hi)
+            .map(|e| e.slot)
     }
 
     /// The replica of `guid`, if held.
@@ -436,7 +476,9 @@ impl ObjectTable {
                         && old.dn == state.dn
                         && old.created == state.created
                 };
-                self.unindex(s, Some(&state), same_name);
+                let old_keys = Keys::of(&at(&self.slab, s).state);
+                let new_keys = Keys::of(&state);
+                self.unindex(s, &old_keys, Some(&new_keys), same_name);
                 *self.slab.cell_mut(s) = Cell {
                     origin: Origin::of(&state),
                     replica: Some(Replica {
@@ -445,7 +487,7 @@ impl ObjectTable {
                         usn_created,
                     }),
                 };
-                self.index(s, same_name);
+                self.index(s, &new_keys, Some(&old_keys), same_name);
                 return;
             }
             None => match self.free.pop() {
@@ -454,6 +496,7 @@ impl ObjectTable {
             },
         };
         let guid = state.guid;
+        let keys = Keys::of(&state);
         *self.slab.cell_mut(s) = Cell {
             origin: Origin::of(&state),
             replica: Some(Replica {
@@ -462,16 +505,20 @@ impl ObjectTable {
                 usn_created: usn,
             }),
         };
-        let h = guid_hash(guid);
-        self.by_guid
-            .insert_unique(widen(h), Hashed { slot: s, hash: h }, |o| widen(o.hash));
-        self.index(s, false);
+        let e = GuidEntry {
+            lo: guid.0 as u64,
+            hi: (guid.0 >> 64) as u64,
+            slot: s,
+        };
+        self.by_guid.insert_unique(e.hash(), e, GuidEntry::hash);
+        self.index(s, &keys, None, false);
     }
 
     /// Removes an object entirely (garbage collection, connector purge).
     pub fn remove(&mut self, guid: Guid) -> Option<Replica> {
         let s = self.slot(guid)?;
-        self.unindex(s, None, false);
+        let keys = Keys::of(&at(&self.slab, s).state);
+        self.unindex(s, &keys, None, false);
         if let Ok(e) = self
             .by_guid
             .find_entry(widen(guid_hash(guid)), |o| o.slot == s)
@@ -482,13 +529,17 @@ impl ObjectTable {
         self.slab.cell_mut(s).replica.take()
     }
 
-    /// Adds the replica in slot `s` to every index; `same_name`: it kept its
-    /// place in the dn index.
-    fn index(&mut self, s: Slot, same_name: bool) {
+    /// Adds the replica in slot `s` (whose stamps have `keys`) to every
+    /// index, except the origins it `had` before (they point here already)
+    /// and, when `same_name`, its dn entry.
+    fn index(&mut self, s: Slot, keys: &Keys, had: Option<&Keys>, same_name: bool) {
         let r = at(&self.slab, s);
         let st = &r.state;
         self.by_usn.insert(r.usn_changed, s);
-        for (inv, u) in origins(st) {
+        for (inv, u) in keys.iter() {
+            if had.is_some_and(|h| h.contains((inv, u))) {
+                continue;
+            }
             Arc::make_mut(self.by_origin.entry(inv).or_default()).insert(u, s);
         }
         if st.deleted {
@@ -503,14 +554,15 @@ impl ObjectTable {
         self.digest.count += 1;
     }
 
-    /// Takes the replica in slot `s` out of every index, except the origins
-    /// `next` carries too and, when `same_name`, its dn entry.
-    fn unindex(&mut self, s: Slot, next: Option<&ObjectState>, same_name: bool) {
+    /// Takes the replica in slot `s` (whose stamps have `keys`) out of
+    /// every index, except the origins it `keeps` and, when `same_name`, its
+    /// dn entry.
+    fn unindex(&mut self, s: Slot, keys: &Keys, keeps: Option<&Keys>, same_name: bool) {
         let r = at(&self.slab, s);
         let st = &r.state;
         self.by_usn.remove(r.usn_changed);
-        for (inv, u) in origins(st) {
-            if next.is_some_and(|n| carries(n, (inv, u))) {
+        for (inv, u) in keys.iter() {
+            if keeps.is_some_and(|k| k.contains((inv, u))) {
                 continue;
             }
             // Another object may carry the same stamp only after a USN
@@ -595,7 +647,7 @@ impl ObjectTable {
     pub fn originated_by_scan(&self, inv: InvocationId, after: Usn) -> Vec<(Usn, Guid)> {
         let mut v: Vec<(Usn, Guid)> = Vec::new();
         for (_, r) in self.changed_after_replicas(Usn(0)) {
-            for (i, u) in origins(&r.state) {
+            for (i, u) in Keys::of(&r.state).iter() {
                 if i == inv && u > after {
                     v.push((u, r.state.guid));
                 }

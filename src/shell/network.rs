@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::core::{ChangesReply, GetChanges};
+use crate::shell::observe::Fact;
 use crate::shell::server::DirectoryServer;
 use crate::shell::{Shared, topology::Layout};
 
@@ -105,10 +106,20 @@ impl Handler<Envelope> for Network {
         let f = self.faults;
         if f.loss > 0.0 && self.rng.random_bool(f.loss) {
             self.shared.obs.dropped();
+            // Campaign hook: count the link fault.
+            if self.shared.obs.facts_on() {
+                let sim_ms = self.shared.now();
+                self.shared.obs.facts([Fact::LinkLost { sim_ms }]);
+            }
             return;
         }
         let copies = if f.duplicate > 0.0 && self.rng.random_bool(f.duplicate) {
             self.shared.obs.duplicated();
+            // Campaign hook: count the link fault.
+            if self.shared.obs.facts_on() {
+                let sim_ms = self.shared.now();
+                self.shared.obs.facts([Fact::LinkDuplicated { sim_ms }]);
+            }
             2
         } else {
             1

@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::core::{Digest, Guid, InvocationId};
+use std::sync::Arc;
+
+use crate::config::RestoreStrategy;
+use crate::core::{Digest, Guid, InvocationId, ObjectState, PullKind, Usn};
 
 /// One server as last published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +107,9 @@ pub struct Observatory {
     trace_hash: AtomicU64,
     recording: AtomicBool,
     changes: Mutex<Vec<Change>>,
+    /// Campaign hook: facts for the invariant checker (`crate::campaign`).
+    facts_on: AtomicBool,
+    facts: Mutex<Vec<Fact>>,
 }
 
 impl Observatory {
@@ -129,6 +135,8 @@ impl Observatory {
             trace_hash: AtomicU64::new(0xcbf2_9ce4_8422_2325),
             recording: AtomicBool::new(false),
             changes: Mutex::new(Vec::new()),
+            facts_on: AtomicBool::new(false),
+            facts: Mutex::new(Vec::new()),
         }
     }
 
@@ -251,4 +259,132 @@ impl Observatory {
     pub fn trace_hash(&self) -> u64 {
         self.trace_hash.load(Ordering::Relaxed)
     }
+
+    /// Campaign hook: starts or stops recording [`Fact`]s. Off by default;
+    /// every hook then costs one relaxed atomic load.
+    pub fn set_facts(&self, on: bool) {
+        self.facts_on.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether [`Fact`]s are recorded.
+    pub fn facts_on(&self) -> bool {
+        self.facts_on.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn facts(&self, facts: impl IntoIterator<Item = Fact>) {
+        self.facts.lock().expect("observatory lock").extend(facts);
+    }
+
+    /// Takes the facts recorded so far.
+    pub fn take_facts(&self) -> Vec<Fact> {
+        std::mem::take(&mut *self.facts.lock().expect("observatory lock"))
+    }
+}
+
+/// Why a replica was stored (a campaign [`Fact`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PutCause {
+    /// An originating write on that server.
+    Write,
+    /// A replicated state applied from a reply.
+    Apply,
+    /// Loaded from a backup by a restore.
+    Restore,
+}
+
+/// Why a replica was removed (a campaign [`Fact`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RemoveCause {
+    /// Tombstone garbage collection.
+    Gc,
+    /// Connector deletion purge.
+    Purge,
+}
+
+/// Campaign hook: one fine-grained fact about a server's real state, for
+/// the invariant checker of [`crate::campaign`]. Recorded only while
+/// [`Observatory::set_facts`] is on.
+#[derive(Debug, Clone)]
+pub enum Fact {
+    /// A replica was stored (the state now held, with its local USN).
+    Put {
+        /// Simulated ms.
+        sim_ms: u64,
+        /// Server index.
+        server: usize,
+        /// The server's database instance.
+        invocation: InvocationId,
+        /// The replica's local USN (`usn_changed`).
+        usn: Usn,
+        /// The state now held.
+        state: Arc<ObjectState>,
+        /// What stored it.
+        cause: PutCause,
+    },
+    /// A replica was removed.
+    Remove {
+        /// Simulated ms.
+        sim_ms: u64,
+        /// Server index.
+        server: usize,
+        /// The object.
+        guid: Guid,
+        /// Why.
+        cause: RemoveCause,
+    },
+    /// A server crashed: its table is gone.
+    Down {
+        /// Simulated ms.
+        sim_ms: u64,
+        /// Server index.
+        server: usize,
+    },
+    /// A server started from a backup; `Put`s of its whole table follow.
+    Restored {
+        /// Simulated ms.
+        sim_ms: u64,
+        /// Server index.
+        server: usize,
+        /// Its database instance now.
+        invocation: InvocationId,
+        /// The strategy.
+        strategy: RestoreStrategy,
+        /// When the backup was taken (simulated ms).
+        backup_taken_at: u64,
+        /// Its restored watermarks: (source invocation, USN).
+        hwm: Vec<(InvocationId, Usn)>,
+    },
+    /// A reply was delivered to a server.
+    Reply {
+        /// Simulated ms.
+        sim_ms: u64,
+        /// The receiving server.
+        server: usize,
+        /// The answering server.
+        from: usize,
+        /// The request it answers.
+        request_id: u64,
+        /// What the request was for.
+        kind: PullKind,
+        /// Ignored as stale or duplicated.
+        ignored: bool,
+        /// Objects that changed.
+        changed: usize,
+        /// The receiver's digest before.
+        before: Digest,
+        /// And after.
+        after: Digest,
+        /// Normal pages applied: the source invocation and watermark.
+        watermark: Option<(InvocationId, Usn)>,
+    },
+    /// The network lost a message (link fault).
+    LinkLost {
+        /// Simulated ms.
+        sim_ms: u64,
+    },
+    /// The network delivered a message twice (link fault).
+    LinkDuplicated {
+        /// Simulated ms.
+        sim_ms: u64,
+    },
 }

@@ -19,7 +19,7 @@ use crate::core::{
 };
 use crate::shell::Shared;
 use crate::shell::network::{Envelope, Network, Payload};
-use crate::shell::observe::{ChangeKind, ServerObs};
+use crate::shell::observe::{ChangeKind, Fact, PutCause, RemoveCause, ServerObs};
 use crate::view::ObjectView;
 
 /// One directory server.
@@ -150,6 +150,41 @@ impl DirectoryServer {
         self.shared.obs.record(self.now(), self.idx, kinds);
     }
 
+    /// Campaign hook: the replicas of `guids` as now stored, by `cause`.
+    fn fact_puts(&self, guids: &[Guid], cause: PutCause) {
+        if !self.shared.obs.facts_on() {
+            return;
+        }
+        let Some(c) = self.core.as_ref() else { return };
+        let (sim_ms, server, invocation) = (self.now(), self.idx, c.invocation());
+        // In local-USN order (finishing a backsync re-stamps some of them).
+        let mut held: Vec<_> = guids.iter().filter_map(|g| c.table().get(*g)).collect();
+        held.sort_by_key(|r| r.usn_changed);
+        self.shared.obs.facts(held.into_iter().map(|r| Fact::Put {
+            sim_ms,
+            server,
+            invocation,
+            usn: r.usn_changed,
+            state: r.state,
+            cause,
+        }));
+    }
+
+    /// Campaign hook: these replicas are gone.
+    fn fact_removes(&self, guids: &[Guid], cause: RemoveCause) {
+        if self.shared.obs.facts_on() {
+            let (sim_ms, server) = (self.now(), self.idx);
+            self.shared
+                .obs
+                .facts(guids.iter().map(|&guid| Fact::Remove {
+                    sim_ms,
+                    server,
+                    guid,
+                    cause,
+                }));
+        }
+    }
+
     /// Records the whole table anew (after a restore or a purge).
     fn record_all(&self) {
         if !self.shared.obs.recording() {
@@ -206,6 +241,10 @@ impl DirectoryServer {
                     )
                 }
             }
+            CoreEvent::ResyncCutOff { partner } => format!(
+                "{}: full resync lost its last partner {partner} to a connector deletion: an empty replica, filled by ordinary replication",
+                self.name
+            ),
             CoreEvent::ResyncDone { from } => {
                 format!("{}: full resync from {from} complete", self.name)
             }
@@ -226,7 +265,7 @@ impl DirectoryServer {
         ctx.run_interval(cfg.gc_interval, |act, _| {
             let now = act.now();
             if let Some(c) = act.core.as_mut() {
-                let doomed = if act.shared.obs.recording() {
+                let doomed = if act.shared.obs.recording() || act.shared.obs.facts_on() {
                     let cutoff =
                         now.saturating_sub(act.shared.cfg.tombstone_lifetime.as_millis() as u64);
                     c.table().tombstones_before(cutoff)
@@ -235,6 +274,7 @@ impl DirectoryServer {
                 };
                 let n = c.gc(now);
                 act.record(&doomed);
+                act.fact_removes(&doomed, RemoveCause::Gc);
                 if n > 0 {
                     tracing::debug!(server = %act.name, removed = n, "tombstone gc");
                     act.shared.obs.trace(&(now, act.idx, "gc", n));
@@ -277,6 +317,12 @@ impl DirectoryServer {
                         }
                     }
                 }
+            }
+            // Safety net: a full copy with no pull outstanding (its pull was
+            // refused, or dropped with a partner cut off) asks again.
+            let current = act.core.as_mut().and_then(|c| c.resync_partner(false));
+            if let Some(n) = current.and_then(|n| act.shared.layout().server(&n).ok()) {
+                act.pull(n, PullKind::Full);
             }
         });
     }
@@ -346,7 +392,30 @@ impl DirectoryServer {
         let _span =
             tracing::debug_span!("apply", server = %self.name, source = %reply.source, ?kind)
                 .entered();
+        let refused = reply.refused;
+        // Campaign hook: what the Reply fact needs from before the apply.
+        let fact = self.shared.obs.facts_on().then(|| {
+            let wm = (reply.kind == PullKind::Normal && !reply.refused)
+                .then_some((reply.source_invocation, reply.watermark));
+            (core.digest(), reply.request_id, wm)
+        });
         let applied = core.apply(reply, now);
+        if let Some((before, request_id, wm)) = fact {
+            let after = core.digest();
+            self.shared.obs.facts([Fact::Reply {
+                sim_ms: now,
+                server: self.idx,
+                from,
+                request_id,
+                kind,
+                ignored: applied.ignored,
+                changed: applied.changed,
+                before,
+                after,
+                watermark: wm.filter(|_| !applied.ignored),
+            }]);
+            self.fact_puts(&applied.changed_guids, PutCause::Apply);
+        }
         self.shared.obs.trace(&(
             now,
             from,
@@ -403,6 +472,21 @@ impl DirectoryServer {
         if resynced {
             let peers = self.shared.layout().partners(self.idx);
             self.pull_all(peers, PullKind::Normal);
+        }
+        if kind == PullKind::Full && refused {
+            // The partner is itself restoring and refused the copy: ask the
+            // next one after the reply timeout (not at once, which would spin
+            // at network speed while every partner is restoring).
+            let epoch = self.epoch;
+            ctx.run_later(self.shared.cfg.reply_timeout, move |act, _| {
+                if act.epoch != epoch {
+                    return;
+                }
+                let next = act.core.as_mut().and_then(|c| c.resync_partner(true));
+                if let Some(n) = next.and_then(|n| act.shared.layout().server(&n).ok()) {
+                    act.pull(n, PullKind::Full);
+                }
+            });
         }
     }
 }
@@ -470,6 +554,7 @@ impl Handler<Writes> for DirectoryServer {
             };
             if let Ok(g) = &r {
                 self.record(&[*g]);
+                self.fact_puts(&[*g], PutCause::Write);
             }
             any |= r.is_ok();
             self.shared.obs.trace(&(now, self.idx, "write", r.is_ok()));
@@ -525,6 +610,10 @@ impl Handler<CrashServer> for DirectoryServer {
             self.shared
                 .obs
                 .record(self.now(), self.idx, [ChangeKind::Down]);
+        }
+        if self.shared.obs.facts_on() {
+            let (sim_ms, server) = (self.now(), self.idx);
+            self.shared.obs.facts([Fact::Down { sim_ms, server }]);
         }
         MessageResult(core.own_writes_after(after))
     }
@@ -609,6 +698,22 @@ impl Handler<RestoreServer> for DirectoryServer {
         }
         self.start_up(ctx);
         self.record_all();
+        if let (true, Some(c)) = (self.shared.obs.facts_on(), self.core.as_ref()) {
+            // Campaign hook: the restored table, as loaded.
+            let hwm = (self.shared.layout().servers.iter())
+                .filter_map(|s| c.hwm(s).map(|h| (h.invocation, h.usn)))
+                .collect();
+            self.shared.obs.facts([Fact::Restored {
+                sim_ms: self.now(),
+                server: self.idx,
+                invocation: c.invocation(),
+                strategy,
+                backup_taken_at: m.backup.taken_at,
+                hwm,
+            }]);
+            let guids: Vec<Guid> = c.table().scan().map(|(_, g)| g).collect();
+            self.fact_puts(&guids, PutCause::Restore);
+        }
         self.publish();
     }
 }
@@ -623,16 +728,38 @@ pub(crate) struct Purge {
 
 impl Handler<Purge> for DirectoryServer {
     type Result = usize;
-    fn handle(&mut self, m: Purge, _: &mut Context<Self>) -> usize {
+    fn handle(&mut self, m: Purge, ctx: &mut Context<Self>) -> usize {
         let Some(c) = self.core.as_mut() else {
             return 0;
         };
+        let mut ended = None;
         for s in &m.unreachable {
-            c.forget_source(s);
+            ended = c.forget_source(s).or(ended);
         }
+        // A full copy that was asking a partner now cut off asks the next.
+        let next = c.resync_partner(false);
+        // Campaign hook: which replicas the purge removes.
+        let held: Vec<Guid> = if self.shared.obs.facts_on() {
+            c.table().scan().map(|(_, g)| g).collect()
+        } else {
+            Vec::new()
+        };
         let n = c.purge_created_by(&m.forget);
         if n > 0 {
+            let gone: Vec<Guid> = held
+                .into_iter()
+                .filter(|g| c.table().get(*g).is_none())
+                .collect();
+            self.fact_removes(&gone, RemoveCause::Purge);
             self.record_all();
+        }
+        if let Some(i) = next.and_then(|p| self.shared.layout().server(&p).ok()) {
+            self.pull(i, PullKind::Full);
+        }
+        if let Some(ev) = ended {
+            // The restore waited only for partners now cut off: it ends.
+            self.changed(ctx);
+            self.report(ev);
         }
         self.publish();
         n

@@ -200,9 +200,15 @@ impl Handler<RestoreCmd> for Supervisor {
             }
             Some(b) => b.clone(),
         };
+        // A full copy can only come from a partner running normally (one
+        // that is down or restoring itself refuses it); with none, the
+        // restore keeps the backup instead (`Dsa::restore`), else two
+        // servers restoring at once would wait for each other forever.
+        let obs = self.shared.obs.servers();
         let partners: Vec<Arc<str>> = layout
             .reachable_servers(m.server)
             .into_iter()
+            .filter(|&i| m.strategy != RestoreStrategy::FullResync || obs[i].mode == "running")
             .map(|i| layout.servers[i].clone())
             .collect();
         drop(layout);

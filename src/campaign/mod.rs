@@ -1,0 +1,587 @@
+//! Fault campaigns: many seeded random fault schedules against a workload,
+//! each checked by invariants, each reproducible from its seed (in the
+//! spirit of FoundationDB's simulation tests and Jepsen's nemesis and
+//! checker). See docs/RELIABILITY.md.
+//!
+//! For each seed: [`generator`] builds a topology, a workload of creates,
+//! modifies and deletes, and a fault schedule (crashes, restores from
+//! backups of different ages, partitions, link loss, duplication and
+//! jitter, rarely a connector deletion); [`runner`] runs it on a
+//! [`Cluster`](crate::Cluster) with the shell's fact recording on, heals
+//! everything, restores crashed servers and lets the directory reach
+//! quiescence; [`invariants`] checks the [`History`] it leaves. A failing
+//! seed prints a reproduction command, and [`shrink`] cuts its schedule
+//! down to a scenario file that still fails.
+//!
+//! ```no_run
+//! use clap::Parser;
+//! #[derive(Parser)]
+//! struct Cli {
+//!     #[command(flatten)]
+//!     args: backsync::campaign::CampaignArgs,
+//! }
+//! let cli = Cli::parse_from(["campaign", "--seeds", "10", "--strategy", "naive"]);
+//! let clean = backsync::campaign::run_cli(&cli.args).unwrap();
+//! assert!(!clean, "naive restores are caught");
+//! ```
+
+pub mod generator;
+pub mod history;
+pub mod invariants;
+pub mod runner;
+pub mod schedule;
+pub mod shrink;
+pub mod summary;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+pub use generator::{Params, Plan, plan};
+pub use history::History;
+pub use invariants::{Invariant, Violation, check_all};
+pub use runner::{FaultCounts, RunOutput};
+pub use schedule::{Intent, Op, Setup};
+pub use shrink::Shrunk;
+pub use summary::Summary;
+
+use crate::config::{Profile, RestoreStrategy};
+
+/// `backsync campaign`: runs seeded fault schedules and checks invariants.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct CampaignArgs {
+    /// Number of seeds to run.
+    #[arg(long, default_value_t = 100)]
+    pub seeds: u64,
+    /// The first seed (seeds run are first-seed, first-seed + 1, ...).
+    #[arg(long, default_value_t = 0)]
+    pub first_seed: u64,
+    /// Servers in each generated topology (at least 2).
+    #[arg(long, default_value_t = 6)]
+    pub servers: usize,
+    /// Sites (at least 1, at most --servers).
+    #[arg(long, default_value_t = 2)]
+    pub sites: usize,
+    /// Objects created over each run (at least 1).
+    #[arg(long, default_value_t = 200)]
+    pub objects: usize,
+    /// Restore strategy of every restore: backsync, new-invocation, naive, full-resync.
+    #[arg(long, default_value = "backsync")]
+    pub strategy: String,
+    /// Profile: exchange55 or ad.
+    #[arg(long, default_value = "exchange55")]
+    pub profile: String,
+    /// Write the summary and every violation as JSON here.
+    #[arg(long, value_name = "OUT.json")]
+    pub json: Option<PathBuf>,
+    /// Run each seed twice and compare the event logs and trace hashes.
+    #[arg(long)]
+    pub check_determinism: bool,
+    /// Threads; each runs its seeds in its own single-threaded actor system.
+    /// Results are merged in seed order, so the output does not depend on it.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Where shrunk scenario files go (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub shrink_dir: Option<PathBuf>,
+    /// Shrink at most this many failing seeds (the lowest); 0: none.
+    #[arg(long, default_value_t = 3)]
+    pub shrink: usize,
+    /// Runs a shrink may take per seed.
+    #[arg(long, default_value_t = 150)]
+    pub shrink_budget: usize,
+}
+
+impl Default for CampaignArgs {
+    fn default() -> Self {
+        CampaignArgs {
+            seeds: 100,
+            first_seed: 0,
+            servers: 6,
+            sites: 2,
+            objects: 200,
+            strategy: "backsync".into(),
+            profile: "exchange55".into(),
+            json: None,
+            check_determinism: false,
+            jobs: 1,
+            shrink_dir: None,
+            shrink: 3,
+            shrink_budget: 150,
+        }
+    }
+}
+
+/// Why a campaign could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignError {
+    /// A bad argument.
+    #[error("invalid argument {arg}: {message}")]
+    Invalid {
+        /// The option.
+        arg: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// An output could not be written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn invalid(arg: &'static str, message: impl Into<String>) -> CampaignError {
+    CampaignError::Invalid {
+        arg,
+        message: message.into(),
+    }
+}
+
+impl CampaignArgs {
+    /// Checks the arguments; the generator's parameters.
+    pub fn params(&self) -> Result<Params, CampaignError> {
+        if self.seeds == 0 {
+            return Err(invalid("--seeds", "must be at least 1"));
+        }
+        if self.first_seed.checked_add(self.seeds - 1).is_none() {
+            return Err(invalid(
+                "--first-seed",
+                "first-seed + seeds overflows a 64-bit seed",
+            ));
+        }
+        if self.servers < 2 {
+            return Err(invalid(
+                "--servers",
+                format!(
+                    "must be at least 2 (got {}): replication needs a partner",
+                    self.servers
+                ),
+            ));
+        }
+        if self.servers > 64 {
+            return Err(invalid(
+                "--servers",
+                format!("at most 64 (got {})", self.servers),
+            ));
+        }
+        if self.sites == 0 || self.sites > self.servers {
+            return Err(invalid(
+                "--sites",
+                format!(
+                    "must be from 1 to --servers ({}), every site needs a server (got {})",
+                    self.servers, self.sites
+                ),
+            ));
+        }
+        if self.objects == 0 || self.objects > 1_000_000 {
+            return Err(invalid(
+                "--objects",
+                format!("must be from 1 to 1000000 (got {})", self.objects),
+            ));
+        }
+        if self.jobs == 0 || self.jobs > 1024 {
+            return Err(invalid(
+                "--jobs",
+                format!("must be from 1 to 1024 (got {})", self.jobs),
+            ));
+        }
+        let strategy: RestoreStrategy = self
+            .strategy
+            .parse()
+            .map_err(|e: crate::config::UnknownName| invalid("--strategy", e.to_string()))?;
+        let profile: Profile = self
+            .profile
+            .parse()
+            .map_err(|e: crate::config::UnknownName| invalid("--profile", e.to_string()))?;
+        Ok(Params {
+            servers: self.servers,
+            sites: self.sites,
+            objects: self.objects,
+            strategy,
+            profile,
+        })
+    }
+
+    /// The command that reruns `seeds` seeds from `first`.
+    pub fn command(&self, first: u64, seeds: u64) -> String {
+        format!(
+            "backsync campaign --seeds {seeds} --first-seed {first} --servers {} --sites {} --objects {} --strategy {} --profile {}{}",
+            self.servers,
+            self.sites,
+            self.objects,
+            self.strategy,
+            self.profile,
+            if self.check_determinism {
+                " --check-determinism"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// One seed's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeedResult {
+    /// The seed.
+    pub seed: u64,
+    /// What broke.
+    pub violations: Vec<Violation>,
+    /// Faults injected.
+    pub counts: FaultCounts,
+    /// Whether the final convergence happened.
+    pub converged: bool,
+    /// Simulated ms from the final heal to convergence.
+    pub convergence_ms: u64,
+    /// The bound it had to meet.
+    pub bound_ms: u64,
+    /// Simulated ms of the whole run.
+    pub sim_ms: u64,
+    /// Steps of the schedule as run.
+    pub steps: usize,
+    /// Wall ms.
+    pub wall_ms: f64,
+}
+
+fn guarded<T>(f: impl FnOnce() -> Result<T, crate::ClusterError>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(format!("the engine failed: {e}")),
+        Err(p) => Err(format!(
+            "the engine panicked: {}",
+            p.downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| p.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)")
+        )),
+    }
+}
+
+/// Runs one seed and checks every invariant (and, if asked, determinism).
+pub fn run_seed(p: &Params, seed: u64, check_determinism: bool) -> SeedResult {
+    let wall = Instant::now();
+    let plan = generator::plan(seed, p);
+    let mut r = SeedResult {
+        seed,
+        violations: Vec::new(),
+        counts: FaultCounts::default(),
+        converged: false,
+        convergence_ms: 0,
+        bound_ms: 0,
+        sim_ms: 0,
+        steps: 0,
+        wall_ms: 0.0,
+    };
+    match guarded(|| runner::run(&plan.setup, &plan.intents)) {
+        Err(e) => r.violations.push(Violation::new(Invariant::EngineError, e)),
+        Ok(out) => {
+            r.violations = check_all(&out.history);
+            for s in &out.self_check {
+                r.violations.push(Violation::new(
+                    Invariant::EngineError,
+                    format!("recorded facts disagree with the server: {s}"),
+                ));
+            }
+            if check_determinism {
+                match guarded(|| runner::run(&plan.setup, &plan.intents)) {
+                    Err(e) => r.violations.push(Violation::new(Invariant::EngineError, e)),
+                    Ok(again) => {
+                        if let Some(d) = first_difference(&out, &again) {
+                            r.violations.push(Violation::new(Invariant::Determinism, d));
+                        }
+                    }
+                }
+            }
+            r.counts = out.counts.clone();
+            r.converged = out.history.converged;
+            r.convergence_ms = out.history.convergence_ms;
+            r.bound_ms = out.history.bound_ms;
+            r.sim_ms = out.sim_ms;
+            r.steps = out.executed.len();
+        }
+    }
+    r.wall_ms = wall.elapsed().as_secs_f64() * 1e3;
+    r
+}
+
+/// Where two runs of one seed differ, if they do.
+fn first_difference(a: &RunOutput, b: &RunOutput) -> Option<String> {
+    if let Some(i) =
+        (0..a.events.len().max(b.events.len())).find(|&i| a.events.get(i) != b.events.get(i))
+    {
+        let show = |e: Option<&crate::Event>| {
+            e.map_or("(none)".into(), |e| format!("{} ms: {}", e.sim_ms, e.text))
+        };
+        return Some(format!(
+            "event {i} differs between two runs: `{}` vs `{}`",
+            show(a.events.get(i)),
+            show(b.events.get(i))
+        ));
+    }
+    (a.trace_hash != b.trace_hash).then(|| {
+        format!(
+            "same event logs, but the trace hashes differ ({:016x} vs {:016x})",
+            a.trace_hash, b.trace_hash
+        )
+    })
+}
+
+/// A campaign's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignReport {
+    /// The figures.
+    pub summary: Summary,
+    /// Seeds with violations, in seed order.
+    pub failures: Vec<Failure>,
+}
+
+/// One failing seed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// The seed.
+    pub seed: u64,
+    /// What broke.
+    pub violations: Vec<Violation>,
+    /// The command that reruns it.
+    pub reproduce: String,
+    /// Its shrunk schedule, if shrunk.
+    pub shrunk: Option<Shrunk>,
+    /// The scenario file written.
+    pub file: Option<String>,
+}
+
+/// Runs `f` over `items` on `jobs` threads; results in item order.
+fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let out: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..jobs.min(items.len()).max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    out.lock().expect("results lock")[i] = Some(r);
+                }
+            });
+        }
+    });
+    out.into_inner()
+        .expect("results lock")
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
+}
+
+/// Runs a campaign; `progress` is called after each seed.
+pub fn run_campaign(
+    args: &CampaignArgs,
+    progress: &(dyn Fn() + Sync),
+) -> Result<CampaignReport, CampaignError> {
+    let p = args.params()?;
+    let wall = Instant::now();
+    let seeds: Vec<u64> = (0..args.seeds).map(|k| args.first_seed + k).collect();
+    let results = parallel(&seeds, args.jobs, |&seed| {
+        let r = run_seed(&p, seed, args.check_determinism);
+        progress();
+        r
+    });
+    // Shrink the lowest failing seeds, each on its broken invariant.
+    let targets: Vec<(u64, Invariant)> = results
+        .iter()
+        .filter_map(|r| {
+            let inv = Invariant::CHECKED
+                .into_iter()
+                .find(|i| r.violations.iter().any(|v| v.invariant == *i))?;
+            Some((r.seed, inv))
+        })
+        .take(args.shrink)
+        .collect();
+    let shrunk = parallel(&targets, args.jobs, |&(seed, inv)| {
+        let plan = generator::plan(seed, &p);
+        let out = runner::run(&plan.setup, &plan.intents).ok()?;
+        Some(shrink::shrink(
+            &plan.setup,
+            &out,
+            inv,
+            args.shrink_budget,
+            &args.command(seed, 1),
+        ))
+    });
+    let dir = args
+        .shrink_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut failures = Vec::new();
+    let mut entries = Vec::new();
+    for r in &results {
+        if r.violations.is_empty() {
+            continue;
+        }
+        let s = targets
+            .iter()
+            .position(|t| t.0 == r.seed)
+            .and_then(|k| shrunk[k].clone());
+        let mut file = None;
+        if let Some(s) = &s {
+            if let Some(text) = &s.scenario {
+                std::fs::create_dir_all(&dir).map_err(|source| CampaignError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let path = dir.join(format!("campaign-shrunk-seed-{}.toml", r.seed));
+                std::fs::write(&path, text).map_err(|source| CampaignError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                file = Some(path.display().to_string());
+            }
+            entries.push(summary::ShrunkEntry {
+                seed: r.seed,
+                invariant: s.invariant,
+                file: file.clone(),
+                shrunk: s.shrunk_file,
+                steps: (s.steps, s.original_steps),
+                note: s.note.clone(),
+            });
+        }
+        failures.push(Failure {
+            seed: r.seed,
+            violations: r.violations.clone(),
+            reproduce: args.command(r.seed, 1),
+            shrunk: s,
+            file,
+        });
+    }
+    let head = Summary {
+        seeds: args.seeds,
+        first_seed: args.first_seed,
+        servers: args.servers,
+        sites: args.sites,
+        objects: args.objects,
+        strategy: p.strategy.to_string(),
+        profile: p.profile.to_string(),
+        determinism_checked: args.check_determinism,
+        wall_s: 0.0,
+        faults: FaultCounts::default(),
+        outages: Default::default(),
+        backup_ages: Default::default(),
+        convergence: Default::default(),
+        bounds: Default::default(),
+        run_lengths: Default::default(),
+        violations: Default::default(),
+        violating_seeds: Vec::new(),
+        shrunk: entries,
+        command: args.command(args.first_seed, args.seeds),
+    };
+    let mut summary = Summary::of(&results, head);
+    summary.wall_s = wall.elapsed().as_secs_f64();
+    Ok(CampaignReport { summary, failures })
+}
+
+/// Prints one failing seed.
+pub fn render_failure(f: &Failure) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let mut by: Vec<(Invariant, Vec<&Violation>)> = Vec::new();
+    for v in &f.violations {
+        match by.iter_mut().find(|(i, _)| *i == v.invariant) {
+            Some((_, l)) => l.push(v),
+            None => by.push((v.invariant, vec![v])),
+        }
+    }
+    for (inv, vs) in &by {
+        let more = if vs.len() > 1 {
+            format!(" (and {} more)", vs.len() - 1)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            o,
+            "VIOLATION seed {} [{inv}] {}{more}",
+            f.seed, vs[0].detail
+        );
+    }
+    let _ = writeln!(o, "  reproduce: {}", f.reproduce);
+    if let Some(s) = &f.shrunk {
+        match &f.file {
+            Some(file) => {
+                let _ = writeln!(
+                    o,
+                    "  {}: {file} ({} of {} steps; fails as a scenario: `backsync run {file}`)",
+                    if s.shrunk_file {
+                        "shrunk"
+                    } else {
+                        "scenario (not shrunk)"
+                    },
+                    if s.shrunk_file {
+                        s.steps
+                    } else {
+                        s.original_steps
+                    },
+                    s.original_steps
+                );
+            }
+            None => {
+                let _ = writeln!(o, "  no scenario file: {}", s.note);
+            }
+        }
+    }
+    o
+}
+
+/// `backsync campaign`: runs, prints each failing seed and the summary,
+/// writes `--json`. `Ok(true)` when no invariant broke.
+pub fn run_cli(args: &CampaignArgs) -> Result<bool, CampaignError> {
+    let p = args.params()?;
+    println!(
+        "backsync campaign: {} seeds from {}, {} servers in {} sites, {} objects, strategy {}, profile {}{}",
+        args.seeds,
+        args.first_seed,
+        args.servers,
+        args.sites,
+        args.objects,
+        p.strategy,
+        p.profile,
+        if args.check_determinism {
+            ", determinism checked"
+        } else {
+            ""
+        }
+    );
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(args.seeds);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} seeds ({eta} left)",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let report = run_campaign(args, &|| bar.inc(1))?;
+    bar.finish_and_clear();
+    for f in &report.failures {
+        print!("{}", render_failure(f));
+    }
+    print!("{}", report.summary.render());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).expect("the report serialises");
+        std::fs::write(path, text).map_err(|source| CampaignError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(report.failures.is_empty())
+}

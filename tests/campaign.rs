@@ -1,0 +1,769 @@
+//! Fault campaigns (issue 4) through the library: seeded fault schedules
+//! checked by invariants, per strategy; the naive strategy caught, shrunk
+//! and written as a scenario file that still fails; and one regression test
+//! per engine bug the campaigns found.
+//!
+//! The campaigns here use small topologies (4 servers in 2 sites, 60
+//! objects) so that 200 seeds per strategy take seconds; bigger ones run
+//! from the command line (docs/RELIABILITY.md).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use backsync::campaign::history::Replay;
+use backsync::campaign::runner::{self, RunOutput};
+use backsync::campaign::schedule::to_scenario;
+use backsync::campaign::{
+    CampaignArgs, CampaignError, Invariant, Op, check_all, plan, run_campaign, run_cli, run_seed,
+};
+use backsync::core::{CoreConfig, Dsa, Guid, InvocationId, PullKind, RestoreOptions, Usn};
+use backsync::run::RunOptions;
+use backsync::shell::observe::{Fact, PutCause};
+use backsync::{Cluster, Granularity, ReplicationConfig, RestoreStrategy, Scenario, Topology};
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn small(strategy: &str, seeds: u64) -> CampaignArgs {
+    CampaignArgs {
+        seeds,
+        servers: 4,
+        sites: 2,
+        objects: 60,
+        strategy: strategy.into(),
+        jobs: 2,
+        shrink: 0,
+        ..CampaignArgs::default()
+    }
+}
+
+fn clean(args: &CampaignArgs) {
+    let r = run_campaign(args, &|| {}).expect("valid arguments");
+    let shown: Vec<String> = r
+        .failures
+        .iter()
+        .take(3)
+        .map(|f| {
+            format!(
+                "{}: {}",
+                f.reproduce,
+                f.violations.first().map_or("", |v| v.detail.as_str())
+            )
+        })
+        .collect();
+    assert!(
+        r.failures.is_empty(),
+        "{} failing seeds, e.g.\n{}",
+        r.failures.len(),
+        shown.join("\n")
+    );
+    let s = &r.summary;
+    assert_eq!(s.seeds, args.seeds);
+    assert!(
+        s.faults.crashes > args.seeds,
+        "faults were injected: {:?}",
+        s.faults
+    );
+    assert!(s.faults.restores > args.seeds / 2);
+    assert!(s.faults.partitions > 0 && s.faults.link_fault_periods > 0);
+    assert!(s.faults.messages_lost > 0 && s.faults.messages_duplicated > 0);
+    assert!(
+        s.faults.connector_deletions > 0,
+        "connector deletions are rare, not absent"
+    );
+    assert!(s.violations.values().all(|v| *v == 0));
+}
+
+#[test]
+fn backsync_campaign_of_200_seeds_is_clean() {
+    clean(&small("backsync", 200));
+}
+
+#[test]
+fn new_invocation_campaign_of_200_seeds_is_clean() {
+    clean(&small("new-invocation", 200));
+}
+
+#[test]
+fn full_resync_campaign_of_200_seeds_is_clean() {
+    clean(&small("full-resync", 200));
+}
+
+#[test]
+fn active_directory_profile_campaigns_are_clean() {
+    for s in ["backsync", "new-invocation", "full-resync"] {
+        let mut a = small(s, 100);
+        a.profile = "ad".into();
+        a.first_seed = 1_000;
+        a.servers = 5;
+        a.sites = 3;
+        clean(&a);
+    }
+}
+
+#[test]
+fn naive_campaign_is_caught_and_its_shrunk_schedule_fails_as_a_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = small("naive", 200);
+    a.shrink = 1;
+    a.shrink_dir = Some(dir.path().to_path_buf());
+    let r = run_campaign(&a, &|| {}).unwrap();
+    assert!(
+        r.failures.len() > 100,
+        "most naive seeds break an invariant ({} of 200)",
+        r.failures.len()
+    );
+    for inv in [
+        Invariant::Convergence,
+        Invariant::NoLostWrite,
+        Invariant::UsnMonotonic,
+    ] {
+        assert!(r.summary.violations[inv.name()] > 0, "{inv} caught naive");
+    }
+    let first = &r.failures[0];
+    assert!(first.reproduce.starts_with(&format!(
+        "backsync campaign --seeds 1 --first-seed {} --servers 4 --sites 2 --objects 60 --strategy naive --profile exchange55",
+        first.seed
+    )));
+    let file = first.file.as_ref().expect("a shrunk scenario file");
+    assert!(file.ends_with(&format!("campaign-shrunk-seed-{}.toml", first.seed)));
+    let shrunk = first.shrunk.as_ref().unwrap();
+    assert!(shrunk.shrunk_file, "{}", shrunk.note);
+    assert!(
+        shrunk.steps < shrunk.original_steps / 2,
+        "{} of {}",
+        shrunk.steps,
+        shrunk.original_steps
+    );
+    // It parses, and still fails when run as a scenario: every step of the
+    // schedule passes, a check at the end fails.
+    let text = std::fs::read_to_string(file).unwrap();
+    let s = Scenario::from_str(&text, file).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let report = backsync::run::run(&s, &RunOptions::default()).unwrap();
+    assert!(!report.passed, "{text}");
+    let failed: Vec<&str> = report
+        .steps
+        .iter()
+        .filter(|x| !x.ok)
+        .map(|x| x.action.as_str())
+        .collect();
+    assert!(
+        failed.iter().all(|a| *a == "converge" || *a == "expect"),
+        "only the checks fail: {failed:?}\n{text}"
+    );
+    // The same schedule with backsync restores passes.
+    let fixed = text.replace("strategy = \"naive\"", "strategy = \"backsync\"");
+    let s = Scenario::from_str(&fixed, file).unwrap();
+    let report = backsync::run::run(&s, &RunOptions::default()).unwrap();
+    assert!(report.passed, "{:?}", report.failures);
+}
+
+#[test]
+fn run_cli_is_false_on_violations_true_without_and_writes_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("c.json");
+    let mut a = small("naive", 10);
+    a.json = Some(json.clone());
+    a.shrink_dir = Some(dir.path().to_path_buf());
+    assert!(!run_cli(&a).unwrap());
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["summary"]["seeds"], 10);
+    assert!(
+        v["failures"][0]["reproduce"]
+            .as_str()
+            .unwrap()
+            .contains("--strategy naive")
+    );
+    assert!(v["summary"]["violations"]["convergence"].as_u64().unwrap() > 0);
+    let mut a = small("backsync", 10);
+    a.json = Some(json.clone());
+    assert!(run_cli(&a).unwrap());
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["failures"].as_array().unwrap().len(), 0);
+    assert!(v["summary"]["faults"]["crashes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn bad_arguments_are_errors_with_a_message() {
+    let bad = |f: &dyn Fn(&mut CampaignArgs), needle: &str| {
+        let mut a = small("backsync", 1);
+        f(&mut a);
+        let e = run_cli(&a).expect_err("invalid");
+        assert!(matches!(e, CampaignError::Invalid { .. }));
+        assert!(e.to_string().contains(needle), "{e}");
+    };
+    bad(&|a| a.servers = 1, "--servers");
+    bad(&|a| a.sites = 0, "--sites");
+    bad(&|a| a.sites = 5, "--sites");
+    bad(&|a| a.seeds = 0, "--seeds");
+    bad(&|a| a.objects = 0, "--objects");
+    bad(&|a| a.jobs = 0, "--jobs");
+    bad(
+        &|a| a.strategy = "optimistic".into(),
+        "unknown restore strategy `optimistic`",
+    );
+    bad(
+        &|a| a.profile = "openldap".into(),
+        "unknown profile `openldap`",
+    );
+    bad(
+        &|a| {
+            a.first_seed = u64::MAX;
+            a.seeds = 2
+        },
+        "--first-seed",
+    );
+}
+
+#[test]
+fn threads_change_nothing_and_runs_are_deterministic() {
+    let mut a = small("backsync", 30);
+    a.jobs = 1;
+    a.check_determinism = true;
+    let one = run_campaign(&a, &|| {}).unwrap();
+    assert!(
+        one.failures.is_empty(),
+        "{:?}",
+        one.failures.first().map(|f| &f.violations)
+    );
+    a.jobs = 3;
+    let three = run_campaign(&a, &|| {}).unwrap();
+    let strip = |mut s: backsync::campaign::Summary| {
+        s.wall_s = 0.0;
+        s
+    };
+    assert_eq!(strip(one.summary), strip(three.summary));
+    let r = run_seed(&a.params().unwrap(), 5, true);
+    assert!(r.violations.is_empty());
+}
+
+/// A schedule without link-fault changes replays as a scenario file call
+/// for call: the same event log, step for step.
+#[test]
+fn schedules_replay_as_scenario_files() {
+    let p = small("backsync", 1).params().unwrap();
+    let mut checked = 0;
+    for seed in 0..40 {
+        let plan = plan(seed, &p);
+        let out = runner::run(&plan.setup, &plan.intents).unwrap();
+        if out.executed.iter().any(|o| matches!(o, Op::Faults(_))) || out.unexpressible > 0 {
+            continue;
+        }
+        let mut steps = out.executed.clone();
+        steps.extend(out.finale.iter().cloned().map(Op::Step));
+        let text = to_scenario(&plan.setup, "replay", &steps, "").unwrap();
+        let s = Scenario::from_str(&text, "replay.toml").unwrap();
+        let r = backsync::run::run(&s, &RunOptions::default()).unwrap();
+        assert!(r.passed, "seed {seed}: {:?}", r.failures);
+        assert_eq!(
+            r.events, out.events,
+            "seed {seed}: the scenario replays the campaign run"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} schedules without link faults");
+}
+
+fn real_run(seed: u64) -> RunOutput {
+    let p = small("backsync", 1).params().unwrap();
+    let plan = plan(seed, &p);
+    runner::run(&plan.setup, &plan.intents).unwrap()
+}
+
+/// The invariants stay quiet on real histories and fire on real ones
+/// tampered with: each checks the recorded state, not the schedule.
+#[test]
+fn invariants_fire_on_tampered_real_histories() {
+    let out = real_run(3);
+    let h = &out.history;
+    assert!(check_all(h).is_empty());
+    let r = Replay::of(h);
+    assert!(!r.writes.is_empty() && !r.deliveries.is_empty());
+    let fired = |h: &backsync::campaign::History, i: Invariant| {
+        check_all(h).iter().any(|v| v.invariant == i)
+    };
+
+    // A server forgets its last replica: lost write, divergence, wrong final state.
+    let mut t = h.clone();
+    let last = t
+        .facts
+        .iter()
+        .rposition(|f| {
+            matches!(
+                f,
+                Fact::Put {
+                    cause: PutCause::Apply,
+                    ..
+                }
+            )
+        })
+        .unwrap();
+    let Fact::Put { server, state, .. } = t.facts[last].clone() else {
+        unreachable!()
+    };
+    t.facts.push(Fact::Remove {
+        sim_ms: u64::MAX,
+        server,
+        guid: state.guid,
+        cause: backsync::shell::observe::RemoveCause::Gc,
+    });
+    if let Some(objs) = t.finals[server].objects.as_mut() {
+        objs.retain(|o| o.guid != state.guid);
+    }
+    assert!(fired(&t, Invariant::Convergence));
+
+    // An old state replayed over a newer one (a duplicate that won).
+    let mut t = h.clone();
+    let (w, first) = r
+        .writes
+        .iter()
+        .find_map(|w| {
+            let first = r.by_guid[&w.guid].first().copied()?;
+            (w.id != first && w.kind != backsync::campaign::history::WriteKind::Delete)
+                .then_some((w.id, first))
+        })
+        .expect("an object written twice");
+    let server = *r.model[w].iter().next().unwrap();
+    t.facts.push(Fact::Put {
+        sim_ms: u64::MAX,
+        server,
+        invocation: InvocationId(1),
+        usn: Usn(u64::MAX),
+        state: r.writes[first].state.clone(),
+        cause: PutCause::Apply,
+    });
+    assert!(fired(&t, Invariant::NoLostWrite));
+    assert!(fired(&t, Invariant::Idempotence));
+
+    // A delete undone: the tombstone replaced by the live object.
+    let mut t = h.clone();
+    if let Some(d) = r.writes.iter().find(|w| {
+        w.kind == backsync::campaign::history::WriteKind::Delete && !r.model[w.id].is_empty()
+    }) {
+        let s = *r.model[d.id].iter().next().unwrap();
+        let live = r.writes[r.by_guid[&d.guid][0]].state.clone();
+        t.facts.push(Fact::Put {
+            sim_ms: u64::MAX,
+            server: s,
+            invocation: InvocationId(1),
+            usn: Usn(u64::MAX),
+            state: live,
+            cause: PutCause::Apply,
+        });
+        assert!(fired(&t, Invariant::NoResurrection));
+    }
+
+    // A write under an invocation reusing a USN its partners hold.
+    let mut t = h.clone();
+    let w = r.writes.iter().find(|w| r.model[w.id].len() > 1).unwrap();
+    let mut again = (*w.state).clone();
+    again.guid = Guid(0xdead);
+    let again = Arc::new(backsync::core::ObjectState::new(
+        again.guid,
+        "cn=again".into(),
+        w.stamp,
+        backsync::core::Stamp {
+            time: u64::MAX,
+            ..w.stamp
+        },
+        false,
+        Vec::new(),
+    ));
+    t.facts.push(Fact::Put {
+        sim_ms: u64::MAX,
+        server: w.server,
+        invocation: w.invocation,
+        usn: Usn(u64::MAX),
+        state: again,
+        cause: PutCause::Write,
+    });
+    assert!(fired(&t, Invariant::UsnMonotonic));
+
+    // Two live objects shown with one dn.
+    let mut t = h.clone();
+    let s = t
+        .finals
+        .iter()
+        .position(|f| f.objects.as_ref().is_some_and(|o| o.len() > 1))
+        .unwrap();
+    let objs = t.finals[s].objects.as_mut().unwrap();
+    let live: Vec<usize> = (0..objs.len())
+        .filter(|&i| !objs[i].deleted)
+        .take(2)
+        .collect();
+    let dn = objs[live[0]].dn.clone();
+    objs[live[1]].dn = dn;
+    assert!(fired(&t, Invariant::UniqueDns));
+
+    // A stale reply that changed the table although ignored.
+    let mut t = h.clone();
+    let reply = t
+        .facts
+        .iter()
+        .find_map(|f| match f {
+            Fact::Reply { .. } => Some(f.clone()),
+            _ => None,
+        })
+        .unwrap();
+    if let Fact::Reply {
+        sim_ms,
+        server,
+        from,
+        request_id,
+        kind,
+        before,
+        ..
+    } = reply
+    {
+        let mut after = before;
+        after.count += 1;
+        t.facts.push(Fact::Reply {
+            sim_ms,
+            server,
+            from,
+            request_id,
+            kind,
+            ignored: true,
+            changed: 1,
+            before,
+            after,
+            watermark: None,
+        });
+    }
+    assert!(fired(&t, Invariant::Idempotence));
+}
+
+// ---------------------------------------------------------------------
+// Regression tests: one per engine bug the campaigns found.
+// ---------------------------------------------------------------------
+
+fn cluster(t: &Topology) -> Cluster {
+    Cluster::new(t, ReplicationConfig::default(), 7).unwrap()
+}
+
+fn state_of(c: &Cluster, s: &str) -> String {
+    c.status().into_iter().find(|x| x.name == s).unwrap().state
+}
+
+fn events(c: &Cluster) -> String {
+    c.events()
+        .iter()
+        .map(|e| format!("{:>10} {}\n", e.sim_ms, e.text))
+        .collect()
+}
+
+/// Bug: a full-resync restore with no partner left (the last connector of
+/// its site deleted while it was down) threw the backup away and stayed in
+/// `resync` forever, refusing writes. It now keeps the backup.
+#[test]
+fn a_full_resync_with_no_partner_keeps_the_backup() {
+    let t = Topology::new()
+        .site("A", &["S1"])
+        .site("B", &["S2"])
+        .connector(["A", "B"], ["S1", "S2"]);
+    let mut c = cluster(&t);
+    c.create("S1", "cn=a", &[("mail", "a")]).unwrap();
+    assert!(c.converge(DAY).converged);
+    c.backup("S1", "b").unwrap();
+    c.crash("S1").unwrap();
+    c.delete_connector("A", "B").unwrap();
+    c.restore("S1", "b", Some(RestoreStrategy::FullResync))
+        .unwrap();
+    assert!(c.converge(DAY).converged);
+    assert_eq!(state_of(&c, "S1"), "running", "{}", events(&c));
+    assert!(c.lookup("S1", "cn=a").unwrap().is_some());
+    c.create("S1", "cn=b", &[]).expect("writable");
+}
+
+/// Bug: a full resync whose partner refused the copy (it was restoring
+/// itself) never asked again. It now asks the next partner.
+#[test]
+fn a_refused_full_copy_asks_the_next_partner() {
+    let t = Topology::new().site("R", &["S1", "S2", "S3"]);
+    let mut c = cluster(&t);
+    for i in 0..5 {
+        c.create("S3", &format!("cn=o{i}"), &[]).unwrap();
+    }
+    assert!(c.converge(DAY).converged);
+    c.backup("S1", "b1").unwrap();
+    c.backup("S2", "b2").unwrap();
+    // S1 asks S2 first; S2 restores at the same instant and refuses.
+    c.restore("S1", "b1", Some(RestoreStrategy::FullResync))
+        .unwrap();
+    c.restore("S2", "b2", Some(RestoreStrategy::FullResync))
+        .unwrap();
+    c.wait(HOUR);
+    assert!(c.converge(DAY).converged, "{}", events(&c));
+    for s in ["S1", "S2"] {
+        assert_eq!(state_of(&c, s), "running", "{}", events(&c));
+        assert_eq!(c.live_objects(s).unwrap(), 5);
+    }
+}
+
+/// Bug: a restore's pull (a full copy here) asked of a partner that an
+/// ordinary pull was still waiting on was dropped, and never asked again.
+#[test]
+fn a_restore_pull_takes_over_an_outstanding_ordinary_one() {
+    let t = Topology::new().site("R", &["S1", "S2", "S3"]);
+    let mut c = cluster(&t);
+    for i in 0..5 {
+        c.create("S1", &format!("cn=o{i}"), &[]).unwrap();
+    }
+    assert!(c.converge(DAY).converged);
+    c.backup("S3", "b").unwrap();
+    // Restore 450 s past a reply-timeout tick (every 600 s): the copy asked
+    // of S1 expires at the tick after next and moves on to S2, while the
+    // start-up pull from S2 (300 s after the restore) is still outstanding.
+    let now = c.now().as_secs();
+    c.wait(Duration::from_secs(600 - now % 600 + 450));
+    c.partition(&[vec!["S3".into()], vec!["S1".into(), "S2".into()]])
+        .unwrap();
+    c.restore("S3", "b", Some(RestoreStrategy::FullResync))
+        .unwrap();
+    c.wait(2 * HOUR);
+    c.heal().unwrap();
+    assert!(c.converge(DAY).converged, "{}", events(&c));
+    assert_eq!(state_of(&c, "S3"), "running", "{}", events(&c));
+    assert_eq!(c.live_objects("S3").unwrap(), 5);
+}
+
+/// Bug: two servers restored by full resync while each other was the only
+/// partner (one down, one restoring) refused each other forever, both
+/// empty. A full copy now comes only from a partner running normally; with
+/// none, the restore keeps its backup.
+#[test]
+fn two_full_resyncs_do_not_wait_for_each_other() {
+    let t = Topology::new()
+        .site("A", &["S1", "S2"])
+        .site("B", &["S3"])
+        .connector(["A", "B"], ["S1", "S3"]);
+    let mut c = cluster(&t);
+    for i in 0..4 {
+        c.create("S2", &format!("cn=o{i}"), &[]).unwrap();
+    }
+    assert!(c.converge(DAY).converged);
+    c.backup("S1", "b1").unwrap();
+    c.backup("S2", "b2").unwrap();
+    c.delete_connector("A", "B").unwrap();
+    c.crash("S2").unwrap();
+    c.restore("S1", "b1", Some(RestoreStrategy::FullResync))
+        .unwrap();
+    c.wait(HOUR);
+    c.restore("S2", "b2", Some(RestoreStrategy::FullResync))
+        .unwrap();
+    assert!(c.converge(DAY).converged, "{}", events(&c));
+    for s in ["S1", "S2"] {
+        assert_eq!(state_of(&c, s), "running", "{}", events(&c));
+        assert_eq!(c.live_objects(s).unwrap(), 4);
+    }
+}
+
+/// Bug: a full resync whose every partner went behind a deleted connector
+/// stayed in `resync` for good, refusing writes. It now ends as an empty
+/// replica that ordinary replication fills.
+#[test]
+fn a_full_resync_cut_off_from_its_partners_ends() {
+    let t = Topology::new()
+        .site("A", &["S1"])
+        .site("B", &["S2"])
+        .connector(["A", "B"], ["S1", "S2"]);
+    let mut c = cluster(&t);
+    c.create("S1", "cn=a", &[]).unwrap();
+    assert!(c.converge(DAY).converged);
+    c.backup("S2", "b").unwrap();
+    c.partition(&[vec!["S1".into()], vec!["S2".into()]])
+        .unwrap();
+    c.restore("S2", "b", Some(RestoreStrategy::FullResync))
+        .unwrap();
+    c.wait(HOUR);
+    assert_eq!(state_of(&c, "S2"), "resync");
+    c.delete_connector("A", "B").unwrap();
+    c.heal().unwrap();
+    assert!(c.converge(DAY).converged);
+    assert_eq!(state_of(&c, "S2"), "running", "{}", events(&c));
+    c.create("S2", "cn=b", &[]).expect("writable");
+}
+
+/// Bug: a backsync waiting for a partner across a connector deleted
+/// meanwhile waited for it until its 16-hour timeout, refusing writes.
+#[test]
+fn a_backsync_stops_waiting_for_a_partner_cut_off() {
+    let t = Topology::new()
+        .site("A", &["S1"])
+        .site("B", &["S2", "S3"])
+        .connector(["A", "B"], ["S1", "S2"]);
+    let mut c = cluster(&t);
+    c.create("S3", "cn=a", &[]).unwrap();
+    assert!(c.converge(DAY).converged);
+    c.backup("S3", "b").unwrap();
+    c.create("S3", "cn=after", &[]).unwrap();
+    assert!(c.converge(DAY).converged);
+    c.partition(&[vec!["S1".into()], vec!["S2".into(), "S3".into()]])
+        .unwrap();
+    c.restore("S3", "b", Some(RestoreStrategy::Backsync))
+        .unwrap();
+    c.wait(HOUR);
+    assert_eq!(state_of(&c, "S3"), "backsync", "still waiting for S1");
+    c.delete_connector("A", "B").unwrap();
+    c.wait(Duration::from_secs(1));
+    assert_eq!(state_of(&c, "S3"), "running", "{}", events(&c));
+    c.heal().unwrap();
+    assert!(c.converge(DAY).converged);
+    assert!(
+        c.lookup("S3", "cn=after").unwrap().is_some(),
+        "backsync brought it back from S2"
+    );
+    c.create("S3", "cn=new", &[]).expect("writable");
+}
+
+fn core_cfg() -> CoreConfig {
+    CoreConfig {
+        granularity: Granularity::Object,
+        tombstone_lifetime: 30 * 86_400_000,
+        rollback_detection: false,
+    }
+}
+
+/// Pulls every page from `src` into `dst`.
+fn pull_all(dst: &mut Dsa, src: &Dsa, kind: PullKind, now: u64) -> usize {
+    let name: Arc<str> = src.name().clone();
+    let mut req = dst.pull(&name, kind, 100, now).expect("a pull");
+    let mut changed = 0;
+    loop {
+        let a = dst.apply(src.answer(&req), now);
+        changed += a.changed;
+        match a.follow_up {
+            Some(r) => req = r,
+            None => return changed,
+        }
+    }
+}
+
+fn restore_opts(
+    strategy: RestoreStrategy,
+    partners: &[&str],
+    inv: u64,
+    forget: BTreeSet<InvocationId>,
+) -> RestoreOptions {
+    RestoreOptions {
+        strategy,
+        partners: partners.iter().map(|p| Arc::from(*p)).collect(),
+        new_invocation: InvocationId(inv),
+        now: 0,
+        backsync_timeout: 16 * 3_600_000,
+        forget,
+    }
+}
+
+/// Bug: a reply sent before a connector deletion and delivered after the
+/// receiver's purge put the purged objects back, for good (and alive when
+/// the other side had deleted them). Purges are now durable.
+#[test]
+fn a_reply_in_flight_cannot_undo_a_connector_purge() {
+    let cfg = core_cfg();
+    let (ia, ib, ic) = (InvocationId(0xA), InvocationId(0xB), InvocationId(0xC));
+    let mut a = Dsa::new("A".into(), ia, cfg);
+    let mut b = Dsa::new("B".into(), ib, cfg);
+    let mut c = Dsa::new("C".into(), ic, cfg);
+    a.create(Guid(1), "cn=from-a", &[], 0).unwrap();
+    b.create(Guid(2), "cn=from-b", &[], 0).unwrap();
+    pull_all(&mut b, &a, PullKind::Normal, 1);
+    // C asks B; B answers with A's object; the connector to A's site goes
+    // before the answer arrives.
+    let req = c.pull(&Arc::from("B"), PullKind::Normal, 100, 2).unwrap();
+    let reply = b.answer(&req);
+    assert_eq!(reply.changes.len(), 2);
+    let forget = BTreeSet::from([ia]);
+    b.purge_created_by(&forget);
+    c.purge_created_by(&forget);
+    c.apply(reply, 3);
+    assert!(c.table().get(Guid(1)).is_none(), "the purge stands");
+    assert!(c.table().get(Guid(2)).is_some());
+    // A restore that forgets A's site keeps forgetting it.
+    let bk = c.backup(4);
+    let mut r = Dsa::restore(
+        &bk,
+        cfg,
+        restore_opts(RestoreStrategy::NewInvocation, &["B"], 0xC2, forget),
+    );
+    let req = r.pull(&Arc::from("A"), PullKind::Normal, 100, 5).unwrap();
+    r.apply(a.answer(&req), 6);
+    assert!(r.table().get(Guid(1)).is_none());
+}
+
+/// Bug: a backup taken while a backsync ran held the objects applied
+/// meanwhile at USNs partners had passed; restored later, those objects
+/// stayed there, and a partner pulling from its high-watermark never got
+/// them. A restore now vouches only for what the backup vouched for.
+#[test]
+fn a_backup_taken_during_backsync_vouches_only_for_its_origin() {
+    let cfg = core_cfg();
+    let (i2, ip, iq) = (InvocationId(2), InvocationId(0x50), InvocationId(0x51));
+    let mut s2 = Dsa::new("S2".into(), i2, cfg);
+    let mut p = Dsa::new("P".into(), ip, cfg);
+    let mut q = Dsa::new("Q".into(), iq, cfg);
+    for i in 0..10 {
+        s2.create(Guid(i), &format!("cn={i}"), &[], 0).unwrap();
+    }
+    let b1 = s2.backup(1);
+    pull_all(&mut p, &s2, PullKind::Normal, 1);
+    for i in 10..50 {
+        s2.create(Guid(i), &format!("cn={i}"), &[], 2).unwrap();
+    }
+    pull_all(&mut q, &s2, PullKind::Normal, 3);
+    assert_eq!(q.hwm("S2").unwrap().usn, Usn(50));
+    p.create(Guid(100), "cn=x", &[], 4).unwrap();
+    // S2 restored from b1 with backsync; an ordinary pull from P brings X
+    // at USN 11, below Q's high-watermark for S2; a backup is taken then.
+    let partners = ["P", "Q"];
+    let mut s2b = Dsa::restore(
+        &b1,
+        cfg,
+        restore_opts(RestoreStrategy::Backsync, &partners, 0x22, BTreeSet::new()),
+    );
+    pull_all(&mut s2b, &p, PullKind::Normal, 5);
+    assert_eq!(s2b.table().get(Guid(100)).unwrap().usn_changed, Usn(11));
+    let b2 = s2b.backup(6);
+    // Restored from that backup with backsync, X must end above what partners saw.
+    let mut s2c = Dsa::restore(
+        &b2,
+        cfg,
+        restore_opts(RestoreStrategy::Backsync, &partners, 0x23, BTreeSet::new()),
+    );
+    pull_all(&mut s2c, &p, PullKind::Backsync, 7);
+    pull_all(&mut s2c, &q, PullKind::Backsync, 7);
+    assert_eq!(s2c.mode().name(), "running");
+    assert!(s2c.table().get(Guid(100)).unwrap().usn_changed > Usn(50));
+    // Q, whose watermark for S2 is 50, now gets X from S2.
+    assert!(pull_all(&mut q, &s2c, PullKind::Normal, 8) >= 1);
+    assert!(q.table().get(Guid(100)).is_some());
+}
+
+/// The summary counts faults by kind and writes lost by nature.
+#[test]
+fn the_summary_counts_what_was_injected() {
+    let r = run_campaign(&small("backsync", 20), &|| {}).unwrap();
+    let text = r.summary.render();
+    for needle in [
+        "crashes",
+        "restores",
+        "partitions",
+        "link-fault periods",
+        "lost by nature",
+        "convergence",
+        "violations     0 seeds",
+    ] {
+        assert!(text.contains(needle), "{needle} in\n{text}");
+    }
+    let lengths = r.summary.run_lengths;
+    assert!(
+        lengths.max < 20 * 86_400_000,
+        "runs stay under the tombstone lifetime"
+    );
+    assert!(r.summary.outages.max < 6 * 86_400_000);
+    let by: BTreeMap<String, u64> = r.summary.violations.clone();
+    assert_eq!(by.len(), Invariant::ALL.len());
+}
