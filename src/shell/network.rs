@@ -67,7 +67,7 @@ impl Network {
             groups: None,
             down: vec![false; n],
             faults,
-            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_7477_6f72_6b),
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x006e_6574_776f_726b),
         }
     }
 

@@ -533,24 +533,22 @@ impl Handler<Writes> for DirectoryServer {
             let guid = Guid(self.rng.random());
             let r = match self.core.as_mut() {
                 None => Err(WriteError::Down(name.clone())),
-                Some(c) => {
-                    match &op {
-                        WriteOp::Create { dn, attrs } => {
-                            let a: Vec<(&str, &str)> = attrs
-                                .iter()
-                                .map(|(k, v)| (k.as_str(), v.as_str()))
-                                .collect();
-                            c.create(guid, dn, &a, now)
-                        }
-                        WriteOp::Modify { dn, set, remove } => {
-                            let s: Vec<(&str, &str)> =
-                                set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                            let r: Vec<&str> = remove.iter().map(String::as_str).collect();
-                            c.modify(dn, &s, &r, now)
-                        }
-                        WriteOp::Delete { dn } => c.delete(dn, now),
+                Some(c) => match &op {
+                    WriteOp::Create { dn, attrs } => {
+                        let a: Vec<(&str, &str)> = attrs
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str()))
+                            .collect();
+                        c.create(guid, dn, &a, now)
                     }
-                }
+                    WriteOp::Modify { dn, set, remove } => {
+                        let s: Vec<(&str, &str)> =
+                            set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                        let r: Vec<&str> = remove.iter().map(String::as_str).collect();
+                        c.modify(dn, &s, &r, now)
+                    }
+                    WriteOp::Delete { dn } => c.delete(dn, now),
+                },
             };
             if let Ok(g) = &r {
                 self.record(&[*g]);
