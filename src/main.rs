@@ -66,6 +66,16 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Run many seeded random fault schedules and check the invariants
+    /// (exit 0 no violation, 1 a violation, 2 bad arguments).
+    #[command(
+        after_help = "Examples:\n  backsync campaign --seeds 1000\n  backsync campaign --seeds 200 --strategy naive\n  backsync campaign --seeds 1 --first-seed 17 --check-determinism"
+    )]
+    Campaign(backsync::campaign::CampaignArgs),
+    /// Measure apply, backsync and cluster speed and memory against baselines
+    /// measured in the same run.
+    #[command(after_help = "Example:\n  backsync bench --quick --json bench.json")]
+    Bench(backsync::bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -214,6 +224,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 s.connectors.len(),
                 s.steps.len()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Campaign(args)) => match backsync::campaign::run_cli(&args) {
+            Ok(true) => Ok(ExitCode::SUCCESS),
+            Ok(false) => Ok(ExitCode::from(1)),
+            Err(e) => Err(Invalid(e.to_string()).into()),
+        },
+        Some(Command::Bench(args)) => {
+            backsync::bench::run_cli(&args).map_err(|e| Failure::Other(e.into()))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Compare { file, json, seed }) => {
