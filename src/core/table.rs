@@ -166,10 +166,11 @@ pub struct ObjectTable {
     /// Slots by guid.
     by_guid: HashTable<GuidEntry>,
     by_usn: UsnLog,
-    /// Per originating invocation, the originating USN of every stamp an
-    /// object carries. One map per invocation, shared copy-on-write with
-    /// backups: a restored server copies only the maps it writes to.
-    by_origin: BTreeMap<InvocationId, Arc<BTreeMap<Usn, Slot>>>,
+    /// The originating (invocation, USN) of every stamp an object carries,
+    /// in blocks of [`ORIGIN_BLOCK`] USNs of one invocation, each shared
+    /// copy-on-write with backups: a restored server copies only the blocks
+    /// it writes to (the newest of its own, as backsync brings them back).
+    by_origin: BTreeMap<(InvocationId, u64), Arc<BTreeMap<Usn, Slot>>>,
     /// Per dn of live objects, the holder: the latest created live object
     /// with that dn.
     by_dn: HashTable<Hashed>,
@@ -267,6 +268,14 @@ fn at(slab: &Slab, s: Slot) -> &Replica {
 }
 
 /// The (invocation, USN) of every stamp a state carries, each once.
+/// Originating USNs per by-origin block (a power of two).
+const ORIGIN_BLOCK_BITS: u32 = 12;
+
+/// The by-origin block a key belongs to.
+fn block(inv: InvocationId, u: Usn) -> (InvocationId, u64) {
+    (inv, u.0 >> ORIGIN_BLOCK_BITS)
+}
+
 /// An originating write's key in the by-origin index.
 type Key = (InvocationId, Usn);
 
@@ -540,7 +549,7 @@ impl ObjectTable {
             if had.is_some_and(|h| h.contains((inv, u))) {
                 continue;
             }
-            Arc::make_mut(self.by_origin.entry(inv).or_default()).insert(u, s);
+            Arc::make_mut(self.by_origin.entry(block(inv, u)).or_default()).insert(u, s);
         }
         if st.deleted {
             self.tombstones.insert((st.stamp.time, st.guid));
@@ -567,14 +576,14 @@ impl ObjectTable {
             }
             // Another object may carry the same stamp only after a USN
             // rollback reused it; keep that object's entry.
-            let Some(m) = self.by_origin.get_mut(&inv) else {
+            let Some(m) = self.by_origin.get_mut(&block(inv, u)) else {
                 continue;
             };
             if m.get(&u) == Some(&s) {
                 let m = Arc::make_mut(m);
                 m.remove(&u);
                 if m.is_empty() {
-                    self.by_origin.remove(&inv);
+                    self.by_origin.remove(&block(inv, u));
                 }
             }
         }
@@ -634,10 +643,10 @@ impl ObjectTable {
         inv: InvocationId,
         after: Usn,
     ) -> impl Iterator<Item = (Usn, &Replica)> + '_ {
+        let from = after.next();
         self.by_origin
-            .get(&inv)
-            .into_iter()
-            .flat_map(move |m| m.range(after.next()..))
+            .range(block(inv, from)..=(inv, u64::MAX))
+            .flat_map(move |(_, m)| m.range(from..))
             .map(|(u, s)| (*u, at(&self.slab, *s)))
     }
 
@@ -659,9 +668,11 @@ impl ObjectTable {
 
     /// The highest originating USN of `inv` this table holds.
     pub fn max_origin_usn(&self, inv: InvocationId) -> Option<Usn> {
+        // Blocks are never empty: the last block's last key is the highest.
         self.by_origin
-            .get(&inv)
-            .and_then(|m| m.keys().next_back())
+            .range((inv, 0)..=(inv, u64::MAX))
+            .next_back()
+            .and_then(|(_, m)| m.keys().next_back())
             .copied()
     }
 
@@ -791,6 +802,22 @@ mod tests {
         assert_eq!(backup.originated_by(InvocationId(2), Usn(0)).count(), 0);
         assert_eq!(t.originated_by(InvocationId(2), Usn(0)).count(), 2);
         assert_eq!(t.max_origin_usn(InvocationId(1)), Some(Usn(3000)));
+        let blocks = |a: &ObjectTable, b: &ObjectTable| {
+            a.by_origin
+                .iter()
+                .filter(|(k, m)| b.by_origin.get(k).is_some_and(|n| Arc::ptr_eq(m, n)))
+                .count()
+        };
+        let before = t.clone();
+        t.put(obj(8000, "cn=late", stamp(1, 5000), false), Usn(9002));
+        // Invocation 1's block 0 (USNs 0..4096) stays shared; block 1 is new.
+        assert_eq!(blocks(&t, &before), before.by_origin.len());
+        assert_eq!(t.max_origin_usn(InvocationId(1)), Some(Usn(5000)));
+        let got: Vec<u64> = t
+            .originated_by(InvocationId(1), Usn(2998))
+            .map(|(u, _)| u.0)
+            .collect();
+        assert_eq!(got, vec![2999, 3000, 5000]);
     }
 
     #[test]
