@@ -386,7 +386,14 @@ impl Cluster {
             server,
             backup: backup.into(),
             strategy,
-        })?
+        })??;
+        if !self.arbiters.is_empty() {
+            // Throughput mode: the server restores on its own thread. A round
+            // trip after the supervisor's message makes sure it has, so that
+            // a `converge` next does not see it still down.
+            self.ask(&self.servers[server], Watermarks)?;
+        }
+        Ok(())
     }
 
     /// Partitions the network: messages between different groups are

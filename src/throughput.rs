@@ -44,6 +44,9 @@ pub fn config(base: &ReplicationConfig) -> ReplicationConfig {
         connector_latency: Duration::ZERO,
         startup_delay: Duration::ZERO,
         connector_schedule: Duration::from_millis(50),
+        // A reply lost to a crash must not hold a destination's queue of
+        // pulls (one source at a time, see `Shared::throughput`) for long.
+        reply_timeout: Duration::from_secs(2),
         intrasite_packet: base.intrasite_packet.max(1000),
         intersite_packet: base.intersite_packet.max(1000),
         ..base.clone()

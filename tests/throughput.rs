@@ -99,3 +99,50 @@ fn sites_and_attribute_granularity_converge_to_the_deterministic_directory() {
         &steps,
     );
 }
+
+#[test]
+fn a_backsync_restore_in_throughput_mode_converges_to_the_deterministic_directory() {
+    let t = Topology::new()
+        .site("Redmond", &["S1", "S2", "S3"])
+        .site("Dublin", &["S4"])
+        .connector(["Redmond", "Dublin"], ["S3", "S4"]);
+    let cfg = ReplicationConfig::default();
+    let mut det = Cluster::new(&t, cfg.clone(), 3).unwrap();
+    let mut fast = throughput::start_on(&t, &cfg, 3, 2).unwrap();
+    for c in [&mut det, &mut fast] {
+        // Throughput mode runs on the real clock: a real-time bound.
+        let within = if c.config().notify_delay.is_zero() {
+            Duration::from_secs(120)
+        } else {
+            Duration::from_secs(7 * 86_400)
+        };
+        c.load(&LoadSpec {
+            creates: 2000,
+            ..LoadSpec::default()
+        })
+        .unwrap();
+        assert!(c.converge(within).converged);
+        c.backup("S1", "nightly").unwrap();
+        c.load(&LoadSpec {
+            servers: vec!["S1".into()],
+            creates: 300,
+            prefix: Some("lost".into()),
+            ..LoadSpec::default()
+        })
+        .unwrap();
+        assert!(c.converge(within).converged);
+        c.crash("S1").unwrap();
+        c.restore("S1", "nightly", Some(backsync::RestoreStrategy::Backsync))
+            .unwrap();
+        assert!(c.converge(within).converged, "converges after the restore");
+    }
+    let want = directory(&det, "S1");
+    assert_eq!(want.len(), 2300);
+    for s in fast.servers().to_vec() {
+        assert_eq!(
+            directory(&fast, &s),
+            want,
+            "{s} holds the deterministic directory"
+        );
+    }
+}
