@@ -85,8 +85,34 @@ impl UsnLog {
         }
     }
 
+    /// The index of the first USN at or above `usn`. Local USNs are dense
+    /// (every write takes the next one), so an interpolated guess lands near
+    /// it; a binary search over a small window around the guess confirms.
+    fn lower_bound(&self, usn: Usn) -> usize {
+        let n = self.usns.len();
+        let (Some(first), Some(last)) = (self.usns.first(), self.usns.last()) else {
+            return 0;
+        };
+        if usn <= *first {
+            return 0;
+        }
+        if usn > *last {
+            return n;
+        }
+        let span = (last.0 - first.0).max(1) as u128;
+        let guess = ((usn.0 - first.0) as u128 * (n - 1) as u128 / span) as usize;
+        const WINDOW: usize = 32;
+        let (lo, hi) = (guess.saturating_sub(WINDOW), (guess + WINDOW).min(n));
+        // The window holds the answer when it brackets `usn`.
+        if (lo == 0 || self.usns[lo - 1] < usn) && (hi == n || self.usns[hi] >= usn) {
+            lo + self.usns[lo..hi].partition_point(|u| *u < usn)
+        } else {
+            self.usns.partition_point(|u| *u < usn)
+        }
+    }
+
     fn remove(&mut self, usn: Usn) {
-        let i = self.usns.partition_point(|u| *u < usn);
+        let i = self.lower_bound(usn);
         if self.usns.get(i) != Some(&usn) || self.slots[i] == Self::GONE {
             return;
         }
@@ -836,6 +862,10 @@ mod tests {
         want.insert(0, 3);
         assert_eq!(got, want);
         assert_eq!(l.after(Usn(190)).count(), 5);
+        for u in 0..=205u64 {
+            let want = l.usns.partition_point(|x| x.0 < u);
+            assert_eq!(l.lower_bound(Usn(u)), want, "lower bound of {u}");
+        }
     }
 
     #[test]
