@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use dashmap::DashMap;
 use hashbrown::HashTable;
 
 use crate::config::Granularity;
@@ -190,7 +191,7 @@ pub struct ObjectTable {
     /// Free slots, reused first.
     free: Vec<Slot>,
     /// Slots by guid.
-    by_guid: HashTable<GuidEntry>,
+    by_guid: GuidIndex,
     by_usn: UsnLog,
     /// The originating (invocation, USN) of every stamp an object carries,
     /// in blocks of [`ORIGIN_BLOCK`] USNs of one invocation, each shared
@@ -214,10 +215,6 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
-}
-
-fn guid_hash(g: Guid) -> u32 {
-    (mix((g.0 as u64) ^ ((g.0 >> 64) as u64).rotate_left(29)) >> 32) as u32
 }
 
 fn dn_hash(dn: &str) -> u32 {
@@ -347,21 +344,30 @@ impl Keys {
     }
 }
 
-/// A by-guid entry: the guid itself (no state read on a probe) and its slot.
-#[derive(Debug, Clone, Copy)]
-struct GuidEntry {
-    lo: u64,
-    hi: u64,
-    slot: Slot,
-}
+/// Guids are random already: one splitmix round spreads them over shards
+/// and buckets, where SipHash would cost more than the rest of a probe.
+#[derive(Debug, Clone, Copy, Default)]
+struct GuidHasher(u64);
 
-impl GuidEntry {
-    fn hash(&self) -> u64 {
-        widen(guid_hash(Guid(
-            (u128::from(self.hi) << 64) | u128::from(self.lo),
-        )))
+impl std::hash::Hasher for GuidHasher {
+    fn finish(&self) -> u64 {
+        mix(self.0)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(w);
+        }
+    }
+    fn write_u128(&mut self, i: u128) {
+        self.0 = (i as u64) ^ ((i >> 64) as u64).rotate_left(29);
     }
 }
+
+/// The object table proper: guid to slot, a `DashMap` so that readers on
+/// other threads (the throughput mode's observers) need no actor round trip.
+type GuidIndex = DashMap<Guid, Slot, std::hash::BuildHasherDefault<GuidHasher>>;
 
 /// The order of a dn's live objects: the greatest holds the name.
 fn name_key(slab: &Slab, s: Slot) -> (Stamp, Guid) {
@@ -431,10 +437,7 @@ impl ObjectTable {
     }
 
     fn slot(&self, guid: Guid) -> Option<Slot> {
-        let (lo, hi) = (guid.0 as u64, (guid.0 >> 64) as u64);
-        self.by_guid
-            .find(widen(guid_hash(guid)), |e| e.lo == lo && e.hi == hi)
-            .map(|e| e.slot)
+        self.by_guid.get(&guid).map(|e| *e)
     }
 
     /// The replica of `guid`, if held.
@@ -540,12 +543,7 @@ impl ObjectTable {
                 usn_created: usn,
             }),
         };
-        let e = GuidEntry {
-            lo: guid.0 as u64,
-            hi: (guid.0 >> 64) as u64,
-            slot: s,
-        };
-        self.by_guid.insert_unique(e.hash(), e, GuidEntry::hash);
+        self.by_guid.insert(guid, s);
         self.index(s, &keys, None, false);
     }
 
@@ -554,12 +552,7 @@ impl ObjectTable {
         let s = self.slot(guid)?;
         let keys = Keys::of(&at(&self.slab, s).state);
         self.unindex(s, &keys, None, false);
-        if let Ok(e) = self
-            .by_guid
-            .find_entry(widen(guid_hash(guid)), |o| o.slot == s)
-        {
-            e.remove();
-        }
+        self.by_guid.remove(&guid);
         self.free.push(s);
         self.slab.cell_mut(s).replica.take()
     }
