@@ -122,6 +122,12 @@ fn naive_campaign_is_caught_and_its_shrunk_schedule_fails_as_a_scenario() {
         assert!(r.summary.violations[inv.name()] > 0, "{inv} caught naive");
     }
     let first = &r.failures[0];
+    for f in &r.failures {
+        let kept = |i: Invariant| f.violations.iter().filter(|v| v.invariant == i).count();
+        for (i, n) in &f.violation_counts {
+            assert!(kept(*i) <= backsync::campaign::DETAILS_KEPT && kept(*i) <= *n && *n > 0);
+        }
+    }
     assert!(first.reproduce.starts_with(&format!(
         "backsync campaign --seeds 1 --first-seed {} --servers 4 --sites 2 --objects 60 --strategy naive --profile exchange55",
         first.seed

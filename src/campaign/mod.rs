@@ -33,6 +33,7 @@ pub mod schedule;
 pub mod shrink;
 pub mod summary;
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -228,13 +229,18 @@ impl CampaignArgs {
     }
 }
 
+/// Violation details kept per invariant and seed (all are counted).
+pub const DETAILS_KEPT: usize = 3;
+
 /// One seed's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeedResult {
     /// The seed.
     pub seed: u64,
-    /// What broke.
+    /// What broke: the first [`DETAILS_KEPT`] of each invariant.
     pub violations: Vec<Violation>,
+    /// How many violations of each invariant there were.
+    pub violation_counts: BTreeMap<Invariant, usize>,
     /// Faults injected.
     pub counts: FaultCounts,
     /// Whether the final convergence happened.
@@ -272,6 +278,7 @@ pub fn run_seed(p: &Params, seed: u64, check_determinism: bool) -> SeedResult {
     let mut r = SeedResult {
         seed,
         violations: Vec::new(),
+        violation_counts: BTreeMap::new(),
         counts: FaultCounts::default(),
         converged: false,
         convergence_ms: 0,
@@ -308,6 +315,17 @@ pub fn run_seed(p: &Params, seed: u64, check_determinism: bool) -> SeedResult {
             r.steps = out.executed.len();
         }
     }
+    // Count them all, keep a few of each: a naive campaign breaks hundreds
+    // per seed, and thousands of seeds would hold them all in memory.
+    let mut kept = Vec::new();
+    for v in std::mem::take(&mut r.violations) {
+        let n = r.violation_counts.entry(v.invariant).or_default();
+        *n += 1;
+        if *n <= DETAILS_KEPT {
+            kept.push(v);
+        }
+    }
+    r.violations = kept;
     r.wall_ms = wall.elapsed().as_secs_f64() * 1e3;
     r
 }
@@ -348,8 +366,10 @@ pub struct CampaignReport {
 pub struct Failure {
     /// The seed.
     pub seed: u64,
-    /// What broke.
+    /// What broke (the first few of each invariant).
     pub violations: Vec<Violation>,
+    /// How many violations of each invariant there were.
+    pub violation_counts: BTreeMap<Invariant, usize>,
     /// The command that reruns it.
     pub reproduce: String,
     /// Its shrunk schedule, if shrunk.
@@ -456,6 +476,7 @@ pub fn run_campaign(
         failures.push(Failure {
             seed: r.seed,
             violations: r.violations.clone(),
+            violation_counts: r.violation_counts.clone(),
             reproduce: args.command(r.seed, 1),
             shrunk: s,
             file,
@@ -499,8 +520,9 @@ pub fn render_failure(f: &Failure) -> String {
         }
     }
     for (inv, vs) in &by {
-        let more = if vs.len() > 1 {
-            format!(" (and {} more)", vs.len() - 1)
+        let total = f.violation_counts.get(inv).copied().unwrap_or(vs.len());
+        let more = if total > 1 {
+            format!(" (and {} more)", total - 1)
         } else {
             String::new()
         };
