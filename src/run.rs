@@ -11,7 +11,7 @@ use crate::error::ClusterError;
 use crate::scenario::{Action, ConvergeExpect, ExpectCheck, Scenario};
 use crate::shell::network::LinkFaults;
 use crate::shell::observe::{Change, Event};
-use crate::shell::topology::{Connector, Site, Topology};
+use crate::shell::topology::Topology;
 use crate::view::ServerStatus;
 
 /// How to run.
@@ -106,24 +106,8 @@ pub struct RunReport {
 /// The topology a scenario describes.
 pub fn topology(s: &Scenario) -> Topology {
     Topology {
-        sites: s
-            .sites
-            .iter()
-            .map(|x| Site {
-                name: x.name.clone(),
-                servers: x.servers.clone(),
-            })
-            .collect(),
-        connectors: s
-            .connectors
-            .iter()
-            .map(|c| Connector {
-                between: c.between.clone(),
-                bridgeheads: c.bridgeheads.clone(),
-                schedule: c.schedule,
-                latency: c.latency,
-            })
-            .collect(),
+        sites: s.sites.clone(),
+        connectors: s.connectors.clone(),
     }
 }
 

@@ -61,27 +61,12 @@ pub struct Scenario {
     pub steps: Vec<Step>,
 }
 
-/// One `[[site]]`: a name and its servers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SiteSpec {
-    /// Site name, unique in the scenario.
-    pub name: String,
-    /// Server names (at least one), unique in the scenario.
-    pub servers: Vec<String>,
-}
+/// One `[[site]]`: the topology's own type, so a scenario's topology is
+/// the cluster's without translation.
+pub use crate::shell::topology::Site as SiteSpec;
 
 /// One `[[connector]]` joining two sites through one bridgehead on each side.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectorSpec {
-    /// The two (distinct) sites.
-    pub between: [String; 2],
-    /// `bridgeheads[i]` is a server of site `between[i]`.
-    pub bridgeheads: [String; 2],
-    /// Pull period; `None`: `config.connector_schedule`.
-    pub schedule: Option<Duration>,
-    /// One-way latency; `None`: `config.connector_latency`.
-    pub latency: Option<Duration>,
-}
+pub use crate::shell::topology::Connector as ConnectorSpec;
 
 /// `[network]`: faults applied to every message.
 #[derive(Debug, Clone, PartialEq, Default)]
