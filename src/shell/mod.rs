@@ -79,6 +79,7 @@ impl Shared {
         // splitmix64 finaliser: well spread, never collides for distinct inputs.
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        InvocationId(z ^ (z >> 31))
+        // Zero means "no invocation" to the engine (an empty cursor).
+        InvocationId((z ^ (z >> 31)).max(1))
     }
 }
