@@ -520,9 +520,9 @@ impl Dsa {
         self.pending.values().any(|p| p.kind == PullKind::Normal)
     }
 
-    /// Answers a pull, as a source.
-    pub fn answer(&self, req: &GetChanges) -> ChangesReply {
-        let mut reply = ChangesReply {
+    /// A reply to `req` carrying nothing yet.
+    fn empty_reply(&self, req: &GetChanges) -> ChangesReply {
+        ChangesReply {
             request_id: req.request_id,
             kind: req.kind,
             source: self.name.clone(),
@@ -533,7 +533,12 @@ impl Dsa {
             utdv: None,
             seen_requester_usn: None,
             refused: false,
-        };
+        }
+    }
+
+    /// Answers a pull, as a source.
+    pub fn answer(&self, req: &GetChanges) -> ChangesReply {
+        let mut reply = self.empty_reply(req);
         let refuse = match &self.mode {
             Mode::Normal => false,
             // Until its own backsync completes a server knows too little of
@@ -609,18 +614,7 @@ impl Dsa {
     /// scanning the whole table instead of the by-origin index: the baseline
     /// the benchmarks compare the index with. Not used by the protocol.
     pub fn answer_backsync_by_scan(&self, req: &GetChanges) -> ChangesReply {
-        let mut reply = ChangesReply {
-            request_id: req.request_id,
-            kind: req.kind,
-            source: self.name.clone(),
-            source_invocation: self.invocation,
-            changes: Vec::new(),
-            more: false,
-            watermark: Usn(0),
-            utdv: None,
-            seen_requester_usn: None,
-            refused: false,
-        };
+        let mut reply = self.empty_reply(req);
         let inv = req.requester_invocation;
         let after = req.from_usn.max(req.utdv.get(inv));
         let found = self.table.originated_by_scan(inv, after);
