@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::config::{RestoreStrategy, fmt_duration};
 use crate::run::RunReport;
+use crate::shell::supervisor::Convergence;
 
 fn t(ms: u64) -> String {
     if ms == 0 {
@@ -50,11 +51,11 @@ pub fn text(r: &RunReport) -> String {
             "  {:>4}  {:<10} {:>14} {:>10} {:>9} {:>13} {:>9}",
             "step", "result", "simulated", "wall ms", "messages", "objects sent", "repaired"
         );
-        for c in &r.convergence {
+        for (step, c) in r.convergence.iter().map(|c| (c.step, &c.figures)) {
             let _ = writeln!(
                 o,
                 "  {:>4}  {:<10} {:>14} {:>10.1} {:>9} {:>13} {:>9}",
-                c.step,
+                step,
                 if c.converged { "converged" } else { "diverged" },
                 t(c.sim_ms),
                 c.wall_ms,
@@ -133,11 +134,11 @@ pub fn markdown(r: &RunReport) -> String {
             o,
             "\n## Convergence\n\n| step | result | simulated | wall ms | messages | objects sent | repaired |\n|---|---|---|---|---|---|---|"
         );
-        for c in &r.convergence {
+        for (step, c) in r.convergence.iter().map(|c| (c.step, &c.figures)) {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {:.1} | {} | {} | {} |",
-                c.step,
+                step,
                 if c.converged { "converged" } else { "diverged" },
                 t(c.sim_ms),
                 c.wall_ms,
@@ -183,18 +184,10 @@ pub struct CompareRow {
     pub strategy: RestoreStrategy,
     /// Every step passed.
     pub passed: bool,
-    /// Every `converge` step after the first restore converged.
-    pub converged: bool,
-    /// Simulated ms of those steps.
-    pub sim_ms: u64,
-    /// Wall ms of those steps.
-    pub wall_ms: f64,
-    /// Messages during them.
-    pub messages: u64,
-    /// Objects sent during them.
-    pub objects_sent: u64,
-    /// Objects repaired during them.
-    pub objects_repaired: u64,
+    /// The `converge` steps after the first restore, summed; `converged`
+    /// when all of them converged (flattened into the JSON object).
+    #[serde(flatten)]
+    pub after_restore: Convergence,
     /// Writes lost by nature in the whole run.
     pub lost_unreplicated: u64,
     /// Local writes refused in the whole run.
@@ -215,16 +208,19 @@ impl CompareRow {
             .convergence
             .iter()
             .filter(|c| first_restore.is_some_and(|i| c.step > i))
+            .map(|c| &c.figures)
             .collect();
         CompareRow {
             strategy,
             passed: r.passed,
-            converged: !after.is_empty() && after.iter().all(|c| c.converged),
-            sim_ms: after.iter().map(|c| c.sim_ms).sum(),
-            wall_ms: after.iter().map(|c| c.wall_ms).sum(),
-            messages: after.iter().map(|c| c.messages).sum(),
-            objects_sent: after.iter().map(|c| c.objects_sent).sum(),
-            objects_repaired: after.iter().map(|c| c.objects_repaired).sum(),
+            after_restore: Convergence {
+                converged: !after.is_empty() && after.iter().all(|c| c.converged),
+                sim_ms: after.iter().map(|c| c.sim_ms).sum(),
+                wall_ms: after.iter().map(|c| c.wall_ms).sum(),
+                messages: after.iter().map(|c| c.messages).sum(),
+                objects_sent: after.iter().map(|c| c.objects_sent).sum(),
+                objects_repaired: after.iter().map(|c| c.objects_repaired).sum(),
+            },
             lost_unreplicated: r.lost_unreplicated,
             refused_writes: r.refused_writes,
             failures: r.failures.clone(),
@@ -254,16 +250,17 @@ pub fn compare_table(scenario: &str, rows: &[CompareRow]) -> String {
         "refused"
     );
     for r in rows {
+        let c = &r.after_restore;
         let _ = writeln!(
             o,
             "{:<15} {:<10} {:>14} {:>9.1} {:>9} {:>13} {:>9} {:>6} {:>8}  {}",
             r.strategy.as_str(),
-            if r.converged { "converged" } else { "diverged" },
-            t(r.sim_ms),
-            r.wall_ms,
-            r.messages,
-            r.objects_sent,
-            r.objects_repaired,
+            if c.converged { "converged" } else { "diverged" },
+            t(c.sim_ms),
+            c.wall_ms,
+            c.messages,
+            c.objects_sent,
+            c.objects_repaired,
             r.lost_unreplicated,
             r.refused_writes,
             if r.passed {

@@ -11,6 +11,7 @@ use crate::error::ClusterError;
 use crate::scenario::{Action, ConvergeExpect, ExpectCheck, Scenario};
 use crate::shell::network::LinkFaults;
 use crate::shell::observe::{Change, Event};
+use crate::shell::supervisor::Convergence;
 use crate::shell::topology::Topology;
 use crate::view::ServerStatus;
 
@@ -50,20 +51,11 @@ pub struct StepReport {
 pub struct ConvergenceReport {
     /// The step index.
     pub step: usize,
-    /// Whether it converged within the bound.
-    pub converged: bool,
     /// What the step expected.
     pub expected: &'static str,
-    /// Simulated ms from the start of the step to convergence (or the bound).
-    pub sim_ms: u64,
-    /// Wall ms of the same.
-    pub wall_ms: f64,
-    /// Replication messages meanwhile.
-    pub messages: u64,
-    /// Objects carried in replies meanwhile.
-    pub objects_sent: u64,
-    /// Objects changed on some server meanwhile.
-    pub objects_repaired: u64,
+    /// The supervisor's measurement (flattened into the JSON object).
+    #[serde(flatten)]
+    pub figures: Convergence,
 }
 
 /// Everything a run produced: what `--json` writes.
@@ -318,13 +310,8 @@ fn run_step(
             let want = *expect == ConvergeExpect::Converged;
             convergence.push(ConvergenceReport {
                 step: index,
-                converged: r.converged,
                 expected: if want { "converged" } else { "diverged" },
-                sim_ms: r.sim_ms,
-                wall_ms: r.wall_ms,
-                messages: r.messages,
-                objects_sent: r.objects_sent,
-                objects_repaired: r.objects_repaired,
+                figures: r,
             });
             let t = crate::config::fmt_duration(Duration::from_millis(r.sim_ms));
             let detail = match (r.converged, want) {
