@@ -635,6 +635,9 @@ fn idempotence_in(h: &History, r: &Replay) -> Vec<Violation> {
                 let got = r.tables[s].as_ref().expect("running").get(guid);
                 let ok = match (&fwd, got) {
                     (None, None) => true,
+                    // Tombstones compare by flag: the contributions of concurrent
+                    // deletes are rebuilt here, not the tombstone that won.
+                    (Some(e), Some(a)) if e.deleted => a.deleted,
                     (Some(e), Some(a)) => (e.hash, e.deleted) == (a.hash, a.deleted),
                     (Some(e), None) => e.deleted && r.collected[s].contains(guid),
                     (None, Some(_)) => false,

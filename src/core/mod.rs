@@ -5,6 +5,7 @@
 //! tests, and lets the actor shell and the benchmarks drive the same code.
 
 pub mod dsa;
+pub mod hash;
 pub mod ids;
 pub mod messages;
 pub mod object;
@@ -12,6 +13,7 @@ pub mod table;
 pub mod vectors;
 
 pub use dsa::*;
+pub use hash::StableHasher;
 pub use ids::*;
 pub use messages::*;
 pub use object::*;

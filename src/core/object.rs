@@ -4,7 +4,7 @@
 //! holds the same state: replication moves pointers, not copies.
 
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::Hasher;
 use std::sync::Arc;
 
 use crate::config::Granularity;
@@ -36,7 +36,10 @@ pub struct ObjectState {
     pub deleted: bool,
     /// Attributes sorted by name.
     pub attrs: Vec<Attr>,
-    /// Content hash (guid, dn, deleted, live values): for digests and ties.
+    /// Hash of the whole replicated state (guid, dn, deleted, values and
+    /// every stamp): for digests and ties. Two replicas with the same values
+    /// but different versions differ here, so a write that changed no value
+    /// still has to replicate before a directory counts as converged.
     pub hash: u128,
 }
 
@@ -76,21 +79,31 @@ impl ObjectState {
     }
 
     fn content_hash(&self) -> u128 {
-        let half = |salt: u8| {
-            let mut h = DefaultHasher::new();
-            salt.hash(&mut h);
-            self.guid.hash(&mut h);
-            self.dn.hash(&mut h);
-            self.deleted.hash(&mut h);
-            for a in &self.attrs {
-                if let Some(v) = &a.value {
-                    a.name.hash(&mut h);
-                    v.hash(&mut h);
-                }
-            }
-            h.finish() as u128
+        let mut h = crate::core::StableHasher::new();
+        let stamp = |h: &mut crate::core::StableHasher, s: &Stamp| {
+            h.write_u32(s.version);
+            h.write_u64(s.time);
+            h.write_u64(s.invocation.0);
+            h.write_u64(s.usn.0);
         };
-        (half(0) << 64) | half(1)
+        h.write_u128(self.guid.0);
+        h.write_str_lp(&self.dn);
+        h.write_u8(self.deleted as u8);
+        stamp(&mut h, &self.created);
+        stamp(&mut h, &self.stamp);
+        h.write_u64(self.attrs.len() as u64);
+        for a in &self.attrs {
+            h.write_str_lp(&a.name);
+            match &a.value {
+                Some(v) => {
+                    h.write_u8(1);
+                    h.write_str_lp(v);
+                }
+                None => h.write_u8(0),
+            }
+            stamp(&mut h, &a.stamp);
+        }
+        h.finish128()
     }
 
     /// The live attribute values, by name.

@@ -2,7 +2,7 @@
 //! counters, messages in flight and the event log. Servers publish here
 //! after every handler; convergence is judged from it.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
@@ -215,8 +215,10 @@ impl Observatory {
 
     /// Folds one fine-grained occurrence into the trace hash.
     pub(crate) fn trace<T: Hash + ?Sized>(&self, what: &T) {
-        let mut h = DefaultHasher::new();
-        self.trace_hash.load(Ordering::Relaxed).hash(&mut h);
+        // XXH3 over fixed-width little-endian integers: a trace hash
+        // recorded today replays on any toolchain (`core::hash`).
+        let mut h = crate::core::StableHasher::new();
+        h.write_u64(self.trace_hash.load(Ordering::Relaxed));
         what.hash(&mut h);
         self.trace_hash.store(h.finish(), Ordering::Relaxed);
     }

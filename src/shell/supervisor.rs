@@ -390,13 +390,19 @@ impl Handler<ConvergeCmd> for Supervisor {
     }
 }
 
-/// Whether every running server of each replication component holds the
-/// same directory and nothing is in flight.
+/// Whether, in every replication component, every running server holds
+/// the same objects with the same replication metadata (the digest hashes
+/// stamps and tombstones too), none is restoring or quarantined, and
+/// nothing is in flight. A quarantined server is up but out of the
+/// directory: the run is diverged while it stays so.
 pub(crate) fn is_converged(shared: &Shared) -> bool {
     if shared.obs.in_flight() != 0 {
         return false;
     }
     let servers = shared.obs.servers();
+    if servers.iter().any(|s| s.running && s.mode != "running") {
+        return false;
+    }
     shared.layout().components().iter().all(|comp| {
         let mut running = comp.iter().map(|&i| &servers[i]).filter(|s| s.running);
         match running.next() {
