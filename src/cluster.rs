@@ -527,6 +527,12 @@ impl Cluster {
         self.shared.obs.events()
     }
 
+    /// Every restore hazard announced so far (also in the event log as
+    /// `hazard: <kind>: ...` lines).
+    pub fn hazards(&self) -> Vec<crate::shell::observe::Hazard> {
+        self.shared.obs.hazards()
+    }
+
     /// A hash of every delivery, apply and write so far (determinism checks).
     pub fn trace_hash(&self) -> u64 {
         self.shared.obs.trace_hash()

@@ -53,6 +53,8 @@ pub struct Params {
     pub strategy: RestoreStrategy,
     /// Vendor profile.
     pub profile: Profile,
+    /// Whether to generate the restore hazards (see the module docs).
+    pub hazards: bool,
 }
 
 /// One seed's setup and what the generator asks for.
@@ -111,6 +113,9 @@ pub fn plan(seed: u64, p: &Params) -> Plan {
         long: None,
         long_done: false,
         out: Vec::new(),
+        hazards: p.hazards,
+        all_backups: vec![Vec::new(); n],
+        last_crash: 0,
     };
     g.run();
     Plan {
@@ -221,6 +226,13 @@ struct Gen {
     long: Option<(usize, u64)>,
     long_done: bool,
     out: Vec<Intent>,
+    /// Generate the restore hazards.
+    hazards: bool,
+    /// Every backup of each server, those of abandoned timelines included.
+    all_backups: Vec<Vec<String>>,
+    /// The latest crash: without hazards, a restore waits until no reply
+    /// sent before it can still be in flight.
+    last_crash: u64,
 }
 
 impl Gen {
@@ -268,8 +280,8 @@ impl Gen {
         let left = self.creates + self.modifies + self.deletes;
         self.writes_of(left, false);
         // The long outage ends with the run at the latest.
-        if let Some((i, _)) = self.long.take() {
-            let t = self.now + self.rng.random_range(MIN..=HOUR);
+        if let Some((i, until)) = self.long.take() {
+            let t = (self.now + self.rng.random_range(MIN..=HOUR)).max(until);
             self.wait_until(t);
             self.restore(i);
         }
@@ -297,13 +309,16 @@ impl Gen {
         }
         // A long outage starts with an epoch, when every earlier restore has
         // finished (the calm before): no backsync is left waiting for it.
-        if self.long.is_none() && !self.long_done && self.rng.random_bool(0.1) {
+        let p_long = if self.hazards { 0.2 } else { 0.1 };
+        if self.long.is_none() && !self.long_done && self.rng.random_bool(p_long) {
             let i = self.rng.random_range(0..n);
             evs.push((start, Ev::LongCrash(i)));
         }
         let long_active =
             self.long.is_some() || evs.iter().any(|e| matches!(e.1, Ev::LongCrash(_)));
-        if !long_active {
+        // With hazards, other servers crash and restore during a long
+        // outage too: their backsyncs wait for the absent server and time out.
+        if !long_active || (self.hazards && self.rng.random_bool(0.5)) {
             if self.rng.random_bool(0.55) {
                 let k = if n > 2 && self.rng.random_bool(0.3) {
                     2
@@ -321,7 +336,9 @@ impl Gen {
                     }
                 }
             }
-            if self.rng.random_bool(0.15) {
+            // A restore of a running server, often while its replies are
+            // in flight: a hazard (write in flight at the restore).
+            if self.hazards && self.rng.random_bool(0.15) {
                 let i = self.rng.random_range(0..n);
                 let t = self.hot_time(start, end, &burst_times);
                 evs.push((t, Ev::RestoreRunning(i)));
@@ -352,6 +369,7 @@ impl Gen {
         }
         // The epoch ends: everything heals, crashed servers come back.
         self.wait_until(end);
+        self.wait_in_flight();
         if self.partitioned {
             self.event(Ev::Heal);
         }
@@ -418,10 +436,12 @@ impl Gen {
                 }
             }
             Ev::Crash(i) => {
-                // Never every server at once, and none while one is away long.
+                // Never every server at once, and none while one is away
+                // long (unless hazards are generated).
                 let down = self.up.iter().filter(|u| !**u).count();
-                if self.up[i] && down + 1 < n && self.long.is_none() {
+                if self.up[i] && down + 1 < n && (self.long.is_none() || self.hazards) {
                     self.up[i] = false;
+                    self.last_crash = self.now;
                     self.push(Action::Crash {
                         server: self.names[i].clone(),
                     });
@@ -430,7 +450,14 @@ impl Gen {
             Ev::LongCrash(i) => {
                 let down = self.up.iter().filter(|u| !**u).count();
                 if self.up[i] && down == 0 && self.long.is_none() && !self.long_done {
-                    let until = self.now + self.rng.random_range(DAY..=5 * DAY);
+                    // Rarely, with hazards, away past the tombstone lifetime.
+                    let tsl = self.cfg.tombstone_lifetime.as_millis() as u64;
+                    let away = if self.hazards && self.rng.random_bool(0.15) {
+                        tsl + self.rng.random_range(DAY..=3 * DAY)
+                    } else {
+                        self.rng.random_range(DAY..=5 * DAY)
+                    };
+                    let until = self.now + away;
                     self.long = Some((i, until));
                     self.long_done = true;
                     self.up[i] = false;
@@ -441,11 +468,12 @@ impl Gen {
             }
             Ev::Restore(i) => {
                 if !self.up[i] && self.long.is_none_or(|(l, _)| l != i) {
+                    self.wait_in_flight();
                     self.restore(i);
                 }
             }
             Ev::RestoreRunning(i) => {
-                if self.up[i] && self.long.is_none() {
+                if self.up[i] && (self.long.is_none() || self.hazards) {
                     self.restore(i);
                 }
             }
@@ -516,10 +544,20 @@ impl Gen {
         }
     }
 
+    /// Without hazards, no restore while a reply sent before the latest
+    /// crash may still be in flight (the longest latency plus jitter is
+    /// well under two minutes).
+    fn wait_in_flight(&mut self) {
+        if !self.hazards {
+            self.wait_until(self.last_crash + 2 * MIN);
+        }
+    }
+
     fn backup(&mut self, i: usize) {
         let name = format!("b{}", self.next_backup);
         self.next_backup += 1;
         self.backups[i].push(name.clone());
+        self.all_backups[i].push(name.clone());
         self.push(Action::Backup {
             server: self.names[i].clone(),
             name,
@@ -532,10 +570,21 @@ impl Gen {
     /// would bring back writes lost meanwhile, whose USNs a backsync may
     /// have handed out again).
     fn restore(&mut self, i: usize) {
-        let b = &mut self.backups[i];
-        let k = self.rng.random_range(0..b.len());
-        b.truncate(k + 1);
-        let backup = b[k].clone();
+        // With hazards, sometimes any backup ever taken, an abandoned
+        // timeline's included.
+        let all = &self.all_backups[i];
+        let abandoned: Vec<&String> = all
+            .iter()
+            .filter(|b| !self.backups[i].contains(b))
+            .collect();
+        let backup = if self.hazards && !abandoned.is_empty() && self.rng.random_bool(0.2) {
+            abandoned[self.rng.random_range(0..abandoned.len())].clone()
+        } else {
+            let b = &mut self.backups[i];
+            let k = self.rng.random_range(0..b.len());
+            b.truncate(k + 1);
+            b[k].clone()
+        };
         self.up[i] = true;
         self.push(Action::Restore {
             server: self.names[i].clone(),
@@ -646,6 +695,7 @@ mod tests {
             objects: 60,
             strategy: RestoreStrategy::Backsync,
             profile: Profile::Exchange55,
+            hazards: false,
         }
     }
 

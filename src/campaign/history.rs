@@ -60,6 +60,15 @@ pub struct History {
     pub convergence_ms: u64,
     /// The bound convergence must meet, from the topology's schedules.
     pub bound_ms: u64,
+    /// What the client asked, backups, restores and connector deletions,
+    /// recorded at the API boundary for the oracle.
+    pub api: Vec<crate::campaign::oracle::ApiRec>,
+    /// Hazards the engine announced.
+    pub hazards: Vec<crate::shell::observe::Hazard>,
+    /// Simulated ms at the end.
+    pub end_ms: u64,
+    /// The tombstone lifetime, ms.
+    pub tombstone_lifetime_ms: u64,
 }
 
 /// What an originating write was.
@@ -130,12 +139,6 @@ impl WriteRec {
             attrs,
             state: state.clone(),
         }
-    }
-
-    /// A write record of `state` as written by `invocation` (unit tests).
-    #[cfg(test)]
-    pub(crate) fn of_for_tests(state: Arc<ObjectState>, invocation: InvocationId) -> Self {
-        WriteRec::of(0, 0, 0, invocation, &state)
     }
 
     /// A short description for messages.
@@ -553,7 +556,10 @@ impl Replay {
                         digest_moved: before != after,
                     })
                 }
-                Fact::LinkLost { .. } | Fact::LinkDuplicated { .. } => {}
+                Fact::LinkLost { .. }
+                | Fact::LinkDuplicated { .. }
+                | Fact::Answered { .. }
+                | Fact::BackedUp { .. } => {}
             }
         }
         r

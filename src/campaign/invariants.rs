@@ -25,13 +25,12 @@
 //!    checked in both orders).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::campaign::history::{History, Replay, WriteKind, WriteRec, holds};
-use crate::config::Granularity;
-use crate::core::{Guid, Merge, ObjectState, merge};
+use crate::campaign::history::{History, Replay, WriteKind, holds};
+use crate::campaign::oracle::{self, Verdict};
+use crate::core::Guid;
 
 /// An invariant (or a harness check), as reports name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -49,6 +48,9 @@ pub enum Invariant {
     UsnMonotonic,
     /// 6: duplicates and reordering change nothing.
     Idempotence,
+    /// 7: every object whose final state differs from the oracle's is
+    /// covered by an earlier hazard announcement on a server involved.
+    NoSilentLoss,
     /// `--check-determinism`: the same seed gave another run.
     Determinism,
     /// The engine failed (an error or a panic) during the run.
@@ -57,23 +59,35 @@ pub enum Invariant {
 
 impl Invariant {
     /// The six invariants checked on every run.
-    pub const CHECKED: [Invariant; 6] = [
+    pub const CHECKED: [Invariant; 7] = [
         Invariant::Convergence,
         Invariant::NoLostWrite,
         Invariant::NoResurrection,
         Invariant::UniqueDns,
         Invariant::UsnMonotonic,
         Invariant::Idempotence,
+        Invariant::NoSilentLoss,
+    ];
+
+    /// The invariants a run that announced a hazard may break: the hazard
+    /// is the announcement of exactly that. Such a run is still held to
+    /// [`Invariant::NoSilentLoss`], object by object.
+    pub const EXCUSED_BY_HAZARDS: [Invariant; 4] = [
+        Invariant::Convergence,
+        Invariant::NoLostWrite,
+        Invariant::NoResurrection,
+        Invariant::UsnMonotonic,
     ];
 
     /// Every name a report can show.
-    pub const ALL: [Invariant; 8] = [
+    pub const ALL: [Invariant; 9] = [
         Invariant::Convergence,
         Invariant::NoLostWrite,
         Invariant::NoResurrection,
         Invariant::UniqueDns,
         Invariant::UsnMonotonic,
         Invariant::Idempotence,
+        Invariant::NoSilentLoss,
         Invariant::Determinism,
         Invariant::EngineError,
     ];
@@ -87,6 +101,7 @@ impl Invariant {
             Invariant::UniqueDns => "unique-dns",
             Invariant::UsnMonotonic => "usn-monotonic",
             Invariant::Idempotence => "idempotence",
+            Invariant::NoSilentLoss => "no-silent-loss",
             Invariant::Determinism => "determinism",
             Invariant::EngineError => "engine-error",
         }
@@ -149,6 +164,14 @@ impl Violation {
 
 /// Every invariant on one history.
 pub fn check_all(h: &History) -> Vec<Violation> {
+    check_with_oracle(h).0
+}
+
+/// Every invariant on one history, and the oracle's verdict. In a run
+/// that announced a hazard, violations of [`Invariant::EXCUSED_BY_HAZARDS`]
+/// are dropped: what they would flag is what was announced, and the
+/// oracle still holds every object to account.
+pub fn check_with_oracle(h: &History) -> (Vec<Violation>, Verdict) {
     let r = Replay::of(h);
     let mut v = convergence(h);
     v.extend(no_lost_write_in(h, &r));
@@ -156,7 +179,40 @@ pub fn check_all(h: &History) -> Vec<Violation> {
     v.extend(unique_dns_in(h, &r));
     v.extend(usn_monotonic_in(h, &r));
     v.extend(idempotence_in(h, &r));
-    v
+    if !h.hazards.is_empty() {
+        v.retain(|x| !Invariant::EXCUSED_BY_HAZARDS.contains(&x.invariant));
+    }
+    let finals: Vec<_> = h.finals.iter().map(|f| f.objects.clone()).collect();
+    let verdict = oracle::check(&oracle::Inputs {
+        granularity: h.granularity,
+        servers: h.servers.len(),
+        components: &h.components,
+        facts: &h.facts,
+        api: &h.api,
+        finals: &finals,
+        hazards: &h.hazards,
+        end_ms: h.end_ms,
+        tombstone_lifetime_ms: h.tombstone_lifetime_ms,
+    });
+    let silent: Vec<_> = verdict
+        .differences
+        .iter()
+        .filter(|d| !d.announced)
+        .collect();
+    for d in &silent {
+        v.push(Violation::new(
+            Invariant::NoSilentLoss,
+            format!(
+                "{} holds {} as {}, the oracle expects {}, and no hazard was announced on {} or on a server that wrote it",
+                name(h, d.server),
+                d.guid,
+                d.held,
+                d.expected,
+                name(h, d.server)
+            ),
+        ));
+    }
+    (v, verdict)
 }
 
 fn name(h: &History, s: usize) -> &str {
@@ -526,46 +582,8 @@ fn usn_monotonic_in(h: &History, r: &Replay) -> Vec<Violation> {
     v
 }
 
-/// The merge of states, folded in the given order.
-pub fn join<'a>(
-    states: impl IntoIterator<Item = &'a Arc<ObjectState>>,
-    g: Granularity,
-) -> Option<Arc<ObjectState>> {
-    let mut it = states.into_iter();
-    let mut cur = it.next()?.clone();
-    for inc in it {
-        match merge(&cur, inc, g) {
-            Merge::Keep => {}
-            Merge::Take => cur = inc.clone(),
-            Merge::New(s) => cur = Arc::new(s),
-        }
-    }
-    Some(cur)
-}
-
-/// What one write contributes to the merge: at object granularity the
-/// whole object it wrote (that is what replicates); at attribute
-/// granularity only the attributes it set or removed, since the rest of the
-/// writer's replica came from other writes, which may not have survived.
-pub fn contribution(w: &WriteRec, g: Granularity) -> Arc<ObjectState> {
-    if g == Granularity::Object || w.kind != WriteKind::Modify {
-        return w.state.clone();
-    }
-    let own = |a: &&crate::core::Attr| {
-        (a.stamp.invocation, a.stamp.usn) == (w.stamp.invocation, w.stamp.usn)
-    };
-    let attrs = w.state.attrs.iter().filter(own).cloned().collect();
-    Arc::new(ObjectState::new(
-        w.guid,
-        w.state.dn.clone(),
-        w.state.created,
-        w.stamp,
-        false,
-        attrs,
-    ))
-}
-
-/// Invariant 6: idempotence and order independence.
+/// Invariant 6: idempotence: a reply ignored as stale or duplicated
+/// changes nothing, and no reply is applied twice.
 pub fn idempotence(h: &History) -> Vec<Violation> {
     idempotence_in(h, &Replay::of(h))
 }
@@ -603,65 +621,6 @@ fn idempotence_in(h: &History, r: &Replay) -> Vec<Violation> {
             ));
         }
     }
-    for (ci, comp) in h.components.iter().enumerate() {
-        let mut surviving: BTreeMap<Guid, Vec<usize>> = BTreeMap::new();
-        for w in r.required_in(h, ci) {
-            surviving.entry(r.writes[w].guid).or_default().push(w);
-        }
-        let held: BTreeSet<Guid> = comp
-            .iter()
-            .filter(|&&s| running(h, r, s))
-            .flat_map(|&s| r.tables[s].as_ref().expect("running").keys().copied())
-            .collect();
-        for guid in held.iter().chain(surviving.keys()).collect::<BTreeSet<_>>() {
-            let ws = surviving.get(guid).map_or(&[][..], |w| &w[..]);
-            let parts: Vec<Arc<ObjectState>> = ws
-                .iter()
-                .map(|&w| contribution(&r.writes[w], h.granularity))
-                .collect();
-            let fwd = join(parts.iter(), h.granularity);
-            let back = join(parts.iter().rev(), h.granularity);
-            let key = |s: &Option<Arc<ObjectState>>| s.as_ref().map(|s| (s.hash, s.deleted));
-            if key(&fwd) != key(&back) {
-                v.push(Violation::new(
-                    c,
-                    format!(
-                        "the merge of {guid}'s {} surviving writes depends on their order",
-                        ws.len()
-                    ),
-                ));
-            }
-            for &s in comp.iter().filter(|&&s| running(h, r, s)) {
-                let got = r.tables[s].as_ref().expect("running").get(guid);
-                let ok = match (&fwd, got) {
-                    (None, None) => true,
-                    // Tombstones compare by flag: the contributions of concurrent
-                    // deletes are rebuilt here, not the tombstone that won.
-                    (Some(e), Some(a)) if e.deleted => a.deleted,
-                    (Some(e), Some(a)) => (e.hash, e.deleted) == (a.hash, a.deleted),
-                    (Some(e), None) => e.deleted && r.collected[s].contains(guid),
-                    (None, Some(_)) => false,
-                };
-                if !ok {
-                    let show = |x: Option<&Arc<ObjectState>>| match x {
-                        None => "absent".to_string(),
-                        Some(x) if x.deleted => format!("`{}` deleted", x.dn),
-                        Some(x) => format!("`{}` {:?}", x.dn, x.values()),
-                    };
-                    v.push(Violation::new(
-                        c,
-                        format!(
-                            "{} holds {guid} as {}, but its {} surviving writes merge to {}",
-                            name(h, s),
-                            show(got),
-                            ws.len(),
-                            show(fwd.as_ref())
-                        ),
-                    ));
-                }
-            }
-        }
-    }
     v
 }
 
@@ -669,9 +628,13 @@ fn idempotence_in(h: &History, r: &Replay) -> Vec<Violation> {
 mod tests {
     use super::*;
     use crate::campaign::history::FinalServer;
+    use crate::campaign::oracle::{ApiOp, ApiRec, ClientOp};
+    use crate::config::Granularity;
+    use crate::core::ObjectState;
     use crate::core::{Attr, InvocationId, Replica, Stamp, Usn};
     use crate::shell::observe::{Fact, PutCause, RemoveCause};
     use crate::view::ObjectView;
+    use std::sync::Arc;
 
     const A: usize = 0;
     const B: usize = 1;
@@ -715,6 +678,8 @@ mod tests {
     /// A small history builder: facts in order, finals from the tables.
     struct Hb {
         facts: Vec<Fact>,
+        api: Vec<ApiRec>,
+        next_request: u64,
         t: u64,
         converged: bool,
         convergence_ms: u64,
@@ -726,6 +691,8 @@ mod tests {
         fn new() -> Self {
             Hb {
                 facts: Vec::new(),
+                api: Vec::new(),
+                next_request: 1_000,
                 t: 0,
                 converged: true,
                 convergence_ms: 1_000,
@@ -754,11 +721,58 @@ mod tests {
             self
         }
 
+        /// A client write: the request the oracle reads, at the position
+        /// of the engine's Put of it.
         fn write(&mut self, server: usize, inv: InvocationId, s: &Arc<ObjectState>) -> &mut Self {
+            let dn = s.dn.to_string();
+            let op = if s.deleted {
+                ClientOp::Delete { dn }
+            } else if s.created == s.stamp {
+                ClientOp::Create {
+                    dn,
+                    attrs: s.values(),
+                }
+            } else {
+                ClientOp::Modify {
+                    dn,
+                    set: s.values(),
+                    remove: Vec::new(),
+                }
+            };
+            self.api.push(ApiRec {
+                at_fact: self.facts.len(),
+                op: ApiOp::Write {
+                    server,
+                    op,
+                    acked: true,
+                },
+            });
             self.put(server, inv, s, PutCause::Write)
         }
 
+        /// A reply from the other server carrying `s`, applied.
         fn apply(&mut self, server: usize, inv: InvocationId, s: &Arc<ObjectState>) -> &mut Self {
+            self.next_request += 1;
+            let d = crate::core::Digest::default();
+            self.facts.push(Fact::Answered {
+                sim_ms: self.t,
+                server: 1 - server,
+                to: server,
+                request_id: self.next_request,
+                guids: vec![s.guid],
+            });
+            self.facts.push(Fact::Reply {
+                sim_ms: self.t,
+                server,
+                from: 1 - server,
+                request_id: self.next_request,
+                kind: crate::core::PullKind::Normal,
+                ignored: false,
+                changed: 1,
+                before: d,
+                after: d,
+                watermark: None,
+            });
             self.put(server, inv, s, PutCause::Apply)
         }
 
@@ -834,6 +848,10 @@ mod tests {
                 converged: self.converged,
                 convergence_ms: self.convergence_ms,
                 bound_ms: 10_000,
+                api: self.api.clone(),
+                hazards: Vec::new(),
+                end_ms: 0,
+                tombstone_lifetime_ms: u64::MAX / 2,
             };
             let r = Replay::of(&h);
             h.finals = (0..2)
@@ -1077,7 +1095,7 @@ mod tests {
     }
 
     #[test]
-    fn idempotence_fires_on_a_changing_duplicate_or_a_wrong_final_state() {
+    fn idempotence_fires_on_a_changing_duplicate_or_an_applied_twice() {
         let mut b = correct();
         b.reply(A, 7, true, true);
         let v = idempotence(&b.build());
@@ -1086,21 +1104,51 @@ mod tests {
         b.reply(A, 1, false, false);
         let v = idempotence(&b.build());
         assert!(v.iter().any(|x| x.detail.contains("twice")), "{v:?}");
-        // B ends with a state no surviving write makes (an old duplicate won).
-        let mut h = correct().build();
-        let c1 = stamp(1, 10, IA, 1);
-        let old = state(1, "cn=o1", c1, c1, &[("title", "t0")]);
-        h.facts.push(Fact::Put {
-            sim_ms: 9_999,
-            server: B,
-            invocation: IB,
-            usn: Usn(50),
-            state: old,
-            cause: PutCause::Apply,
-        });
-        let v = idempotence(&h);
-        assert!(v.iter().any(|x| x.detail.contains("merge to")), "{v:?}");
         assert!(idempotence(&correct().build()).is_empty());
+    }
+
+    #[test]
+    fn no_silent_loss_fires_on_a_state_no_write_makes_unless_announced() {
+        // B ends with an old value of o1: no acknowledged write set it last.
+        let mut h = correct().build();
+        for o in h.finals[B].objects.as_mut().unwrap() {
+            if o.guid == Guid(1) {
+                o.attrs.insert("title".into(), "t0".into());
+            }
+        }
+        let v = check_all(&h);
+        assert!(fired(&v, Invariant::NoSilentLoss), "{v:?}");
+        assert!(v.iter().any(|x| x.detail.contains("B holds")), "{v:?}");
+        // The same difference after a hazard announced on B is announced.
+        let hazard = |server| crate::shell::observe::Hazard {
+            sim_ms: 1,
+            kind: crate::shell::observe::HazardKind::BacksyncTimeout,
+            server,
+            objects: Vec::new(),
+            usns: None,
+            text: String::new(),
+        };
+        h.hazards.push(hazard(B));
+        let (v, verdict) = check_with_oracle(&h);
+        assert!(!fired(&v, Invariant::NoSilentLoss), "{v:?}");
+        assert_eq!(
+            (verdict.announced_losses(), verdict.silent_losses()),
+            (1, 0)
+        );
+        // On A, which wrote o1, it is announced too; a server that neither
+        // holds nor wrote the object does not cover it.
+        h.hazards = vec![hazard(A)];
+        assert_eq!(check_with_oracle(&h).1.silent_losses(), 0);
+        h.hazards = vec![hazard(7)];
+        assert_eq!(check_with_oracle(&h).1.silent_losses(), 1);
+        // A missing object is a difference as well.
+        let mut h = correct().build();
+        h.finals[A]
+            .objects
+            .as_mut()
+            .unwrap()
+            .retain(|o| o.guid != Guid(1));
+        assert!(fired(&check_all(&h), Invariant::NoSilentLoss));
     }
 
     #[test]
@@ -1126,52 +1174,5 @@ mod tests {
             v.iter().any(|x| x.detail.contains("names two writes")),
             "{v:?}"
         );
-    }
-
-    #[test]
-    fn a_superseded_write_contributes_only_its_own_attributes() {
-        // Attribute granularity: A sets phone (lost by nature), then title;
-        // the title write carries phone as baggage, superseded later by B's
-        // title. The merge of what survived has no phone.
-        let c1 = stamp(1, 10, IA, 1);
-        let base = state(1, "cn=o1", c1, c1, &[("title", "t0")]);
-        let p = stamp(2, 20, IA, 2);
-        let t = stamp(3, 30, IA, 3);
-        let attr = |n: &str, v: &str, st: Stamp| Attr {
-            name: n.into(),
-            value: Some(v.into()),
-            stamp: st,
-        };
-        let with_phone = Arc::new(ObjectState::new(
-            Guid(1),
-            "cn=o1".into(),
-            c1,
-            t,
-            false,
-            vec![
-                attr("phone", "p", p),
-                attr("title", "t1", Stamp { version: 2, ..t }),
-            ],
-        ));
-        let r = WriteRec::of_for_tests(with_phone.clone(), IA);
-        let part = contribution(&r, Granularity::Attribute);
-        assert_eq!(part.values().get("title").map(String::as_str), Some("t1"));
-        assert!(
-            part.value("phone").is_none(),
-            "phone came from another write"
-        );
-        assert_eq!(contribution(&r, Granularity::Object).hash, with_phone.hash);
-        let _ = base;
-    }
-
-    #[test]
-    fn join_is_the_merge_fold() {
-        let c1 = stamp(1, 10, IA, 1);
-        let a = state(1, "cn=o1", c1, stamp(2, 20, IA, 2), &[("title", "a")]);
-        let b = state(1, "cn=o1", c1, stamp(2, 25, IB, 1), &[("title", "b")]);
-        let j = join([&a, &b], Granularity::Object).unwrap();
-        assert_eq!(j.value("title"), Some("b"), "the later write wins");
-        assert_eq!(join([&b, &a], Granularity::Object).unwrap().hash, j.hash);
-        assert!(join(std::iter::empty(), Granularity::Object).is_none());
     }
 }

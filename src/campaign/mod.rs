@@ -28,6 +28,7 @@
 pub mod generator;
 pub mod history;
 pub mod invariants;
+pub mod oracle;
 pub mod runner;
 pub mod schedule;
 pub mod shrink;
@@ -95,6 +96,11 @@ pub struct CampaignArgs {
     /// Runs a shrink may take per seed.
     #[arg(long, default_value_t = 150)]
     pub shrink_budget: usize,
+    /// Leave out the restore hazards (abandoned backups, backsync
+    /// timeouts, servers away past the tombstone lifetime, restores while
+    /// the server's replies are in flight): the restricted generator.
+    #[arg(long)]
+    pub no_hazards: bool,
 }
 
 impl Default for CampaignArgs {
@@ -113,6 +119,7 @@ impl Default for CampaignArgs {
             shrink_dir: None,
             shrink: 3,
             shrink_budget: 150,
+            no_hazards: false,
         }
     }
 }
@@ -208,13 +215,14 @@ impl CampaignArgs {
             objects: self.objects,
             strategy,
             profile,
+            hazards: !self.no_hazards,
         })
     }
 
     /// The command that reruns `seeds` seeds from `first`.
     pub fn command(&self, first: u64, seeds: u64) -> String {
         format!(
-            "backsync campaign --seeds {seeds} --first-seed {first} --servers {} --sites {} --objects {} --strategy {} --profile {}{}",
+            "backsync campaign --seeds {seeds} --first-seed {first} --servers {} --sites {} --objects {} --strategy {} --profile {}{}{}",
             self.servers,
             self.sites,
             self.objects,
@@ -224,7 +232,8 @@ impl CampaignArgs {
                 " --check-determinism"
             } else {
                 ""
-            }
+            },
+            if self.no_hazards { " --no-hazards" } else { "" }
         )
     }
 }
@@ -290,7 +299,8 @@ pub fn run_seed(p: &Params, seed: u64, check_determinism: bool) -> SeedResult {
     match guarded(|| runner::run(&plan.setup, &plan.intents)) {
         Err(e) => r.violations.push(Violation::new(Invariant::EngineError, e)),
         Ok(out) => {
-            r.violations = check_all(&out.history);
+            let (violations, verdict) = invariants::check_with_oracle(&out.history);
+            r.violations = violations;
             for s in &out.self_check {
                 r.violations.push(Violation::new(
                     Invariant::EngineError,
@@ -308,6 +318,10 @@ pub fn run_seed(p: &Params, seed: u64, check_determinism: bool) -> SeedResult {
                 }
             }
             r.counts = out.counts.clone();
+            r.counts.lost_by_nature = verdict.lost_by_nature as u64;
+            r.counts.purged_by_design = verdict.purged as u64;
+            r.counts.announced_losses = verdict.announced_losses() as u64;
+            r.counts.silent_losses = verdict.silent_losses() as u64;
             r.converged = out.history.converged;
             r.convergence_ms = out.history.convergence_ms;
             r.bound_ms = out.history.bound_ms;
@@ -498,6 +512,10 @@ pub fn run_campaign(
         convergence: Default::default(),
         bounds: Default::default(),
         run_lengths: Default::default(),
+        hazards: Default::default(),
+        announced_losses: 0,
+        silent_losses: 0,
+        hazards_generated: p.hazards,
         violations: Default::default(),
         violating_seeds: Vec::new(),
         shrunk: entries,

@@ -18,13 +18,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::campaign::history::{FinalServer, History};
+use crate::campaign::oracle::{ApiOp, ApiRec, ClientOp};
 use crate::campaign::schedule::{Intent, Op, Setup};
 use crate::cluster::Cluster;
 use crate::core::{Guid, ObjectState, WriteError};
 use crate::error::ClusterError;
 use crate::scenario::{Action, ConvergeExpect};
 use crate::shell::network::LinkFaults;
-use crate::shell::observe::{Event, Fact};
+use crate::shell::observe::{Event, Fact, PutCause};
 
 /// Faults and workload of one run (or, summed, of a campaign).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -57,6 +58,13 @@ pub struct FaultCounts {
     pub lost_by_nature: u64,
     /// Writes removed by a connector deletion, by design.
     pub purged_by_design: u64,
+    /// Hazards announced, by kind.
+    pub hazards: BTreeMap<String, u64>,
+    /// Objects whose final state differs from the oracle's, every
+    /// difference covered by an announced hazard.
+    pub announced_losses: u64,
+    /// Objects with a difference no announcement covers (violations).
+    pub silent_losses: u64,
     /// Age of each restored backup, ms.
     #[serde(skip)]
     pub backup_ages_ms: Vec<u64>,
@@ -82,6 +90,11 @@ impl FaultCounts {
         self.writes_refused += o.writes_refused;
         self.lost_by_nature += o.lost_by_nature;
         self.purged_by_design += o.purged_by_design;
+        for (k, n) in &o.hazards {
+            *self.hazards.entry(k.clone()).or_default() += n;
+        }
+        self.announced_losses += o.announced_losses;
+        self.silent_losses += o.silent_losses;
         self.backup_ages_ms.extend(&o.backup_ages_ms);
         self.outages_ms.extend(&o.outages_ms);
     }
@@ -235,6 +248,9 @@ struct Runner<'a> {
     idx: BTreeMap<String, usize>,
     mirror: Vec<Option<BTreeMap<Guid, Arc<ObjectState>>>>,
     facts: Vec<Fact>,
+    /// What the oracle reads: client requests, backups, restores and
+    /// connector deletions, positioned among the facts.
+    api: Vec<ApiRec>,
     up: Vec<bool>,
     down_since: Vec<u64>,
     /// Restored at the current instant: its restore may still be queued,
@@ -269,6 +285,7 @@ pub fn run(setup: &Setup, intents: &[Intent]) -> Result<RunOutput, ClusterError>
             .collect(),
         mirror: vec![Some(BTreeMap::new()); n],
         facts: Vec::new(),
+        api: Vec::new(),
         up: vec![true; n],
         down_since: vec![0; n],
         restored_now: BTreeSet::new(),
@@ -335,10 +352,20 @@ impl Runner<'_> {
                 Fact::Restored { server, .. } => self.mirror[*server] = Some(BTreeMap::new()),
                 Fact::LinkLost { .. } => self.counts.messages_lost += 1,
                 Fact::LinkDuplicated { .. } => self.counts.messages_duplicated += 1,
-                Fact::Reply { .. } => {}
+                Fact::Reply { .. } | Fact::Answered { .. } | Fact::BackedUp { .. } => {}
             }
             self.facts.push(f);
         }
+    }
+
+    /// Records `op` at the position of the first fact since `from` that
+    /// `is_own` accepts (the engine's side of it), else after every fact.
+    fn record_api(&mut self, from: usize, op: ApiOp, is_own: impl Fn(&Fact) -> bool) {
+        let at_fact = self.facts[from..]
+            .iter()
+            .position(is_own)
+            .map_or(self.facts.len(), |k| from + k);
+        self.api.push(ApiRec { at_fact, op });
     }
 
     fn live_dns(&self, i: usize) -> Vec<&str> {
@@ -420,8 +447,20 @@ impl Runner<'_> {
                 if !self.up[s] || self.backups.contains_key(name) {
                     return Ok(());
                 }
+                self.drain();
+                let from = self.facts.len();
                 self.c.backup(server, name)?;
                 self.stepped();
+                self.drain();
+                let op = ApiOp::Backup {
+                    server: s,
+                    name: name.clone(),
+                };
+                self.record_api(
+                    from,
+                    op,
+                    |f| matches!(f, Fact::BackedUp { server, .. } if *server == s),
+                );
                 let order = self.backups.len();
                 self.backups.insert(name.clone(), (s, self.now, order));
                 self.counts.backups += 1;
@@ -451,8 +490,21 @@ impl Runner<'_> {
                 let running = self.up[s];
                 let strategy = strategy.unwrap_or(self.setup.strategy);
                 let order = self.backups[backup].2;
+                self.drain();
+                let from = self.facts.len();
                 self.c.restore(server, backup, Some(strategy))?;
                 self.stepped();
+                self.drain();
+                let op = ApiOp::Restore {
+                    server: s,
+                    backup: backup.clone(),
+                    strategy,
+                };
+                self.record_api(
+                    from,
+                    op,
+                    |f| matches!(f, Fact::Restored { server, .. } if *server == s),
+                );
                 self.counts.restores += 1;
                 if running {
                     self.counts.restores_of_running += 1;
@@ -485,6 +537,23 @@ impl Runner<'_> {
                 if self.deleted.contains(&key) {
                     return Ok(());
                 }
+                self.drain();
+                let mut after = self.deleted.clone();
+                after.insert(key.clone());
+                let comps = components(self.setup, &after);
+                let reach = (0..self.up.len())
+                    .map(|s| {
+                        comps
+                            .iter()
+                            .find(|c| c.contains(&s))
+                            .map(|c| c.iter().copied().collect())
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                self.api.push(ApiRec {
+                    at_fact: self.facts.len(),
+                    op: ApiOp::ConnectorDeleted { reach },
+                });
                 self.c.delete_connector(&between[0], &between[1])?;
                 self.stepped();
                 self.deleted.insert(key);
@@ -537,6 +606,20 @@ impl Runner<'_> {
                 return Ok(());
             }
         }
+        let client = match &w {
+            W::Create { attrs, .. } => ClientOp::Create {
+                dn: dn.clone(),
+                attrs: attrs.clone(),
+            },
+            W::Modify { attrs, remove, .. } => ClientOp::Modify {
+                dn: dn.clone(),
+                set: attrs.clone(),
+                remove: remove.clone(),
+            },
+            W::Delete { .. } => ClientOp::Delete { dn: dn.clone() },
+        };
+        self.drain();
+        let from = self.facts.len();
         let pairs = |m: &BTreeMap<String, String>| -> Vec<(String, String)> {
             m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
         };
@@ -580,6 +663,16 @@ impl Runner<'_> {
             }
         };
         self.stepped();
+        self.drain();
+        let acked = r.is_ok();
+        let op = ApiOp::Write {
+            server: i,
+            op: client,
+            acked,
+        };
+        self.record_api(from, op, |f| {
+            acked && matches!(f, Fact::Put { server, cause: PutCause::Write, .. } if *server == i)
+        });
         let refused = match r {
             Ok(_) => {
                 self.counts.writes += 1;
@@ -721,11 +814,14 @@ impl Runner<'_> {
             converged: conv.converged,
             convergence_ms: conv.sim_ms,
             bound_ms: bound.as_millis() as u64,
+            api: std::mem::take(&mut self.api),
+            hazards: self.c.hazards(),
+            end_ms: self.now,
+            tombstone_lifetime_ms: self.setup.config.tombstone_lifetime.as_millis() as u64,
         };
-        let r = crate::campaign::history::Replay::of(&history);
-        let (lost, purged) = r.lost_counts();
-        self.counts.lost_by_nature = lost as u64;
-        self.counts.purged_by_design = purged as u64;
+        for h in &history.hazards {
+            *self.counts.hazards.entry(h.kind.name().into()).or_default() += 1;
+        }
         Ok(RunOutput {
             history,
             executed: self.executed,

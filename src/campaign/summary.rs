@@ -11,6 +11,7 @@ use crate::campaign::SeedResult;
 use crate::campaign::invariants::Invariant;
 use crate::campaign::runner::FaultCounts;
 use crate::config::fmt_duration;
+use crate::shell::observe::HazardKind;
 
 /// Quantiles of a set of simulated durations, in ms.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -110,6 +111,15 @@ pub struct Summary {
     pub bounds: Quantiles,
     /// Simulated time of the runs.
     pub run_lengths: Quantiles,
+    /// Hazards announced, by kind (every kind listed, zero included).
+    pub hazards: BTreeMap<String, u64>,
+    /// Objects whose final state differed from the oracle's, each
+    /// difference covered by an announced hazard.
+    pub announced_losses: u64,
+    /// Objects with a difference no announcement covered.
+    pub silent_losses: u64,
+    /// Whether the generator included the hazards (`--no-hazards` not given).
+    pub hazards_generated: bool,
     /// Seeds that broke each invariant.
     pub violations: BTreeMap<String, u64>,
     /// Seeds with at least one violation.
@@ -147,6 +157,13 @@ impl Summary {
                 s.violating_seeds.push(r.seed);
             }
         }
+        s.hazards = HazardKind::ALL
+            .iter()
+            .map(|k| (k.name().to_string(), 0))
+            .chain(s.faults.hazards.clone())
+            .collect();
+        s.announced_losses = s.faults.announced_losses;
+        s.silent_losses = s.faults.silent_losses;
         s.outages = Quantiles::of(std::mem::take(&mut s.faults.outages_ms));
         s.backup_ages = Quantiles::of(std::mem::take(&mut s.faults.backup_ages_ms));
         s.convergence = Quantiles::of(conv);
@@ -199,6 +216,26 @@ impl Summary {
             o,
             "  workload       {} writes applied, {} refused; {} lost by nature (counted, not flagged), {} purged by connector deletion",
             f.writes, f.writes_refused, f.lost_by_nature, f.purged_by_design
+        );
+        let kinds: Vec<String> = self
+            .hazards
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  hazards        {}{}",
+            kinds.join(", "),
+            if self.hazards_generated {
+                ""
+            } else {
+                " (--no-hazards: none generated)"
+            }
+        );
+        let _ = writeln!(
+            o,
+            "  oracle         {} objects differ as announced, {} silently",
+            self.announced_losses, self.silent_losses
         );
         let _ = writeln!(o, "  run length     {}", self.run_lengths.show());
         let _ = writeln!(o, "  convergence    {}", self.convergence.show());

@@ -116,6 +116,9 @@ pub enum CoreEvent {
         missing: usize,
         /// The USN the counter resumed at.
         resumed_at: Usn,
+        /// The restored backup's USN: own writes above it came back only
+        /// from the partners that answered.
+        backup_usn: Usn,
     },
     /// A full copy lost its last partner to a connector deletion: the
     /// replica starts empty, and ordinary replication fills it.
@@ -800,6 +803,7 @@ impl Dsa {
             answered: b.answered.len(),
             missing: b.waiting.len(),
             resumed_at: self.usn,
+            backup_usn: b.backup_usn,
         })
     }
 

@@ -7,10 +7,10 @@ pub mod server;
 pub mod supervisor;
 pub mod topology;
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::config::ReplicationConfig;
-use crate::core::{CoreConfig, InvocationId, SimTime};
+use crate::core::{CoreConfig, InvocationId, SimTime, Usn};
 use observe::Observatory;
 use topology::Layout;
 
@@ -28,6 +28,21 @@ pub struct Shared {
     /// queue does (the deterministic mode's notification spacing staggers
     /// pulls instead), and a message without delay skips the timer.
     pub(crate) throughput: bool,
+    /// Per server, its last restore that kept the backup's database
+    /// instance (backsync, naive): what a reply still in flight from
+    /// before it is checked against.
+    restore_marks: Mutex<Vec<Option<RestoreMark>>>,
+}
+
+/// A restore that kept the backup's invocation id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RestoreMark {
+    /// When (simulated ms).
+    pub at: SimTime,
+    /// The kept invocation id.
+    pub invocation: InvocationId,
+    /// The restored backup's USN: its own writes above it were lost.
+    pub backup_usn: Usn,
 }
 
 impl Shared {
@@ -45,6 +60,7 @@ impl Shared {
             start: tokio::time::Instant::now(),
             seed,
             throughput,
+            restore_marks: Mutex::new(vec![None; n]),
         })
     }
 
@@ -54,6 +70,14 @@ impl Shared {
 
     pub(crate) fn layout_mut(&self) -> RwLockWriteGuard<'_, Layout> {
         self.layout.write().expect("layout lock")
+    }
+
+    pub(crate) fn set_restore_mark(&self, server: usize, mark: Option<RestoreMark>) {
+        self.restore_marks.lock().expect("restore marks")[server] = mark;
+    }
+
+    pub(crate) fn restore_mark(&self, server: usize) -> Option<RestoreMark> {
+        self.restore_marks.lock().expect("restore marks")[server]
     }
 
     /// Simulated ms since the cluster started (the runtime's clock).

@@ -43,6 +43,8 @@ pub struct Envelope {
     pub from: usize,
     /// Receiver index.
     pub to: usize,
+    /// When it was sent (simulated ms).
+    pub sent_at: u64,
     /// Content.
     pub payload: Payload,
 }

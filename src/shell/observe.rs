@@ -110,6 +110,7 @@ pub struct Observatory {
     /// Campaign hook: facts for the invariant checker (`crate::campaign`).
     facts_on: AtomicBool,
     facts: Mutex<Vec<Fact>>,
+    hazards: Mutex<Vec<Hazard>>,
 }
 
 impl Observatory {
@@ -136,6 +137,7 @@ impl Observatory {
             recording: AtomicBool::new(false),
             changes: Mutex::new(Vec::new()),
             facts_on: AtomicBool::new(false),
+            hazards: Mutex::new(Vec::new()),
             facts: Mutex::new(Vec::new()),
         }
     }
@@ -281,6 +283,89 @@ impl Observatory {
     pub fn take_facts(&self) -> Vec<Fact> {
         std::mem::take(&mut *self.facts.lock().expect("observatory lock"))
     }
+
+    /// Announces a restore hazard: an event line `hazard: <kind>: ...` in
+    /// the log (and tracing, at warn level), and a record for
+    /// [`Observatory::hazards`].
+    pub(crate) fn hazard(&self, h: Hazard) {
+        tracing::info!(target: "backsync::hazards", sim_ms = h.sim_ms, kind = %h.kind, "{}", h.text);
+        self.event(h.sim_ms, format!("hazard: {}: {}", h.kind, h.text));
+        self.hazards.lock().expect("observatory lock").push(h);
+    }
+
+    /// Every hazard announced so far, in order.
+    pub fn hazards(&self) -> Vec<Hazard> {
+        self.hazards.lock().expect("observatory lock").clone()
+    }
+}
+
+/// The ways a restore can lose data or bring deleted data back that the
+/// protocol cannot prevent, only announce. Each is announced when it
+/// happens, naming the server and, where known, the objects or the USN
+/// range at risk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HazardKind {
+    /// A backup from a timeline the directory rolled back past (taken after
+    /// the backup an earlier restore of the same server used) was restored:
+    /// its writes above that restore point carry USNs that may have been
+    /// handed out again since.
+    AbandonedBackup,
+    /// A backsync gave up before every partner answered: the server's own
+    /// writes held only by the silent partners may be lost, and it may hand
+    /// out USNs they have already seen.
+    BacksyncTimeout,
+    /// A reply sent by a server before its restore arrived after it,
+    /// carrying the server's writes above the restored backup: the receiver
+    /// now holds USNs of that database instance that the restored server
+    /// will hand out again.
+    WriteInFlightAtRestore,
+    /// A server came back with a backup older than the tombstone lifetime:
+    /// objects deleted meanwhile may linger on it and replicate back.
+    TombstoneLifetimeExceeded,
+}
+
+impl HazardKind {
+    /// Every kind, in a fixed order (for reports).
+    pub const ALL: [HazardKind; 4] = [
+        HazardKind::AbandonedBackup,
+        HazardKind::BacksyncTimeout,
+        HazardKind::WriteInFlightAtRestore,
+        HazardKind::TombstoneLifetimeExceeded,
+    ];
+
+    /// The kind as written in event lines and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            HazardKind::AbandonedBackup => "abandoned-backup",
+            HazardKind::BacksyncTimeout => "backsync-timeout",
+            HazardKind::WriteInFlightAtRestore => "write-in-flight-at-restore",
+            HazardKind::TombstoneLifetimeExceeded => "tombstone-lifetime-exceeded",
+        }
+    }
+}
+
+impl std::fmt::Display for HazardKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One announced hazard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hazard {
+    /// Simulated ms.
+    pub sim_ms: u64,
+    /// What kind.
+    pub kind: HazardKind,
+    /// The server at risk (index into the cluster's servers).
+    pub server: usize,
+    /// Objects at risk, where the engine knows them (may be empty).
+    pub objects: Vec<Guid>,
+    /// The range of the server's originating USNs at risk, `(after, up_to]`.
+    pub usns: Option<(u64, u64)>,
+    /// The event text after `hazard: <kind>: `.
+    pub text: String,
 }
 
 /// Why a replica was stored (a campaign [`Fact`]).
@@ -378,6 +463,27 @@ pub enum Fact {
         after: Digest,
         /// Normal pages applied: the source invocation and watermark.
         watermark: Option<(InvocationId, Usn)>,
+    },
+    /// A server answered a request: which objects its reply carries (the
+    /// oracle reads their content from its own model, not from here).
+    Answered {
+        /// Simulated ms.
+        sim_ms: u64,
+        /// The answering server.
+        server: usize,
+        /// The requester.
+        to: usize,
+        /// The request answered.
+        request_id: u64,
+        /// The objects carried, in order.
+        guids: Vec<Guid>,
+    },
+    /// A server took a backup (its position among the facts).
+    BackedUp {
+        /// Simulated ms.
+        sim_ms: u64,
+        /// Server index.
+        server: usize,
     },
     /// The network lost a message (link fault).
     LinkLost {

@@ -14,12 +14,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::core::{
-    Backup, CoreConfig, CoreEvent, Dsa, Guid, InvocationId, Mode, OwnWrite, PullKind,
+    Backup, ChangesReply, CoreConfig, CoreEvent, Dsa, Guid, InvocationId, Mode, OwnWrite, PullKind,
     RestoreOptions, Usn, WriteError,
 };
 use crate::shell::Shared;
 use crate::shell::network::{Envelope, Network, Payload};
-use crate::shell::observe::{ChangeKind, Fact, PutCause, RemoveCause, ServerObs};
+use crate::shell::observe::{
+    ChangeKind, Fact, Hazard, HazardKind, PutCause, RemoveCause, ServerObs,
+};
 use crate::view::ObjectView;
 
 /// One directory server.
@@ -38,6 +40,10 @@ pub struct DirectoryServer {
     /// polls every pending timer of an actor whenever it wakes, so 16-hour
     /// timers of finished backsyncs would slow every later message.
     deadline: Option<SpawnHandle>,
+    /// When it last applied a reply (or started): a server that has heard
+    /// from no partner for longer than the tombstone lifetime may hold
+    /// objects deleted and collected everywhere else.
+    last_inbound: u64,
 }
 
 impl DirectoryServer {
@@ -54,6 +60,7 @@ impl DirectoryServer {
             net,
             notify_pending: false,
             repull: BTreeSet::new(),
+            last_inbound: 0,
             rng: ChaCha8Rng::seed_from_u64(seed ^ (idx as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             deadline: None,
         }
@@ -72,6 +79,7 @@ impl DirectoryServer {
         self.net.do_send(Envelope {
             from: self.idx,
             to,
+            sent_at: self.now(),
             payload,
         });
     }
@@ -228,6 +236,7 @@ impl DirectoryServer {
                 answered,
                 missing,
                 resumed_at,
+                ..
             } => {
                 if missing == 0 {
                     format!(
@@ -362,6 +371,15 @@ impl Handler<Envelope> for DirectoryServer {
                 Payload::Request(req) => {
                     let reply = self.core.as_ref().map(|c| c.answer(&req));
                     if let Some(reply) = reply {
+                        if self.shared.obs.facts_on() {
+                            self.shared.obs.facts([Fact::Answered {
+                                sim_ms: now,
+                                server: self.idx,
+                                to: e.from,
+                                request_id: req.request_id,
+                                guids: reply.changes.iter().map(|s| s.guid).collect(),
+                            }]);
+                        }
                         self.shared.obs.trace(&(
                             now,
                             e.from,
@@ -374,7 +392,7 @@ impl Handler<Envelope> for DirectoryServer {
                         self.send(e.from, Payload::Reply(reply));
                     }
                 }
-                Payload::Reply(reply) => self.on_reply(e.from, reply, ctx),
+                Payload::Reply(reply) => self.on_reply(e.from, e.sent_at, reply, ctx),
             }
             self.publish();
         }
@@ -383,8 +401,97 @@ impl Handler<Envelope> for DirectoryServer {
 }
 
 impl DirectoryServer {
-    fn on_reply(&mut self, from: usize, reply: crate::core::ChangesReply, ctx: &mut Context<Self>) {
+    /// A reply `from` sent before its last restore, carrying its own
+    /// writes (or a watermark or vector entry) above the restored backup:
+    /// they escaped the restore, and the restored instance, under the same
+    /// invocation id, will hand those USNs out again.
+    fn escaped(&self, from: usize, sent_at: u64, reply: &ChangesReply) -> Option<Hazard> {
+        let m = self.shared.restore_mark(from)?;
+        if sent_at >= m.at || reply.source_invocation != m.invocation {
+            return None;
+        }
+        let mut hi = reply.utdv.as_ref().map_or(Usn(0), |v| v.get(m.invocation));
+        if reply.kind == PullKind::Normal && !reply.refused {
+            hi = hi.max(reply.watermark);
+        }
+        let mut objects = Vec::new();
+        for s in &reply.changes {
+            let top = s
+                .stamps()
+                .filter(|st| st.invocation == m.invocation && st.usn > m.backup_usn)
+                .map(|st| st.usn)
+                .max();
+            if let Some(u) = top {
+                hi = hi.max(u);
+                objects.push(s.guid);
+            }
+        }
+        if hi <= m.backup_usn {
+            return None;
+        }
+        let layout = self.shared.layout();
+        let text = format!(
+            "{} got a reply {} sent before its restore, with its writes up to USN {hi} (restored backup: USN {}, {} objects carried): {} may hand those USNs out again",
+            self.name,
+            layout.servers[from],
+            m.backup_usn,
+            objects.len(),
+            layout.servers[from],
+        );
+        Some(Hazard {
+            sim_ms: self.now(),
+            kind: HazardKind::WriteInFlightAtRestore,
+            server: from,
+            objects,
+            usns: Some((m.backup_usn.0, hi.0)),
+            text,
+        })
+    }
+
+    /// Notes an inbound replication; announces the first one after a
+    /// silence longer than the tombstone lifetime (AD logs event 2042 and,
+    /// with strict replication consistency, refuses it).
+    fn heard_from(&mut self, from: usize, now: u64) {
+        let silent = now.saturating_sub(self.last_inbound);
+        self.last_inbound = now;
+        let lifetime = self.shared.cfg.tombstone_lifetime;
+        if silent <= lifetime.as_millis() as u64 {
+            return;
+        }
+        let Some(c) = self.core.as_ref() else { return };
+        let objects: Vec<Guid> = c
+            .objects()
+            .into_iter()
+            .filter(|(_, r)| !r.state.deleted)
+            .map(|(_, r)| r.state.guid)
+            .collect();
+        let text = format!(
+            "{} replicated in from {} after {} without inbound replication, past the tombstone lifetime of {}: objects deleted meanwhile may linger among its {} live objects",
+            self.name,
+            self.shared.layout().servers[from],
+            crate::config::fmt_duration(Duration::from_millis(silent)),
+            crate::config::fmt_duration(lifetime),
+            objects.len()
+        );
+        self.shared.obs.hazard(Hazard {
+            sim_ms: now,
+            kind: HazardKind::TombstoneLifetimeExceeded,
+            server: self.idx,
+            objects,
+            usns: None,
+            text,
+        });
+    }
+
+    fn on_reply(
+        &mut self,
+        from: usize,
+        sent_at: u64,
+        reply: crate::core::ChangesReply,
+        ctx: &mut Context<Self>,
+    ) {
         let now = self.now();
+        let escaped = self.escaped(from, sent_at, &reply);
         let kind = reply.kind;
         let Some(core) = self.core.as_mut() else {
             return;
@@ -426,6 +533,12 @@ impl DirectoryServer {
         ));
         if applied.ignored {
             return;
+        }
+        if let Some(h) = escaped {
+            self.shared.obs.hazard(h);
+        }
+        if !refused {
+            self.heard_from(from, now);
         }
         if kind == PullKind::Backsync {
             let text = format!(
@@ -575,6 +688,12 @@ impl Handler<TakeBackup> for DirectoryServer {
     type Result = Option<Backup>;
     fn handle(&mut self, _: TakeBackup, _: &mut Context<Self>) -> Option<Backup> {
         let now = self.now();
+        if self.core.is_some() && self.shared.obs.facts_on() {
+            self.shared.obs.facts([Fact::BackedUp {
+                sim_ms: now,
+                server: self.idx,
+            }]);
+        }
         self.core.as_ref().map(|c| c.backup(now))
     }
 }
@@ -648,6 +767,8 @@ impl Handler<RestoreServer> for DirectoryServer {
         let timeout = Duration::from_millis(m.opts.backsync_timeout);
         let _span = tracing::info_span!("restore", server = %self.name, %strategy).entered();
         self.core = Some(Dsa::restore(&m.backup, cfg, m.opts));
+        // The restore's own age is the supervisor's to announce.
+        self.last_inbound = self.now();
         self.epoch += 1;
         self.notify_pending = false;
         self.repull.clear();
@@ -678,8 +799,26 @@ impl Handler<RestoreServer> for DirectoryServer {
                         return;
                     }
                     let now = act.now();
+                    let silent = act.core.as_ref().map(|c| c.backsync_waiting()).unwrap_or_default();
                     if let Some(ev) = act.core.as_mut().and_then(|c| c.backsync_deadline(now)) {
                         act.changed(ctx);
+                        if let CoreEvent::BacksyncDone { resumed_at, backup_usn, missing, .. } = &ev
+                            && *missing > 0
+                        {
+                            let names: Vec<&str> = silent.iter().map(|s| &**s).collect();
+                            act.shared.obs.hazard(Hazard {
+                                sim_ms: now,
+                                kind: HazardKind::BacksyncTimeout,
+                                server: act.idx,
+                                objects: Vec::new(),
+                                usns: Some((backup_usn.0, resumed_at.0)),
+                                text: format!(
+                                    "{}: backsync gave up waiting for {}: its own writes above USN {backup_usn} that only they hold may be lost, and USNs up to {resumed_at} may be handed out again",
+                                    act.name,
+                                    names.join(", ")
+                                ),
+                            });
+                        }
                         act.report(ev);
                         act.publish();
                     }

@@ -13,6 +13,7 @@ use crate::core::{Backup, InvocationId, RestoreOptions, Usn};
 use crate::error::ClusterError;
 use crate::shell::Shared;
 use crate::shell::network::{NetControl, Network};
+use crate::shell::observe::{Hazard, HazardKind};
 use crate::shell::server::{CrashServer, DirectoryServer, Holds, Purge, RestoreServer, TakeBackup};
 
 /// The figures of one convergence.
@@ -48,6 +49,10 @@ pub struct Supervisor {
     invocations: BTreeMap<InvocationId, usize>,
     incarnations: Vec<u64>,
     lost: u64,
+    /// Per server, its restores so far: (when, the backup's taken_at, the
+    /// backup's USN). A backup taken between a restore's backup and the
+    /// restore itself belongs to an abandoned timeline.
+    restores: Vec<Vec<(u64, u64, Usn)>>,
 }
 
 impl Supervisor {
@@ -68,6 +73,7 @@ impl Supervisor {
             invocations,
             incarnations: vec![0; n],
             lost: 0,
+            restores: vec![Vec::new(); n],
         }
     }
 
@@ -105,6 +111,65 @@ impl Supervisor {
                 }
             }
             Ok(held.iter().filter(|h| !**h).count() as u64)
+        }
+    }
+}
+
+impl Supervisor {
+    /// Announces what restoring `backup` on `server` risks beyond what the
+    /// strategy itself decides: a backup from an abandoned timeline, or one
+    /// older than the tombstone lifetime.
+    fn announce_restore_hazards(&self, server: usize, name: &str, backup: &Backup) {
+        let now = self.shared.now();
+        let who = self.shared.layout().servers[server].clone();
+        // The earliest restore after this backup was taken that used an
+        // older backup: the timeline this backup holds was abandoned then.
+        let abandoned = self.restores[server]
+            .iter()
+            .find(|(at, taken, _)| *at > backup.taken_at && *taken < backup.taken_at);
+        if let Some(&(at, _, point)) = abandoned {
+            let objects: Vec<_> = backup
+                .table
+                .originated_by(backup.invocation, point)
+                .map(|(_, g)| g)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            self.shared.obs.hazard(Hazard {
+                sim_ms: now,
+                kind: HazardKind::AbandonedBackup,
+                server,
+                usns: Some((point.0, backup.usn.0)),
+                text: format!(
+                    "{who}: `{name}` was taken after the backup restored at {}: its writes above USN {point} ({} objects) belong to a timeline the directory rolled back past, and their USNs may have been handed out again",
+                    crate::config::fmt_duration(Duration::from_millis(at)),
+                    objects.len()
+                ),
+                objects,
+            });
+        }
+        let age = now.saturating_sub(backup.taken_at);
+        let lifetime = self.shared.cfg.tombstone_lifetime.as_millis() as u64;
+        if age > lifetime {
+            let objects: Vec<_> = backup
+                .table
+                .scan()
+                .filter(|(_, g)| backup.table.get(*g).is_some_and(|r| !r.state.deleted))
+                .map(|(_, g)| g)
+                .collect();
+            self.shared.obs.hazard(Hazard {
+                sim_ms: now,
+                kind: HazardKind::TombstoneLifetimeExceeded,
+                server,
+                usns: None,
+                text: format!(
+                    "{who}: `{name}` is {} old, past the tombstone lifetime of {}: objects deleted meanwhile may linger among its {} live objects and replicate back",
+                    crate::config::fmt_duration(Duration::from_millis(age)),
+                    crate::config::fmt_duration(self.shared.cfg.tombstone_lifetime),
+                    objects.len()
+                ),
+                objects,
+            });
         }
     }
 }
@@ -252,6 +317,21 @@ impl Handler<RestoreCmd> for Supervisor {
                         String::new()
                     }
                 ));
+                act.announce_restore_hazards(m.server, &m.backup, &backup);
+                let keeps_invocation = matches!(
+                    m.strategy,
+                    RestoreStrategy::Backsync | RestoreStrategy::Naive
+                );
+                let now = act.shared.now();
+                act.shared.set_restore_mark(
+                    m.server,
+                    keeps_invocation.then_some(crate::shell::RestoreMark {
+                        at: now,
+                        invocation: backup.invocation,
+                        backup_usn: backup.usn,
+                    }),
+                );
+                act.restores[m.server].push((now, backup.taken_at, backup.usn));
                 addr.do_send(RestoreServer { backup, opts });
                 act.net.do_send(NetControl::Down(m.server, false));
                 Ok(())
