@@ -438,6 +438,7 @@ fn invariants_fire_on_tampered_real_histories() {
         server,
         from,
         request_id,
+        message,
         kind,
         before,
         ..
@@ -450,6 +451,7 @@ fn invariants_fire_on_tampered_real_histories() {
             server,
             from,
             request_id,
+            message,
             kind,
             ignored: true,
             changed: 1,

@@ -759,6 +759,7 @@ mod tests {
                 server: 1 - server,
                 to: server,
                 request_id: self.next_request,
+                message: self.next_request,
                 guids: vec![s.guid],
             });
             self.facts.push(Fact::Reply {
@@ -766,6 +767,7 @@ mod tests {
                 server,
                 from: 1 - server,
                 request_id: self.next_request,
+                message: self.next_request,
                 kind: crate::core::PullKind::Normal,
                 ignored: false,
                 changed: 1,
@@ -827,6 +829,7 @@ mod tests {
                 server,
                 from: 1 - server,
                 request_id,
+                message: request_id,
                 kind: crate::core::PullKind::Normal,
                 ignored,
                 changed: 0,

@@ -252,8 +252,8 @@ struct Model {
     backups: BTreeMap<String, Replica>,
     /// Per server, creators whose objects it forgets (connector purges).
     forgotten: Vec<BTreeSet<usize>>,
-    /// Replies answered, not yet delivered: (source, to, request) -> states.
-    in_flight: BTreeMap<(usize, usize, u64), Vec<(Guid, Obj)>>,
+    /// Replies answered, by message number: the states they carry.
+    in_flight: BTreeMap<u64, Vec<(Guid, Obj)>>,
     /// A full resync that kept its backup (no partner) loads it: pending.
     resync_keep: Vec<Option<Replica>>,
     writes: Vec<Write>,
@@ -407,8 +407,7 @@ impl Model {
             }
             Fact::Answered {
                 server,
-                to,
-                request_id,
+                message,
                 guids,
                 ..
             } => {
@@ -421,16 +420,15 @@ impl Model {
                             .collect()
                     })
                     .unwrap_or_default();
-                self.in_flight.insert((*server, *to, *request_id), states);
+                self.in_flight.insert(*message, states);
             }
             Fact::Reply {
                 server,
-                from,
-                request_id,
+                message,
                 ignored: false,
                 ..
             } => {
-                if let Some(states) = self.in_flight.get(&(*from, *server, *request_id)) {
+                if let Some(states) = self.in_flight.get(message) {
                     let states = states.clone();
                     self.deliver(*server, &states);
                 }

@@ -45,6 +45,8 @@ pub struct Envelope {
     pub to: usize,
     /// When it was sent (simulated ms).
     pub sent_at: u64,
+    /// Its number, unique in the cluster (both copies of a duplicate share it).
+    pub id: u64,
     /// Content.
     pub payload: Payload,
 }

@@ -144,11 +144,13 @@ impl Observatory {
 
     /// A message left a server (counted before it reaches the network, so
     /// nothing is ever in flight unseen).
-    pub(crate) fn sent(&self, objects: usize) {
+    /// Counts a message sent; returns its number (unique in the cluster).
+    pub(crate) fn sent(&self, objects: usize) -> u64 {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.messages.fetch_add(1, Ordering::Relaxed);
+        let id = self.messages.fetch_add(1, Ordering::Relaxed);
         self.objects_sent
             .fetch_add(objects as u64, Ordering::Relaxed);
+        id
     }
 
     /// The network made a second copy.
@@ -451,6 +453,8 @@ pub enum Fact {
         from: usize,
         /// The request it answers.
         request_id: u64,
+        /// The reply's message number (see `Answered`).
+        message: u64,
         /// What the request was for.
         kind: PullKind,
         /// Ignored as stale or duplicated.
@@ -475,6 +479,9 @@ pub enum Fact {
         to: usize,
         /// The request answered.
         request_id: u64,
+        /// The reply's message number (a request delivered twice is
+        /// answered twice, each answer its own message).
+        message: u64,
         /// The objects carried, in order.
         guids: Vec<Guid>,
     },

@@ -40,10 +40,13 @@ pub struct DirectoryServer {
     /// polls every pending timer of an actor whenever it wakes, so 16-hour
     /// timers of finished backsyncs would slow every later message.
     deadline: Option<SpawnHandle>,
-    /// When it last applied a reply (or started): a server that has heard
-    /// from no partner for longer than the tombstone lifetime may hold
-    /// objects deleted and collected everywhere else.
-    last_inbound: u64,
+    /// Per source, when it last applied a reply from it: a server that has
+    /// not replicated from a source for longer than the tombstone lifetime
+    /// may hold objects the source's side deleted and collected meanwhile.
+    last_inbound: BTreeMap<usize, u64>,
+    /// When this database instance started (a source never heard from
+    /// counts from here).
+    started_at: u64,
 }
 
 impl DirectoryServer {
@@ -60,7 +63,8 @@ impl DirectoryServer {
             net,
             notify_pending: false,
             repull: BTreeSet::new(),
-            last_inbound: 0,
+            last_inbound: BTreeMap::new(),
+            started_at: 0,
             rng: ChaCha8Rng::seed_from_u64(seed ^ (idx as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             deadline: None,
         }
@@ -70,18 +74,21 @@ impl DirectoryServer {
         self.shared.now()
     }
 
-    fn send(&self, to: usize, payload: Payload) {
+    /// Sends a message; returns its number.
+    fn send(&self, to: usize, payload: Payload) -> u64 {
         let objects = match &payload {
             Payload::Reply(r) => r.changes.len(),
             _ => 0,
         };
-        self.shared.obs.sent(objects);
+        let id = self.shared.obs.sent(objects);
         self.net.do_send(Envelope {
             from: self.idx,
             to,
             sent_at: self.now(),
+            id,
             payload,
         });
+        id
     }
 
     fn packet(&self, peer: usize) -> usize {
@@ -371,15 +378,11 @@ impl Handler<Envelope> for DirectoryServer {
                 Payload::Request(req) => {
                     let reply = self.core.as_ref().map(|c| c.answer(&req));
                     if let Some(reply) = reply {
-                        if self.shared.obs.facts_on() {
-                            self.shared.obs.facts([Fact::Answered {
-                                sim_ms: now,
-                                server: self.idx,
-                                to: e.from,
-                                request_id: req.request_id,
-                                guids: reply.changes.iter().map(|s| s.guid).collect(),
-                            }]);
-                        }
+                        let guids: Option<Vec<Guid>> = self
+                            .shared
+                            .obs
+                            .facts_on()
+                            .then(|| reply.changes.iter().map(|s| s.guid).collect());
                         self.shared.obs.trace(&(
                             now,
                             e.from,
@@ -389,10 +392,20 @@ impl Handler<Envelope> for DirectoryServer {
                             reply.changes.len(),
                         ));
                         tracing::debug!(server = %self.name, to = %req.requester, objects = reply.changes.len(), backsync = req.kind == PullKind::Backsync, "answer");
-                        self.send(e.from, Payload::Reply(reply));
+                        let message = self.send(e.from, Payload::Reply(reply));
+                        if let Some(guids) = guids {
+                            self.shared.obs.facts([Fact::Answered {
+                                sim_ms: now,
+                                server: self.idx,
+                                to: e.from,
+                                request_id: req.request_id,
+                                message,
+                                guids,
+                            }]);
+                        }
                     }
                 }
-                Payload::Reply(reply) => self.on_reply(e.from, e.sent_at, reply, ctx),
+                Payload::Reply(reply) => self.on_reply(e.from, (e.id, e.sent_at), reply, ctx),
             }
             self.publish();
         }
@@ -448,12 +461,16 @@ impl DirectoryServer {
         })
     }
 
-    /// Notes an inbound replication; announces the first one after a
-    /// silence longer than the tombstone lifetime (AD logs event 2042 and,
-    /// with strict replication consistency, refuses it).
+    /// Notes an inbound replication; announces the first one from a source
+    /// after a silence longer than the tombstone lifetime (AD logs event
+    /// 2042 for that source and, with strict replication consistency,
+    /// refuses it).
     fn heard_from(&mut self, from: usize, now: u64) {
-        let silent = now.saturating_sub(self.last_inbound);
-        self.last_inbound = now;
+        let last = self
+            .last_inbound
+            .insert(from, now)
+            .unwrap_or(self.started_at);
+        let silent = now.saturating_sub(last);
         let lifetime = self.shared.cfg.tombstone_lifetime;
         if silent <= lifetime.as_millis() as u64 {
             return;
@@ -466,7 +483,7 @@ impl DirectoryServer {
             .map(|(_, r)| r.state.guid)
             .collect();
         let text = format!(
-            "{} replicated in from {} after {} without inbound replication, past the tombstone lifetime of {}: objects deleted meanwhile may linger among its {} live objects",
+            "{} replicated from {} after {} without, past the tombstone lifetime of {}: objects deleted meanwhile may linger among its {} live objects",
             self.name,
             self.shared.layout().servers[from],
             crate::config::fmt_duration(Duration::from_millis(silent)),
@@ -486,7 +503,7 @@ impl DirectoryServer {
     fn on_reply(
         &mut self,
         from: usize,
-        sent_at: u64,
+        (message, sent_at): (u64, u64),
         reply: crate::core::ChangesReply,
         ctx: &mut Context<Self>,
     ) {
@@ -514,6 +531,7 @@ impl DirectoryServer {
                 server: self.idx,
                 from,
                 request_id,
+                message,
                 kind,
                 ignored: applied.ignored,
                 changed: applied.changed,
@@ -768,7 +786,8 @@ impl Handler<RestoreServer> for DirectoryServer {
         let _span = tracing::info_span!("restore", server = %self.name, %strategy).entered();
         self.core = Some(Dsa::restore(&m.backup, cfg, m.opts));
         // The restore's own age is the supervisor's to announce.
-        self.last_inbound = self.now();
+        self.last_inbound.clear();
+        self.started_at = self.now();
         self.epoch += 1;
         self.notify_pending = false;
         self.repull.clear();
