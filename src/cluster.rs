@@ -28,6 +28,10 @@ use crate::shell::supervisor::{
 use crate::shell::topology::{Layout, Topology};
 use crate::view::{ObjectView, ServerStatus};
 
+/// The longest single sleep of [`Cluster::wait`]: 365 days, well inside the
+/// horizon of tokio's timers.
+pub const WAIT_CHUNK: Duration = Duration::from_secs(365 * 86_400);
+
 /// A bulk workload (the `load` step).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadSpec {
@@ -444,9 +448,34 @@ impl Cluster {
         self.sup(DeleteConnectorCmd(link))?
     }
 
-    /// Lets simulated time pass.
-    pub fn wait(&mut self, d: Duration) {
-        self.rt.block_on(async move { tokio::time::sleep(d).await });
+    /// Lets simulated time pass; returns the simulated time that really
+    /// passed (measured on the clock, not the time asked for).
+    ///
+    /// A long wait sleeps in chunks of [`WAIT_CHUNK`], each well inside
+    /// tokio's timer horizon (about 30 years from now), so a wait of any
+    /// length behaves as the sum of shorter waits.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use backsync::{Cluster, Topology, ReplicationConfig};
+    /// let t = Topology::new().site("Redmond", &["Server1"]);
+    /// let mut c = Cluster::new(&t, ReplicationConfig::default(), 1).unwrap();
+    /// let fifty_years = Duration::from_secs(50 * 365 * 86_400);
+    /// assert_eq!(c.wait(fifty_years), fifty_years);
+    /// assert_eq!(c.now(), fifty_years);
+    /// ```
+    pub fn wait(&mut self, d: Duration) -> Duration {
+        let before = self.now();
+        self.rt.block_on(async move {
+            let start = tokio::time::Instant::now();
+            let mut done = Duration::ZERO;
+            while done < d {
+                done += (d - done).min(WAIT_CHUNK);
+                // Deadlines from the start, not from each wake-up: no drift.
+                tokio::time::sleep_until(start + done).await;
+            }
+        });
+        self.now().saturating_sub(before)
     }
 
     /// Runs until every running server of each replication component holds

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod limits;
 pub mod plot;
 pub mod report;
 pub mod run;

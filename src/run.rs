@@ -299,11 +299,14 @@ fn run_step(
             )
         }
         Action::Wait { duration } => {
-            c.wait(*duration);
-            (
-                true,
-                format!("waited {}", crate::config::fmt_duration(*duration)),
-            )
+            let passed = c.wait(*duration);
+            let shown = crate::config::fmt_duration(passed);
+            if passed == *duration {
+                (true, format!("waited {shown}"))
+            } else {
+                let asked = crate::config::fmt_duration(*duration);
+                (false, format!("waited {shown}, but {asked} was asked for"))
+            }
         }
         Action::Converge { within, expect } => {
             let r = c.converge(*within);
@@ -321,10 +324,7 @@ fn run_step(
                 ),
                 (false, false) => format!("diverged as expected: not converged within {t}"),
                 (true, false) => format!("converged after {t}, but divergence was expected"),
-                (false, true) => format!(
-                    "not converged within {}",
-                    crate::config::fmt_duration(*within)
-                ),
+                (false, true) => format!("not converged within {t}"),
             };
             (r.converged == want, detail)
         }

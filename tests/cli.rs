@@ -401,3 +401,36 @@ fn outputs_are_not_written_for_an_invalid_file() {
     assert_eq!(o.status.code(), Some(2));
     assert!(!Path::new(&j).exists());
 }
+
+#[test]
+fn out_of_bounds_inputs_exit_2_quickly_without_a_panic() {
+    let dir = root().join("tests/invalid_scenarios");
+    for file in [
+        "bound_load_creates_huge.toml",
+        "bound_reply_timeout_zero.toml",
+        "bound_wait_fifty_years.toml",
+    ] {
+        let path = dir.join(file);
+        let start = std::time::Instant::now();
+        let o = backsync(&["run", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{file}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        assert!(
+            start.elapsed().as_secs() < 5,
+            "{file} took {:?}",
+            start.elapsed()
+        );
+    }
+    for (arg, value) in [
+        ("--seeds", "10000001"),
+        ("--shrink", "1001"),
+        ("--shrink-budget", "100001"),
+        ("--objects", "1000001"),
+        ("--servers", "65"),
+        ("--jobs", "1025"),
+    ] {
+        let o = backsync(&["campaign", arg, value]);
+        assert_eq!(o.status.code(), Some(2), "{arg} {value}: {}", stderr(&o));
+        assert!(stderr(&o).contains(arg), "{arg}: {}", stderr(&o));
+    }
+}
