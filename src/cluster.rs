@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{ReplicationConfig, RestoreStrategy};
 use crate::core::{Guid, WriteError};
 use crate::error::ClusterError;
+use crate::limits::{MAX_COUNT, MAX_SERVERS, check_count, check_duration};
 use crate::shell::Shared;
 use crate::shell::network::{LinkFaults, NetControl, Network};
 use crate::shell::observe::{Counters, Event};
@@ -65,9 +66,9 @@ pub struct LoadReport {
 /// let mut c = Cluster::new(&t, ReplicationConfig::default(), 1).unwrap();
 /// c.backup("Server1", "nightly").unwrap();
 /// c.create("Server1", "cn=UserA", &[("mail", "a@example.com")]).unwrap();
-/// assert!(c.converge(Duration::from_secs(3600)).converged);
+/// assert!(c.converge(Duration::from_secs(3600)).unwrap().converged);
 /// c.restore("Server1", "nightly", Some(RestoreStrategy::Backsync)).unwrap();
-/// assert!(c.converge(Duration::from_secs(3600)).converged);
+/// assert!(c.converge(Duration::from_secs(3600)).unwrap().converged);
 /// assert!(c.lookup("Server1", "cn=UserA").unwrap().is_some());
 /// ```
 pub struct Cluster {
@@ -112,6 +113,9 @@ impl Cluster {
         faults: LinkFaults,
         arbiters: usize,
     ) -> Result<Self, ClusterError> {
+        cfg.validate()?;
+        faults.validate()?;
+        check_topology(t)?;
         let layout = Layout::resolve(
             t,
             cfg.connector_schedule,
@@ -210,6 +214,10 @@ impl Cluster {
 
     fn write(&mut self, server: &str, op: WriteOp) -> Result<Guid, ClusterError> {
         let i = self.idx(server)?;
+        let dn = match &op {
+            WriteOp::Create { dn, .. } | WriteOp::Modify { dn, .. } | WriteOp::Delete { dn } => dn,
+        };
+        check_dn(dn)?;
         let r = self
             .ask(&self.servers[i], Writes(vec![op]))?
             .pop()
@@ -283,6 +291,14 @@ impl Cluster {
         spec: &LoadSpec,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<LoadReport, ClusterError> {
+        for (what, n) in [
+            ("load creates", spec.creates),
+            ("load modifies", spec.modifies),
+            ("load deletes", spec.deletes),
+        ] {
+            check_count(n, MAX_COUNT)
+                .map_err(|message| ClusterError::OutOfBounds { what, message })?;
+        }
         let targets: Vec<usize> = if spec.servers.is_empty() {
             let obs = self.shared.obs.servers();
             (0..self.names.len()).filter(|&i| obs[i].running).collect()
@@ -424,8 +440,9 @@ impl Cluster {
         self.sup(PartitionCmd(None))
     }
 
-    /// Changes the link faults.
+    /// Changes the link faults (checked as by [`LinkFaults::validate`]).
     pub fn set_faults(&mut self, f: LinkFaults) -> Result<(), ClusterError> {
+        f.validate()?;
         Ok(self.rt.block_on(self.net.send(NetControl::Faults(f)))?)
     }
 
@@ -480,21 +497,21 @@ impl Cluster {
 
     /// Runs until every running server of each replication component holds
     /// the same directory with nothing in flight, or `within` has passed.
-    pub fn converge(&mut self, within: Duration) -> Convergence {
-        self.sup(ConvergeCmd { within }).unwrap_or(Convergence {
-            converged: false,
-            sim_ms: 0,
-            wall_ms: 0.0,
-            messages: 0,
-            objects_sent: 0,
-            objects_repaired: 0,
-        })
+    /// `within` is more than zero and at most
+    /// [`MAX_DURATION`](crate::limits::MAX_DURATION).
+    pub fn converge(&mut self, within: Duration) -> Result<Convergence, ClusterError> {
+        check_duration(within, true).map_err(|message| ClusterError::OutOfBounds {
+            what: "converge limit",
+            message,
+        })?;
+        self.sup(ConvergeCmd { within })
     }
 
     /// The live object shown with `dn` on a server (`None` if absent or the
     /// server is down).
     pub fn lookup(&self, server: &str, dn: &str) -> Result<Option<ObjectView>, ClusterError> {
         let i = self.idx(server)?;
+        check_dn(dn)?;
         Ok(self
             .ask(&self.servers[i], Inspect(Some(dn.into())))?
             .and_then(|mut v| v.pop()))
@@ -589,8 +606,8 @@ impl Cluster {
     }
 
     /// Writes lost by nature: held only by a crashed server, in no backup.
-    pub fn lost_unreplicated(&self) -> u64 {
-        self.sup(LostCmd).unwrap_or(0)
+    pub fn lost_unreplicated(&self) -> Result<u64, ClusterError> {
+        self.sup(LostCmd)
     }
 
     /// Local writes refused so far (busy, quarantined or down).
@@ -599,9 +616,43 @@ impl Cluster {
     }
 
     /// Backups taken: (name, server).
-    pub fn backups(&self) -> Vec<(String, String)> {
-        self.sup(BackupsCmd).unwrap_or_default()
+    pub fn backups(&self) -> Result<Vec<(String, String)>, ClusterError> {
+        self.sup(BackupsCmd)
     }
+}
+
+/// A dn must not be empty or blank.
+fn check_dn(dn: &str) -> Result<(), ClusterError> {
+    if dn.trim().is_empty() {
+        return Err(ClusterError::EmptyDn);
+    }
+    Ok(())
+}
+
+/// The bounds of a topology: at most [`MAX_SERVERS`] servers, connector
+/// schedules more than zero, schedules and latencies at most
+/// [`MAX_DURATION`](crate::limits::MAX_DURATION).
+fn check_topology(t: &Topology) -> Result<(), ClusterError> {
+    let servers: usize = t.sites.iter().map(|s| s.servers.len()).sum();
+    if servers > MAX_SERVERS {
+        return Err(ClusterError::Topology(format!(
+            "{servers} servers: at most {MAX_SERVERS}"
+        )));
+    }
+    for c in &t.connectors {
+        let [a, b] = &c.between;
+        for (what, d, positive) in [
+            ("schedule", c.schedule, true),
+            ("latency", c.latency, false),
+        ] {
+            if let Some(d) = d {
+                check_duration(d, positive).map_err(|m| {
+                    ClusterError::Topology(format!("connector {a} - {b}: {what} {m}"))
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn names_len(shared: &Shared) -> usize {

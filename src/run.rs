@@ -157,7 +157,7 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunReport, ClusterError> {
         steps,
         convergence,
         servers: c.status(),
-        lost_unreplicated: c.lost_unreplicated(),
+        lost_unreplicated: c.lost_unreplicated()?,
         refused_writes: c.refused_writes(),
         failures,
         events: c.events(),
@@ -309,7 +309,7 @@ fn run_step(
             }
         }
         Action::Converge { within, expect } => {
-            let r = c.converge(*within);
+            let r = c.converge(*within)?;
             let want = *expect == ConvergeExpect::Converged;
             convergence.push(ConvergenceReport {
                 step: index,

@@ -670,7 +670,7 @@ impl Runner<'_> {
             })
             .collect();
         let bound = convergence_bound(self.setup, &self.deleted);
-        let conv = self.c.converge(bound * 3);
+        let conv = self.c.converge(bound * 3)?;
         self.stepped();
         finale.push(Action::Converge {
             within: bound,
