@@ -21,7 +21,9 @@ use crate::limits::{MAX_COUNT, MAX_SERVERS, check_count, check_duration};
 use crate::shell::Shared;
 use crate::shell::network::{LinkFaults, NetControl, Network};
 use crate::shell::observe::{Counters, Event};
-use crate::shell::server::{DirectoryServer, Inspect, Watermarks, WriteOp, Writes};
+use crate::shell::server::{
+    BacksyncAnswered, DirectoryServer, Inspect, Watermarks, WriteOp, Writes,
+};
 use crate::shell::supervisor::{
     BackupCmd, BackupsCmd, ConvergeCmd, Convergence, CrashCmd, DeleteConnectorCmd, LostCmd,
     PartitionCmd, RestoreCmd, Supervisor,
@@ -524,6 +526,39 @@ impl Cluster {
         self.ask(&self.servers[i], Inspect(None))
     }
 
+    /// The partners that answered the server's last backsync (the one
+    /// running, or the last that ended since its last restore), sorted by
+    /// name; `None` when it is down or has run no backsync since.
+    pub fn backsync_answered(&self, server: &str) -> Result<Option<Vec<String>>, ClusterError> {
+        let i = self.idx(server)?;
+        let mut answered = self.ask(&self.servers[i], BacksyncAnswered)?;
+        if let Some(a) = &mut answered {
+            a.sort();
+        }
+        Ok(answered)
+    }
+
+    /// A server's state: `running`, `backsync`, `resync`, `quarantined` or `down`.
+    pub fn state(&self, server: &str) -> Result<&'static str, ClusterError> {
+        let i = self.idx(server)?;
+        Ok(self.shared.obs.servers()[i].mode)
+    }
+
+    /// The tombstone a server holds of the object last named `dn`: `None`
+    /// when a live object has that dn there, when it holds no tombstone
+    /// with that dn, or when it is down. Of several, the last changed.
+    pub fn tombstone(&self, server: &str, dn: &str) -> Result<Option<ObjectView>, ClusterError> {
+        if self.lookup(server, dn)?.is_some() {
+            return Ok(None);
+        }
+        Ok(self
+            .objects(server)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| o.deleted && o.dn == dn)
+            .max_by_key(|o| o.usn_changed))
+    }
+
     /// A server's watermarks by source: (source invocation, USN).
     pub fn watermarks(
         &self,
@@ -605,9 +640,11 @@ impl Cluster {
         self.shared.obs.counters()
     }
 
-    /// Writes lost by nature: held only by a crashed server, in no backup.
+    /// Writes lost by nature at this moment: acknowledged writes held by no
+    /// running server and by no backup that could still be restored. A
+    /// write that comes back later (a restore, a partner) is no longer counted.
     pub fn lost_unreplicated(&self) -> Result<u64, ClusterError> {
-        self.sup(LostCmd)
+        self.sup(LostCmd)?
     }
 
     /// Local writes refused so far (busy, quarantined or down).

@@ -498,7 +498,10 @@ impl Runner<'_> {
                 }
             }
             // Never generated: a campaign checks with invariants, not steps.
-            Action::Load { .. } | Action::Converge { .. } | Action::Expect { .. } => return Ok(()),
+            Action::Load { .. }
+            | Action::Converge { .. }
+            | Action::Expect { .. }
+            | Action::ExpectLost { .. } => return Ok(()),
         }
         self.executed.push(Op::Step(a));
         Ok(())
@@ -675,6 +678,8 @@ impl Runner<'_> {
         finale.push(Action::Converge {
             within: bound,
             expect: ConvergeExpect::Converged,
+            max_sim: None,
+            max_objects_sent: None,
         });
         self.drain();
         let status = self.c.status();

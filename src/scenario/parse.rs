@@ -12,11 +12,12 @@ use super::fields::{
     packet, parsed, period, string,
 };
 use super::{
-    Action, ConnectorSpec, ConvergeExpect, ExpectCheck, NetworkSpec, Scenario, SiteSpec, Step,
+    Action, ConnectorSpec, ConvergeExpect, ExpectCheck, NetworkSpec, Scenario, ServerState,
+    SiteSpec, Step,
 };
 use crate::config::{Granularity, Profile, ReplicationConfig, RestoreStrategy};
 use crate::limits::{
-    MAX_COUNT, MAX_LOAD_TOTAL, MAX_REPLICAS, MAX_SERVERS, MAX_TOTAL_DURATION,
+    MAX_COUNT, MAX_LOAD_TOTAL, MAX_OBJECTS_SENT, MAX_REPLICAS, MAX_SERVERS, MAX_TOTAL_DURATION,
     MAX_TOTAL_DURATION_TEXT,
 };
 
@@ -71,8 +72,24 @@ const ACTIONS: &[(&str, &[&str])] = &[
     ("heal", &[]),
     ("delete_connector", &["between"]),
     ("wait", &["for"]),
-    ("converge", &["within", "expect"]),
-    ("expect", &["server", "dn", "present", "attrs", "objects"]),
+    (
+        "converge",
+        &["within", "expect", "max_sim", "max_objects_sent"],
+    ),
+    ("expect", EXPECT_FIELDS),
+];
+
+/// The fields of `expect`; `lost_unreplicated` (last) goes alone.
+const EXPECT_FIELDS: &[&str] = &[
+    "server",
+    "dn",
+    "present",
+    "attrs",
+    "objects",
+    "tombstone",
+    "state",
+    "answered_by",
+    "lost_unreplicated",
 ];
 
 /// Parses and validates a whole scenario.
@@ -608,6 +625,10 @@ impl<'i> StepCx<'_, '_, 'i> {
                     .opt("expect", parsed::<ConvergeExpect>)?
                     .map(Spanned::into_inner)
                     .unwrap_or_default(),
+                max_sim: f.opt("max_sim", duration)?.map(Spanned::into_inner),
+                max_objects_sent: f
+                    .opt("max_objects_sent", count_at_most(MAX_OBJECTS_SENT))?
+                    .map(Spanned::into_inner),
             },
             "expect" => self.expect()?,
             _ => unreachable!("every name in ACTIONS is handled"),
@@ -826,21 +847,89 @@ impl<'i> StepCx<'_, '_, 'i> {
 
     fn expect(&self) -> Result<Action> {
         let f = self.f;
+        let span = |k: &str| f.get(k).map_or(0..0, |v| v.span());
+        if let Some(lost) = f.opt("lost_unreplicated", count_at_most(MAX_COUNT))? {
+            if let Some(k) = EXPECT_FIELDS
+                .iter()
+                .find(|k| **k != "lost_unreplicated" && f.has(k))
+            {
+                let msg = if *k == "server" {
+                    "`lost_unreplicated` counts over the whole cluster: leave out `server`"
+                        .to_string()
+                } else {
+                    format!("give `lost_unreplicated` alone, not with `{k}`")
+                };
+                return Err(f.error(span(k), k, msg));
+            }
+            return Ok(Action::ExpectLost {
+                lost_unreplicated: lost.into_inner(),
+            });
+        }
         let server = self.server("server")?;
-        let objects = f.opt("objects", count_at_most(MAX_COUNT))?;
-        let by_dn = ["dn", "present", "attrs"].into_iter().find(|k| f.has(k));
-        let check = match (objects, by_dn) {
-            (Some(o), Some(k)) => {
+        if f.has("objects")
+            && let Some(k) = ["dn", "present", "attrs"].into_iter().find(|k| f.has(k))
+        {
+            let msg =
+                format!("give either `objects` or `dn` + `present`, not both (`{k}` is given too)");
+            return Err(f.error(span("objects"), "objects", msg));
+        }
+        let checks: Vec<&str> = ["objects", "present", "tombstone", "state", "answered_by"]
+            .into_iter()
+            .filter(|k| f.has(k))
+            .collect();
+        let check = match checks.as_slice() {
+            // `dn` without `present`: that branch reports it missing.
+            [] if f.has("dn") || f.has("attrs") => "present",
+            [] => {
+                return Err(f.table_error(
+                    "`expect` needs either `dn` + `present` or `objects` (or `dn` + `tombstone = true`, `state`, `answered_by`, or `lost_unreplicated` without `server`)",
+                ));
+            }
+            [one] => *one,
+            [first, second, ..] => {
                 let msg = format!(
-                    "give either `objects` or `dn` + `present`, not both (`{k}` is given too)"
+                    "give one check per `expect` step: `{first}` and `{second}` are both given"
                 );
-                return Err(f.error(o.span(), "objects", msg));
+                return Err(f.error(span(second), second, msg));
             }
-            (Some(o), None) => ExpectCheck::Objects(o.into_inner()),
-            (None, None) => {
-                return Err(f.table_error("`expect` needs either `dn` + `present` or `objects`"));
+        };
+        // The fields each check takes besides `server`.
+        let takes: &[&str] = match check {
+            "present" => &["dn", "present", "attrs"],
+            "tombstone" => &["dn", "tombstone"],
+            other => &[other][..],
+        };
+        if let Some(k) = EXPECT_FIELDS
+            .iter()
+            .find(|k| **k != "server" && f.has(k) && !takes.contains(k))
+        {
+            let msg = if *k == "attrs" {
+                "`attrs` is only allowed with `present = true`".to_string()
+            } else {
+                format!("`{k}` is not used with `{check}`")
+            };
+            return Err(f.error(span(k), k, msg));
+        }
+        let check = match check {
+            "objects" => {
+                ExpectCheck::Objects(f.req("objects", count_at_most(MAX_COUNT))?.into_inner())
             }
-            (None, Some(_)) => {
+            "tombstone" => {
+                let dn = f.req("dn", name)?.into_inner();
+                let tombstone = f.req("tombstone", boolean)?;
+                if !tombstone.get_ref() {
+                    let msg = "only `tombstone = true` is checked (for no live object with that dn, write `present = false`)";
+                    return Err(f.error(tombstone.span(), "tombstone", msg));
+                }
+                ExpectCheck::Tombstone { dn }
+            }
+            "state" => ExpectCheck::State(f.req("state", parsed::<ServerState>)?.into_inner()),
+            "answered_by" => {
+                let names = f.req("answered_by", |v| list(v, name))?.into_inner();
+                self.servers("answered_by", &names)?;
+                ExpectCheck::AnsweredBy(plain(names))
+            }
+            _ => {
                 let dn = f.req("dn", name)?.into_inner();
                 let present = *f.req("present", boolean)?.get_ref();
                 let attrs = f.opt("attrs", attrs)?;
