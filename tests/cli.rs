@@ -434,3 +434,22 @@ fn out_of_bounds_inputs_exit_2_quickly_without_a_panic() {
         assert!(stderr(&o).contains(arg), "{arg}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn json_steps_carry_their_wall_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("kb.json");
+    let o = backsync(&[
+        "run",
+        &scenario("kb_q190703.toml"),
+        "--json",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 9);
+    for s in steps {
+        assert!(s["wall_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{s}");
+    }
+}
