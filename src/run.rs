@@ -79,7 +79,8 @@ pub struct RunReport {
     pub convergence: Vec<ConvergenceReport>,
     /// Final state of each server.
     pub servers: Vec<ServerStatus>,
-    /// Writes lost by nature.
+    /// Acknowledged writes lost at the end: held by no running server and
+    /// by no backup that could still be restored.
     pub lost_unreplicated: u64,
     /// Local writes refused (busy, quarantined, down).
     pub refused_writes: u64,
