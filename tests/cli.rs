@@ -100,6 +100,17 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
         ],
     ),
     (
+        "backsync_checks.toml",
+        0,
+        &[
+            "Server1 is backsync (expected backsync)",
+            "the last backsync of Server1 got replies from [Server3, Server4]",
+            "Server1 holds a tombstone of cn=UserA,ou=Users",
+            "0 acknowledged writes are lost (expected 0)",
+            "PASSED: all 23 steps",
+        ],
+    ),
+    (
         "quarantine.toml",
         0,
         &[
