@@ -6,6 +6,8 @@
 //! - [`shell`]: `DirectoryServer`, `Network` and `Supervisor` actors on a
 //!   simulated clock.
 //! - [`Cluster`]: the synchronous API over them.
+//! - [`limits`]: the bounds of every number and duration, checked by the
+//!   scenario parser and the library alike.
 pub mod bench;
 pub mod campaign;
 pub mod cluster;

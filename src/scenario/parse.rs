@@ -929,6 +929,7 @@ impl<'i> StepCx<'_, '_, 'i> {
                 self.servers("answered_by", &names)?;
                 ExpectCheck::AnsweredBy(plain(names))
             }
+            // "present": `dn` + `present`, and `attrs` when present.
             _ => {
                 let dn = f.req("dn", name)?.into_inner();
                 let present = *f.req("present", boolean)?.get_ref();
