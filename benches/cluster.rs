@@ -30,7 +30,11 @@ fn convergence(c: &mut Criterion) {
                         ..LoadSpec::default()
                     })
                     .expect("load");
-                    assert!(c.converge(Duration::from_secs(7 * 86_400)).converged);
+                    assert!(
+                        c.converge(Duration::from_secs(7 * 86_400))
+                            .unwrap()
+                            .converged
+                    );
                     c
                 },
                 BatchSize::PerIteration,

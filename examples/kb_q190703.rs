@@ -23,7 +23,7 @@ fn main() -> Result<ExitCode, backsync::ClusterError> {
         creates: 1000,
         ..LoadSpec::default()
     })?;
-    let first = c.converge(hours);
+    let first = c.converge(hours)?;
     println!(
         "{}  1000 objects loaded, converged after {}",
         at(&c),
@@ -41,7 +41,7 @@ fn main() -> Result<ExitCode, backsync::ClusterError> {
         "{}  Server1 creates cn=UserA,ou=Users (after the backup)",
         at(&c)
     );
-    c.converge(hours);
+    c.converge(hours)?;
     println!(
         "{}  UserA has replicated to every server, Dublin included",
         at(&c)
@@ -55,7 +55,7 @@ fn main() -> Result<ExitCode, backsync::ClusterError> {
         "{}  Server1 restored from `nightly`: UserA is not in it; backsync asks every directory",
         at(&c)
     );
-    let done = c.converge(hours);
+    let done = c.converge(hours)?;
     for e in &c.events()[before..] {
         if e.text.contains("backsync") {
             println!(

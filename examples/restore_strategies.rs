@@ -23,7 +23,7 @@ fn main() -> Result<(), backsync::ClusterError> {
             creates: 5000,
             ..LoadSpec::default()
         })?;
-        c.converge(bound);
+        c.converge(bound)?;
         c.backup("Server1", "nightly")?;
         // 200 writes on Server1 after its backup; some reach partners, the
         // last ones do not before it crashes.
@@ -34,15 +34,15 @@ fn main() -> Result<(), backsync::ClusterError> {
             prefix: Some("late".into()),
             ..LoadSpec::default()
         })?;
-        c.converge(bound);
+        c.converge(bound)?;
         c.create("Server1", "cn=Unreplicated", &[])?;
         c.crash("Server1")?;
         c.restore("Server1", "nightly", Some(strategy))?;
-        let r = c.converge(bound);
+        let r = c.converge(bound)?;
         // A write right after the restore (refused while backsync runs).
         c.wait(Duration::from_secs(600));
         let write = c.create("Server1", "cn=AfterRestore", &[]);
-        let after = c.converge(bound);
+        let after = c.converge(bound)?;
         let reached = c.lookup("Server4", "cn=AfterRestore")?.is_some();
         println!(
             "{:<15} {:<10} {:>12} {:>9} {:>13} {:>5}  {}",
@@ -55,7 +55,7 @@ fn main() -> Result<(), backsync::ClusterError> {
             fmt_duration(Duration::from_millis(r.sim_ms)),
             r.messages,
             r.objects_sent,
-            c.lost_unreplicated(),
+            c.lost_unreplicated()?,
             match (write, reached) {
                 (Err(e), _) => format!("refused: {e}"),
                 (Ok(_), true) => "yes".into(),

@@ -405,7 +405,7 @@ pub fn restore_once(
 }
 
 fn converged(c: &mut Cluster, within: Duration, what: &str) -> Result<(), BenchError> {
-    if c.converge(within).converged {
+    if c.converge(within)?.converged {
         Ok(())
     } else {
         Err(BenchError::Workload(format!("{what}: not converged")))
@@ -563,7 +563,7 @@ pub fn sim_week(sites: usize, per_site: usize, objects: u64) -> Result<SimWeek, 
         creates: objects,
         ..LoadSpec::default()
     })?;
-    let conv = c.converge(week);
+    let conv = c.converge(week)?;
     let left = week.saturating_sub(c.now());
     c.wait(left);
     let sim_s = c.now().as_secs_f64();

@@ -17,16 +17,23 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{ReplicationConfig, RestoreStrategy};
 use crate::core::{Guid, WriteError};
 use crate::error::ClusterError;
+use crate::limits::{MAX_COUNT, MAX_SERVERS, check_count, check_duration};
 use crate::shell::Shared;
 use crate::shell::network::{LinkFaults, NetControl, Network};
 use crate::shell::observe::{Counters, Event};
-use crate::shell::server::{DirectoryServer, Inspect, Watermarks, WriteOp, Writes};
+use crate::shell::server::{
+    BacksyncAnswered, DirectoryServer, Inspect, Watermarks, WriteOp, Writes,
+};
 use crate::shell::supervisor::{
     BackupCmd, BackupsCmd, ConvergeCmd, Convergence, CrashCmd, DeleteConnectorCmd, LostCmd,
     PartitionCmd, RestoreCmd, Supervisor,
 };
 use crate::shell::topology::{Layout, Topology};
 use crate::view::{ObjectView, ServerStatus};
+
+/// The longest single sleep of [`Cluster::wait`]: 365 days, well inside the
+/// horizon of tokio's timers.
+pub const WAIT_CHUNK: Duration = Duration::from_secs(365 * 86_400);
 
 /// A bulk workload (the `load` step).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,9 +68,9 @@ pub struct LoadReport {
 /// let mut c = Cluster::new(&t, ReplicationConfig::default(), 1).unwrap();
 /// c.backup("Server1", "nightly").unwrap();
 /// c.create("Server1", "cn=UserA", &[("mail", "a@example.com")]).unwrap();
-/// assert!(c.converge(Duration::from_secs(3600)).converged);
+/// assert!(c.converge(Duration::from_secs(3600)).unwrap().converged);
 /// c.restore("Server1", "nightly", Some(RestoreStrategy::Backsync)).unwrap();
-/// assert!(c.converge(Duration::from_secs(3600)).converged);
+/// assert!(c.converge(Duration::from_secs(3600)).unwrap().converged);
 /// assert!(c.lookup("Server1", "cn=UserA").unwrap().is_some());
 /// ```
 pub struct Cluster {
@@ -108,6 +115,9 @@ impl Cluster {
         faults: LinkFaults,
         arbiters: usize,
     ) -> Result<Self, ClusterError> {
+        cfg.validate()?;
+        faults.validate()?;
+        check_topology(t)?;
         let layout = Layout::resolve(
             t,
             cfg.connector_schedule,
@@ -206,6 +216,10 @@ impl Cluster {
 
     fn write(&mut self, server: &str, op: WriteOp) -> Result<Guid, ClusterError> {
         let i = self.idx(server)?;
+        let dn = match &op {
+            WriteOp::Create { dn, .. } | WriteOp::Modify { dn, .. } | WriteOp::Delete { dn } => dn,
+        };
+        check_dn(dn)?;
         let r = self
             .ask(&self.servers[i], Writes(vec![op]))?
             .pop()
@@ -279,6 +293,14 @@ impl Cluster {
         spec: &LoadSpec,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<LoadReport, ClusterError> {
+        for (what, n) in [
+            ("load creates", spec.creates),
+            ("load modifies", spec.modifies),
+            ("load deletes", spec.deletes),
+        ] {
+            check_count(n, MAX_COUNT)
+                .map_err(|message| ClusterError::OutOfBounds { what, message })?;
+        }
         let targets: Vec<usize> = if spec.servers.is_empty() {
             let obs = self.shared.obs.servers();
             (0..self.names.len()).filter(|&i| obs[i].running).collect()
@@ -420,8 +442,9 @@ impl Cluster {
         self.sup(PartitionCmd(None))
     }
 
-    /// Changes the link faults.
+    /// Changes the link faults (checked as by [`LinkFaults::validate`]).
     pub fn set_faults(&mut self, f: LinkFaults) -> Result<(), ClusterError> {
+        f.validate()?;
         Ok(self.rt.block_on(self.net.send(NetControl::Faults(f)))?)
     }
 
@@ -444,28 +467,53 @@ impl Cluster {
         self.sup(DeleteConnectorCmd(link))?
     }
 
-    /// Lets simulated time pass.
-    pub fn wait(&mut self, d: Duration) {
-        self.rt.block_on(async move { tokio::time::sleep(d).await });
+    /// Lets simulated time pass; returns the simulated time that really
+    /// passed (measured on the clock, not the time asked for).
+    ///
+    /// A long wait sleeps in chunks of [`WAIT_CHUNK`], each well inside
+    /// tokio's timer horizon (about 30 years from now), so a wait of any
+    /// length behaves as the sum of shorter waits.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use backsync::{Cluster, Topology, ReplicationConfig};
+    /// let t = Topology::new().site("Redmond", &["Server1"]);
+    /// let mut c = Cluster::new(&t, ReplicationConfig::default(), 1).unwrap();
+    /// let fifty_years = Duration::from_secs(50 * 365 * 86_400);
+    /// assert_eq!(c.wait(fifty_years), fifty_years);
+    /// assert_eq!(c.now(), fifty_years);
+    /// ```
+    pub fn wait(&mut self, d: Duration) -> Duration {
+        let before = self.now();
+        self.rt.block_on(async move {
+            let start = tokio::time::Instant::now();
+            let mut done = Duration::ZERO;
+            while done < d {
+                done += (d - done).min(WAIT_CHUNK);
+                // Deadlines from the start, not from each wake-up: no drift.
+                tokio::time::sleep_until(start + done).await;
+            }
+        });
+        self.now().saturating_sub(before)
     }
 
     /// Runs until every running server of each replication component holds
     /// the same directory with nothing in flight, or `within` has passed.
-    pub fn converge(&mut self, within: Duration) -> Convergence {
-        self.sup(ConvergeCmd { within }).unwrap_or(Convergence {
-            converged: false,
-            sim_ms: 0,
-            wall_ms: 0.0,
-            messages: 0,
-            objects_sent: 0,
-            objects_repaired: 0,
-        })
+    /// `within` is more than zero and at most
+    /// [`MAX_DURATION`](crate::limits::MAX_DURATION).
+    pub fn converge(&mut self, within: Duration) -> Result<Convergence, ClusterError> {
+        check_duration(within, true).map_err(|message| ClusterError::OutOfBounds {
+            what: "converge limit",
+            message,
+        })?;
+        self.sup(ConvergeCmd { within })
     }
 
     /// The live object shown with `dn` on a server (`None` if absent or the
     /// server is down).
     pub fn lookup(&self, server: &str, dn: &str) -> Result<Option<ObjectView>, ClusterError> {
         let i = self.idx(server)?;
+        check_dn(dn)?;
         Ok(self
             .ask(&self.servers[i], Inspect(Some(dn.into())))?
             .and_then(|mut v| v.pop()))
@@ -476,6 +524,39 @@ impl Cluster {
     pub fn objects(&self, server: &str) -> Result<Option<Vec<ObjectView>>, ClusterError> {
         let i = self.idx(server)?;
         self.ask(&self.servers[i], Inspect(None))
+    }
+
+    /// The partners that answered the server's last backsync (the one
+    /// running, or the last that ended since its last restore), sorted by
+    /// name; `None` when it is down or has run no backsync since.
+    pub fn backsync_answered(&self, server: &str) -> Result<Option<Vec<String>>, ClusterError> {
+        let i = self.idx(server)?;
+        let mut answered = self.ask(&self.servers[i], BacksyncAnswered)?;
+        if let Some(a) = &mut answered {
+            a.sort();
+        }
+        Ok(answered)
+    }
+
+    /// A server's state: `running`, `backsync`, `resync`, `quarantined` or `down`.
+    pub fn state(&self, server: &str) -> Result<&'static str, ClusterError> {
+        let i = self.idx(server)?;
+        Ok(self.shared.obs.servers()[i].mode)
+    }
+
+    /// The tombstone a server holds of the object last named `dn`: `None`
+    /// when a live object has that dn there, when it holds no tombstone
+    /// with that dn, or when it is down. Of several, the last changed.
+    pub fn tombstone(&self, server: &str, dn: &str) -> Result<Option<ObjectView>, ClusterError> {
+        if self.lookup(server, dn)?.is_some() {
+            return Ok(None);
+        }
+        Ok(self
+            .objects(server)?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|o| o.deleted && o.dn == dn)
+            .max_by_key(|o| o.usn_changed))
     }
 
     /// A server's watermarks by source: (source invocation, USN).
@@ -565,9 +646,11 @@ impl Cluster {
         self.shared.obs.counters()
     }
 
-    /// Writes lost by nature: held only by a crashed server, in no backup.
-    pub fn lost_unreplicated(&self) -> u64 {
-        self.sup(LostCmd).unwrap_or(0)
+    /// Writes lost by nature at this moment: acknowledged writes held by no
+    /// running server and by no backup that could still be restored. A
+    /// write that comes back later (a restore, a partner) is no longer counted.
+    pub fn lost_unreplicated(&self) -> Result<u64, ClusterError> {
+        self.sup(LostCmd)?
     }
 
     /// Local writes refused so far (busy, quarantined or down).
@@ -576,9 +659,43 @@ impl Cluster {
     }
 
     /// Backups taken: (name, server).
-    pub fn backups(&self) -> Vec<(String, String)> {
-        self.sup(BackupsCmd).unwrap_or_default()
+    pub fn backups(&self) -> Result<Vec<(String, String)>, ClusterError> {
+        self.sup(BackupsCmd)
     }
+}
+
+/// A dn must not be empty or blank.
+fn check_dn(dn: &str) -> Result<(), ClusterError> {
+    if dn.trim().is_empty() {
+        return Err(ClusterError::EmptyDn);
+    }
+    Ok(())
+}
+
+/// The bounds of a topology: at most [`MAX_SERVERS`] servers, connector
+/// schedules more than zero, schedules and latencies at most
+/// [`MAX_DURATION`](crate::limits::MAX_DURATION).
+fn check_topology(t: &Topology) -> Result<(), ClusterError> {
+    let servers: usize = t.sites.iter().map(|s| s.servers.len()).sum();
+    if servers > MAX_SERVERS {
+        return Err(ClusterError::Topology(format!(
+            "{servers} servers: at most {MAX_SERVERS}"
+        )));
+    }
+    for c in &t.connectors {
+        let [a, b] = &c.between;
+        for (what, d, positive) in [
+            ("schedule", c.schedule, true),
+            ("latency", c.latency, false),
+        ] {
+            if let Some(d) = d {
+                check_duration(d, positive).map_err(|m| {
+                    ClusterError::Topology(format!("connector {a} - {b}: {what} {m}"))
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn names_len(shared: &Shared) -> usize {

@@ -228,6 +228,63 @@ impl ReplicationConfig {
     }
 }
 
+/// A replication setting out of its bounds ([`crate::limits`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid replication setting `{field}`: {message}")]
+pub struct ConfigError {
+    /// The setting, named as in a scenario's `[replication]`.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ReplicationConfig {
+    /// Checks every setting against [`crate::limits`]: each duration at most
+    /// [`MAX_DURATION`](crate::limits::MAX_DURATION); periods and timeouts
+    /// (`gc_interval`, `intrasite_schedule`, `reply_timeout`,
+    /// `backsync_timeout`, `connector_schedule`) more than zero; packet
+    /// sizes from 1 to [`MAX_PACKET`](crate::limits::MAX_PACKET).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use backsync::ReplicationConfig;
+    /// let mut c = ReplicationConfig::default();
+    /// assert!(c.validate().is_ok());
+    /// c.reply_timeout = Duration::ZERO;
+    /// assert_eq!(c.validate().unwrap_err().field, "reply_timeout");
+    /// ```
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use crate::limits::{MAX_PACKET, check_count, check_duration};
+        let durations = [
+            ("notify_delay", self.notify_delay, false),
+            ("notify_spacing", self.notify_spacing, false),
+            ("intrasite_latency", self.intrasite_latency, false),
+            ("tombstone_lifetime", self.tombstone_lifetime, false),
+            ("gc_interval", self.gc_interval, true),
+            ("backsync_timeout", self.backsync_timeout, true),
+            ("startup_delay", self.startup_delay, false),
+            ("intrasite_schedule", self.intrasite_schedule, true),
+            ("reply_timeout", self.reply_timeout, true),
+            ("connector_schedule", self.connector_schedule, true),
+            ("connector_latency", self.connector_latency, false),
+        ];
+        for (field, d, positive) in durations {
+            check_duration(d, positive).map_err(|message| ConfigError { field, message })?;
+        }
+        for (field, n) in [
+            ("intrasite_packet", self.intrasite_packet),
+            ("intersite_packet", self.intersite_packet),
+        ] {
+            if n == 0 {
+                let message = "must be at least 1 (got 0)".to_string();
+                return Err(ConfigError { field, message });
+            }
+            check_count(n as u64, MAX_PACKET).map_err(|message| ConfigError { field, message })?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for ReplicationConfig {
     fn default() -> Self {
         ReplicationConfig::for_profile(Profile::Exchange55)

@@ -1,5 +1,6 @@
 //! Typed errors of the library API.
 
+use crate::config::ConfigError;
 use crate::core::WriteError;
 
 /// What a cluster operation can fail with. Every error leaves every table
@@ -40,7 +41,32 @@ pub enum ClusterError {
     /// A refused or invalid write.
     #[error(transparent)]
     Write(#[from] WriteError),
-    /// The actor system stopped under us (a bug, reported rather than a panic).
+    /// A replication setting out of its bounds ([`crate::limits`]).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Link faults out of their bounds: a probability that is not a number
+    /// from 0 to 1, or a jitter past [`crate::limits::MAX_DURATION`].
+    #[error("invalid link faults: `{field}` {message}")]
+    Faults {
+        /// The field of [`crate::LinkFaults`].
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// An empty or blank dn.
+    #[error("a dn must not be empty")]
+    EmptyDn,
+    /// An argument past its bound ([`crate::limits`]).
+    #[error("invalid {what}: {message}")]
+    OutOfBounds {
+        /// The argument.
+        what: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The actor system is gone: a server, the network or the supervisor
+    /// stopped under us (a bug, reported as an error rather than a result
+    /// or a panic).
     #[error("the actor system stopped: {0}")]
     Mailbox(String),
 }

@@ -6,12 +6,15 @@
 //! - [`shell`]: `DirectoryServer`, `Network` and `Supervisor` actors on a
 //!   simulated clock.
 //! - [`Cluster`]: the synchronous API over them.
+//! - [`limits`]: the bounds of every number and duration, checked by the
+//!   scenario parser and the library alike.
 pub mod bench;
 pub mod campaign;
 pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod limits;
 pub mod plot;
 pub mod report;
 pub mod run;

@@ -188,7 +188,7 @@ pub struct CompareRow {
     /// when all of them converged (flattened into the JSON object).
     #[serde(flatten)]
     pub after_restore: Convergence,
-    /// Writes lost by nature in the whole run.
+    /// Writes lost by nature at the end of the run (held by no running server, in no backup).
     pub lost_unreplicated: u64,
     /// Local writes refused in the whole run.
     pub refused_writes: u64,

@@ -40,6 +40,8 @@ pub struct StepReport {
     pub ok: bool,
     /// Simulated ms when it ended.
     pub sim_ms: u64,
+    /// Wall-clock ms the step took.
+    pub wall_ms: f64,
     /// What happened.
     pub detail: String,
     /// Line of its `[[step]]` in the file.
@@ -77,7 +79,8 @@ pub struct RunReport {
     pub convergence: Vec<ConvergenceReport>,
     /// Final state of each server.
     pub servers: Vec<ServerStatus>,
-    /// Writes lost by nature.
+    /// Acknowledged writes lost at the end: held by no running server and
+    /// by no backup that could still be restored.
     pub lost_unreplicated: u64,
     /// Local writes refused (busy, quarantined, down).
     pub refused_writes: u64,
@@ -126,6 +129,7 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunReport, ClusterError> {
     let mut convergence = Vec::new();
     let mut failures = Vec::new();
     for step in &s.steps {
+        let wall = std::time::Instant::now();
         let (ok, detail) = match run_step(&mut c, &step.action, opts, step.index, &mut convergence)
         {
             Ok(r) => r,
@@ -144,6 +148,7 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunReport, ClusterError> {
             action: step.action.name().to_string(),
             ok,
             sim_ms: c.now().as_millis() as u64,
+            wall_ms: wall.elapsed().as_secs_f64() * 1e3,
             detail,
             line: step.line,
         });
@@ -157,7 +162,7 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunReport, ClusterError> {
         steps,
         convergence,
         servers: c.status(),
-        lost_unreplicated: c.lost_unreplicated(),
+        lost_unreplicated: c.lost_unreplicated()?,
         refused_writes: c.refused_writes(),
         failures,
         events: c.events(),
@@ -299,14 +304,22 @@ fn run_step(
             )
         }
         Action::Wait { duration } => {
-            c.wait(*duration);
-            (
-                true,
-                format!("waited {}", crate::config::fmt_duration(*duration)),
-            )
+            let passed = c.wait(*duration);
+            let shown = crate::config::fmt_duration(passed);
+            if passed == *duration {
+                (true, format!("waited {shown}"))
+            } else {
+                let asked = crate::config::fmt_duration(*duration);
+                (false, format!("waited {shown}, but {asked} was asked for"))
+            }
         }
-        Action::Converge { within, expect } => {
-            let r = c.converge(*within);
+        Action::Converge {
+            within,
+            expect,
+            max_sim,
+            max_objects_sent,
+        } => {
+            let r = c.converge(*within)?;
             let want = *expect == ConvergeExpect::Converged;
             convergence.push(ConvergenceReport {
                 step: index,
@@ -321,19 +334,79 @@ fn run_step(
                 ),
                 (false, false) => format!("diverged as expected: not converged within {t}"),
                 (true, false) => format!("converged after {t}, but divergence was expected"),
-                (false, true) => format!(
-                    "not converged within {}",
-                    crate::config::fmt_duration(*within)
-                ),
+                (false, true) => format!("not converged within {t}"),
             };
-            (r.converged == want, detail)
+            let mut over = Vec::new();
+            if let Some(m) = max_sim
+                && r.sim_ms > m.as_millis() as u64
+            {
+                let m = crate::config::fmt_duration(*m);
+                over.push(format!("took {t}, more than max_sim {m}"));
+            }
+            if let Some(m) = max_objects_sent
+                && r.objects_sent > *m
+            {
+                let n = r.objects_sent;
+                over.push(format!("sent {n} objects, more than max_objects_sent {m}"));
+            }
+            if over.is_empty() {
+                (r.converged == want, detail)
+            } else {
+                (false, format!("{detail}; but {}", over.join(" and ")))
+            }
         }
         Action::Expect { server, check } => expect(c, server, check)?,
+        Action::ExpectLost { lost_unreplicated } => {
+            let lost = c.lost_unreplicated()?;
+            (
+                lost == *lost_unreplicated,
+                format!("{lost} acknowledged writes are lost (expected {lost_unreplicated})"),
+            )
+        }
     })
 }
 
 fn expect(c: &Cluster, server: &str, check: &ExpectCheck) -> Result<(bool, String), ClusterError> {
     Ok(match check {
+        ExpectCheck::Tombstone { dn } => match c.tombstone(server, dn)? {
+            Some(t) => (
+                true,
+                format!("{server} holds a tombstone of {dn} ({})", t.guid),
+            ),
+            None if c.lookup(server, dn)?.is_some() => {
+                (false, format!("{dn} is live on {server}, not a tombstone"))
+            }
+            None => (false, format!("{server} holds no tombstone of {dn}")),
+        },
+        ExpectCheck::State(want) => {
+            let state = c.state(server)?;
+            (
+                state == want.as_str(),
+                format!("{server} is {state} (expected {})", want.as_str()),
+            )
+        }
+        ExpectCheck::AnsweredBy(want) => {
+            let mut want = want.clone();
+            want.sort();
+            let shown = |v: &[String]| format!("[{}]", v.join(", "));
+            match c.backsync_answered(server)? {
+                Some(got) => (
+                    got == want,
+                    format!(
+                        "the last backsync of {server} got replies from {} (expected {})",
+                        shown(&got),
+                        shown(&want)
+                    ),
+                ),
+                None => (
+                    false,
+                    format!(
+                        "{server} has run no backsync since its last restore (or is down); expected replies from {}",
+                        shown(&want)
+                    ),
+                ),
+            }
+        }
         ExpectCheck::Objects(n) => {
             let live = c.live_objects(server)? as u64;
             (

@@ -166,7 +166,7 @@ pub fn run(
     let n0 = c.counters();
     let wall = Instant::now();
     let load = c.load(spec)?;
-    let conv = c.converge(within);
+    let conv = c.converge(within)?;
     let wall_s = wall.elapsed().as_secs_f64();
     let d = c.counters() - n0;
     let cpu: Vec<f64> = arbiter_cpu_seconds(&c)

@@ -493,13 +493,13 @@ fn a_full_resync_with_no_partner_keeps_the_backup() {
         .connector(["A", "B"], ["S1", "S2"]);
     let mut c = cluster(&t);
     c.create("S1", "cn=a", &[("mail", "a")]).unwrap();
-    assert!(c.converge(DAY).converged);
+    assert!(c.converge(DAY).unwrap().converged);
     c.backup("S1", "b").unwrap();
     c.crash("S1").unwrap();
     c.delete_connector("A", "B").unwrap();
     c.restore("S1", "b", Some(RestoreStrategy::FullResync))
         .unwrap();
-    assert!(c.converge(DAY).converged);
+    assert!(c.converge(DAY).unwrap().converged);
     assert_eq!(state_of(&c, "S1"), "running", "{}", events(&c));
     assert!(c.lookup("S1", "cn=a").unwrap().is_some());
     c.create("S1", "cn=b", &[]).expect("writable");
@@ -514,7 +514,7 @@ fn a_refused_full_copy_asks_the_next_partner() {
     for i in 0..5 {
         c.create("S3", &format!("cn=o{i}"), &[]).unwrap();
     }
-    assert!(c.converge(DAY).converged);
+    assert!(c.converge(DAY).unwrap().converged);
     c.backup("S1", "b1").unwrap();
     c.backup("S2", "b2").unwrap();
     // S1 asks S2 first; S2 restores at the same instant and refuses.
@@ -523,7 +523,7 @@ fn a_refused_full_copy_asks_the_next_partner() {
     c.restore("S2", "b2", Some(RestoreStrategy::FullResync))
         .unwrap();
     c.wait(HOUR);
-    assert!(c.converge(DAY).converged, "{}", events(&c));
+    assert!(c.converge(DAY).unwrap().converged, "{}", events(&c));
     for s in ["S1", "S2"] {
         assert_eq!(state_of(&c, s), "running", "{}", events(&c));
         assert_eq!(c.live_objects(s).unwrap(), 5);
@@ -539,7 +539,7 @@ fn a_restore_pull_takes_over_an_outstanding_ordinary_one() {
     for i in 0..5 {
         c.create("S1", &format!("cn=o{i}"), &[]).unwrap();
     }
-    assert!(c.converge(DAY).converged);
+    assert!(c.converge(DAY).unwrap().converged);
     c.backup("S3", "b").unwrap();
     // Restore 450 s past a reply-timeout tick (every 600 s): the copy asked
     // of S1 expires at the tick after next and moves on to S2, while the
@@ -552,7 +552,7 @@ fn a_restore_pull_takes_over_an_outstanding_ordinary_one() {
         .unwrap();
     c.wait(2 * HOUR);
     c.heal().unwrap();
-    assert!(c.converge(DAY).converged, "{}", events(&c));
+    assert!(c.converge(DAY).unwrap().converged, "{}", events(&c));
     assert_eq!(state_of(&c, "S3"), "running", "{}", events(&c));
     assert_eq!(c.live_objects("S3").unwrap(), 5);
 }
@@ -571,7 +571,7 @@ fn two_full_resyncs_do_not_wait_for_each_other() {
     for i in 0..4 {
         c.create("S2", &format!("cn=o{i}"), &[]).unwrap();
     }
-    assert!(c.converge(DAY).converged);
+    assert!(c.converge(DAY).unwrap().converged);
     c.backup("S1", "b1").unwrap();
     c.backup("S2", "b2").unwrap();
     c.delete_connector("A", "B").unwrap();
@@ -581,7 +581,7 @@ fn two_full_resyncs_do_not_wait_for_each_other() {
     c.wait(HOUR);
     c.restore("S2", "b2", Some(RestoreStrategy::FullResync))
         .unwrap();
-    assert!(c.converge(DAY).converged, "{}", events(&c));
+    assert!(c.converge(DAY).unwrap().converged, "{}", events(&c));
     for s in ["S1", "S2"] {
         assert_eq!(state_of(&c, s), "running", "{}", events(&c));
         assert_eq!(c.live_objects(s).unwrap(), 4);
@@ -599,7 +599,7 @@ fn a_full_resync_cut_off_from_its_partners_ends() {
         .connector(["A", "B"], ["S1", "S2"]);
     let mut c = cluster(&t);
     c.create("S1", "cn=a", &[]).unwrap();
-    assert!(c.converge(DAY).converged);
+    assert!(c.converge(DAY).unwrap().converged);
     c.backup("S2", "b").unwrap();
     c.partition(&[vec!["S1".into()], vec!["S2".into()]])
         .unwrap();
@@ -609,7 +609,7 @@ fn a_full_resync_cut_off_from_its_partners_ends() {
     assert_eq!(state_of(&c, "S2"), "resync");
     c.delete_connector("A", "B").unwrap();
     c.heal().unwrap();
-    assert!(c.converge(DAY).converged);
+    assert!(c.converge(DAY).unwrap().converged);
     assert_eq!(state_of(&c, "S2"), "running", "{}", events(&c));
     c.create("S2", "cn=b", &[]).expect("writable");
 }
@@ -624,10 +624,10 @@ fn a_backsync_stops_waiting_for_a_partner_cut_off() {
         .connector(["A", "B"], ["S1", "S2"]);
     let mut c = cluster(&t);
     c.create("S3", "cn=a", &[]).unwrap();
-    assert!(c.converge(DAY).converged);
+    assert!(c.converge(DAY).unwrap().converged);
     c.backup("S3", "b").unwrap();
     c.create("S3", "cn=after", &[]).unwrap();
-    assert!(c.converge(DAY).converged);
+    assert!(c.converge(DAY).unwrap().converged);
     c.partition(&[vec!["S1".into()], vec!["S2".into(), "S3".into()]])
         .unwrap();
     c.restore("S3", "b", Some(RestoreStrategy::Backsync))
@@ -638,7 +638,7 @@ fn a_backsync_stops_waiting_for_a_partner_cut_off() {
     c.wait(Duration::from_secs(1));
     assert_eq!(state_of(&c, "S3"), "running", "{}", events(&c));
     c.heal().unwrap();
-    assert!(c.converge(DAY).converged);
+    assert!(c.converge(DAY).unwrap().converged);
     assert!(
         c.lookup("S3", "cn=after").unwrap().is_some(),
         "backsync brought it back from S2"

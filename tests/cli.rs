@@ -100,6 +100,17 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
         ],
     ),
     (
+        "backsync_checks.toml",
+        0,
+        &[
+            "Server1 is backsync (expected backsync)",
+            "the last backsync of Server1 got replies from [Server3, Server4]",
+            "Server1 holds a tombstone of cn=UserA,ou=Users",
+            "0 acknowledged writes are lost (expected 0)",
+            "PASSED: all 23 steps",
+        ],
+    ),
+    (
         "quarantine.toml",
         0,
         &[
@@ -400,4 +411,56 @@ fn outputs_are_not_written_for_an_invalid_file() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(!Path::new(&j).exists());
+}
+
+#[test]
+fn out_of_bounds_inputs_exit_2_quickly_without_a_panic() {
+    let dir = root().join("tests/invalid_scenarios");
+    for file in [
+        "bound_load_creates_huge.toml",
+        "bound_reply_timeout_zero.toml",
+        "bound_wait_fifty_years.toml",
+    ] {
+        let path = dir.join(file);
+        let start = std::time::Instant::now();
+        let o = backsync(&["run", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{file}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        assert!(
+            start.elapsed().as_secs() < 5,
+            "{file} took {:?}",
+            start.elapsed()
+        );
+    }
+    for (arg, value) in [
+        ("--seeds", "10000001"),
+        ("--shrink", "1001"),
+        ("--shrink-budget", "100001"),
+        ("--objects", "1000001"),
+        ("--servers", "65"),
+        ("--jobs", "1025"),
+    ] {
+        let o = backsync(&["campaign", arg, value]);
+        assert_eq!(o.status.code(), Some(2), "{arg} {value}: {}", stderr(&o));
+        assert!(stderr(&o).contains(arg), "{arg}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn json_steps_carry_their_wall_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("kb.json");
+    let o = backsync(&[
+        "run",
+        &scenario("kb_q190703.toml"),
+        "--json",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 9);
+    for s in steps {
+        assert!(s["wall_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{s}");
+    }
 }

@@ -28,9 +28,13 @@ fn check_same(t: &Topology, cfg: ReplicationConfig, seed: u64, steps: &[LoadSpec
         let a = det.load(spec).unwrap();
         let b = fast.load(spec).unwrap();
         assert_eq!(a, b, "the same writes apply");
-        assert!(det.converge(Duration::from_secs(7 * 86_400)).converged);
         assert!(
-            fast.converge(Duration::from_secs(120)).converged,
+            det.converge(Duration::from_secs(7 * 86_400))
+                .unwrap()
+                .converged
+        );
+        assert!(
+            fast.converge(Duration::from_secs(120)).unwrap().converged,
             "throughput mode converges"
         );
     }
@@ -121,7 +125,7 @@ fn a_backsync_restore_in_throughput_mode_converges_to_the_deterministic_director
             ..LoadSpec::default()
         })
         .unwrap();
-        assert!(c.converge(within).converged);
+        assert!(c.converge(within).unwrap().converged);
         c.backup("S1", "nightly").unwrap();
         c.load(&LoadSpec {
             servers: vec!["S1".into()],
@@ -130,11 +134,14 @@ fn a_backsync_restore_in_throughput_mode_converges_to_the_deterministic_director
             ..LoadSpec::default()
         })
         .unwrap();
-        assert!(c.converge(within).converged);
+        assert!(c.converge(within).unwrap().converged);
         c.crash("S1").unwrap();
         c.restore("S1", "nightly", Some(backsync::RestoreStrategy::Backsync))
             .unwrap();
-        assert!(c.converge(within).converged, "converges after the restore");
+        assert!(
+            c.converge(within).unwrap().converged,
+            "converges after the restore"
+        );
     }
     let want = directory(&det, "S1");
     assert_eq!(want.len(), 2300);

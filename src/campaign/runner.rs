@@ -567,7 +567,10 @@ impl Runner<'_> {
                 }
             }
             // Never generated: a campaign checks with invariants, not steps.
-            Action::Load { .. } | Action::Converge { .. } | Action::Expect { .. } => return Ok(()),
+            Action::Load { .. }
+            | Action::Converge { .. }
+            | Action::Expect { .. }
+            | Action::ExpectLost { .. } => return Ok(()),
         }
         self.executed.push(Op::Step(a));
         Ok(())
@@ -763,11 +766,13 @@ impl Runner<'_> {
             })
             .collect();
         let bound = convergence_bound(self.setup, &self.deleted);
-        let conv = self.c.converge(bound * 3);
+        let conv = self.c.converge(bound * 3)?;
         self.stepped();
         finale.push(Action::Converge {
             within: bound,
             expect: ConvergeExpect::Converged,
+            max_sim: None,
+            max_objects_sent: None,
         });
         self.drain();
         let status = self.c.status();

@@ -228,11 +228,25 @@ fn step(out: &mut String, a: &Action) {
         Action::Wait { duration } => {
             let _ = writeln!(out, "for = {}", fmt_duration(*duration));
         }
-        Action::Converge { within, expect } => {
+        Action::Converge {
+            within,
+            expect,
+            max_sim,
+            max_objects_sent,
+        } => {
             let _ = writeln!(out, "within = {}", fmt_duration(*within));
             if *expect == ConvergeExpect::Diverged {
                 out.push_str("expect = \"diverged\"\n");
             }
+            if let Some(m) = max_sim {
+                let _ = writeln!(out, "max_sim = {}", fmt_duration(*m));
+            }
+            if let Some(n) = max_objects_sent {
+                let _ = writeln!(out, "max_objects_sent = {n}");
+            }
+        }
+        Action::ExpectLost { lost_unreplicated } => {
+            let _ = writeln!(out, "lost_unreplicated = {lost_unreplicated}");
         }
         Action::Expect { server, check } => {
             let _ = writeln!(out, "server = {}", q(server));
@@ -245,6 +259,15 @@ fn step(out: &mut String, a: &Action) {
                     if *present && !attrs.is_empty() {
                         let _ = writeln!(out, "attrs = {}", table(attrs));
                     }
+                }
+                ExpectCheck::Tombstone { dn } => {
+                    let _ = writeln!(out, "dn = {}\ntombstone = true", q(dn));
+                }
+                ExpectCheck::State(state) => {
+                    let _ = writeln!(out, "state = {}", q(state.as_str()));
+                }
+                ExpectCheck::AnsweredBy(servers) => {
+                    let _ = writeln!(out, "answered_by = {}", list(servers));
                 }
             }
         }
@@ -322,6 +345,23 @@ mod tests {
             Action::Converge {
                 within: Duration::from_secs(3600),
                 expect: ConvergeExpect::Converged,
+                max_sim: Some(Duration::from_secs(1800)),
+                max_objects_sent: Some(40),
+            },
+            Action::Expect {
+                server: "S2".into(),
+                check: ExpectCheck::Tombstone { dn: "cn=o1".into() },
+            },
+            Action::Expect {
+                server: "S3".into(),
+                check: ExpectCheck::State(crate::scenario::ServerState::Down),
+            },
+            Action::Expect {
+                server: "S1".into(),
+                check: ExpectCheck::AnsweredBy(vec!["S3".into(), "S2".into()]),
+            },
+            Action::ExpectLost {
+                lost_unreplicated: 2,
             },
             Action::Expect {
                 server: "S1".into(),

@@ -178,6 +178,16 @@ pub struct Backup {
     pub taken_at: SimTime,
 }
 
+impl Backup {
+    /// Whether the snapshot holds the write (or one that supersedes it):
+    /// restoring it would bring the write back.
+    pub fn holds(&self, w: &OwnWrite) -> bool {
+        self.table
+            .get(w.guid)
+            .is_some_and(|r| r.state.holds(&w.stamp, w.attr.as_deref()))
+    }
+}
+
 /// How to restore (what the shell knows: topology, time, fresh ids).
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -237,6 +247,8 @@ pub struct Dsa {
     /// Creators cut off by a deleted connector: their objects were purged
     /// and stay so, even when a reply sent before the purge arrives after it.
     forgotten: BTreeSet<InvocationId>,
+    /// The partners that answered the last backsync that ended.
+    last_backsync: Option<BTreeSet<Arc<str>>>,
 }
 
 type AttrList<'a> = &'a [(&'a str, &'a str)];
@@ -257,6 +269,20 @@ impl Dsa {
             cfg,
             names: BTreeSet::new(),
             forgotten: BTreeSet::new(),
+            last_backsync: None,
+        }
+    }
+
+    /// The partners that answered this instance's last backsync (the one
+    /// running, or else the last that ended), by name; `None` when it has
+    /// run none.
+    pub fn backsync_answered(&self) -> Option<Vec<Arc<str>>> {
+        match &self.mode {
+            Mode::Backsync(b) => Some(b.answered.iter().cloned().collect()),
+            _ => self
+                .last_backsync
+                .as_ref()
+                .map(|a| a.iter().cloned().collect()),
         }
     }
 
@@ -799,12 +825,14 @@ impl Dsa {
                 self.table.put(r.state, self.usn);
             }
         }
-        Some(CoreEvent::BacksyncDone {
+        let event = CoreEvent::BacksyncDone {
             answered: b.answered.len(),
             missing: b.waiting.len(),
             resumed_at: self.usn,
             backup_usn: b.backup_usn,
-        })
+        };
+        self.last_backsync = Some(b.answered);
+        Some(event)
     }
 
     /// Gives up a backsync past its deadline (the aborted case of DOMAIN.md).

@@ -16,6 +16,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::error::{ScenarioError, Source};
 use crate::config::parse_duration;
+use crate::limits::{MAX_PACKET, check_count, check_duration};
 
 /// A parsed TOML value with its byte span.
 pub(crate) type Value<'i> = Spanned<DeValue<'i>>;
@@ -76,23 +77,27 @@ pub(crate) fn parsed<T: FromStr<Err: Display>>(v: &Value<'_>) -> Result<T, Bad> 
         .map_err(|e: T::Err| Bad::new(e.to_string()))
 }
 
-/// A duration string such as "90s" (see `config::parse_duration`).
+/// A duration string such as "90s" (see `config::parse_duration`), at most
+/// [`MAX_DURATION`](crate::limits::MAX_DURATION).
 pub(crate) fn duration(v: &Value<'_>) -> Result<Duration, Bad> {
-    match v.get_ref() {
-        DeValue::String(s) => parse_duration(s).map_err(|e| Bad::new(e.to_string())),
-        other => Err(Bad::new(format!(
-            "expected a duration string like \"90s\" or \"3d\", found {}",
-            other.type_str()
-        ))),
-    }
+    let d = match v.get_ref() {
+        DeValue::String(s) => parse_duration(s).map_err(|e| Bad::new(e.to_string()))?,
+        other => {
+            return Err(Bad::new(format!(
+                "expected a duration string like \"90s\" or \"3d\", found {}",
+                other.type_str()
+            )));
+        }
+    };
+    check_duration(d, false).map_err(Bad::new)?;
+    Ok(d)
 }
 
-/// A duration that must be more than zero (a period: zero would loop forever).
+/// A duration that must be more than zero (a period or a timeout: zero
+/// would loop forever), at most [`MAX_DURATION`](crate::limits::MAX_DURATION).
 pub(crate) fn period(v: &Value<'_>) -> Result<Duration, Bad> {
     let d = duration(v)?;
-    if d.is_zero() {
-        return Err(Bad::new("must be more than zero"));
-    }
+    check_duration(d, true).map_err(Bad::new)?;
     Ok(d)
 }
 
@@ -109,9 +114,18 @@ pub(crate) fn count(v: &Value<'_>) -> Result<u64, Bad> {
     }
 }
 
-/// A count of at least one that fits a `usize` (packet sizes).
+/// A non-negative integer of at most `max`.
+pub(crate) fn count_at_most(max: u64) -> impl Fn(&Value<'_>) -> Result<u64, Bad> {
+    move |v| {
+        let n = count(v)?;
+        check_count(n, max).map_err(Bad::new)?;
+        Ok(n)
+    }
+}
+
+/// A packet size: from 1 to [`MAX_PACKET`](crate::limits::MAX_PACKET).
 pub(crate) fn packet(v: &Value<'_>) -> Result<usize, Bad> {
-    match count(v)? {
+    match count_at_most(MAX_PACKET)(v)? {
         0 => Err(Bad::new("must be at least 1 (got 0)")),
         n => usize::try_from(n).map_err(|_| Bad::new(format!("integer {n} is too large"))),
     }

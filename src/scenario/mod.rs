@@ -183,13 +183,24 @@ pub enum Action {
         within: Duration,
         /// Whether convergence is expected within the limit.
         expect: ConvergeExpect,
+        /// The step fails if it took more simulated time than this.
+        max_sim: Option<Duration>,
+        /// The step fails if replication sent more objects than this during it.
+        max_objects_sent: Option<u64>,
     },
-    /// Checks one server's directory.
+    /// Checks one server's directory or state.
     Expect {
         /// The server checked.
         server: String,
         /// What is checked.
         check: ExpectCheck,
+    },
+    /// Checks the acknowledged writes lost at this moment: held by no
+    /// running server and by no backup that could still be restored
+    /// (`do = "expect"` with `lost_unreplicated` and no `server`).
+    ExpectLost {
+        /// How many must be lost.
+        lost_unreplicated: u64,
     },
 }
 
@@ -209,7 +220,7 @@ impl Action {
             Action::DeleteConnector { .. } => "delete_connector",
             Action::Wait { .. } => "wait",
             Action::Converge { .. } => "converge",
-            Action::Expect { .. } => "expect",
+            Action::Expect { .. } | Action::ExpectLost { .. } => "expect",
         }
     }
 }
@@ -253,6 +264,61 @@ pub enum ExpectCheck {
     },
     /// The number of live objects.
     Objects(u64),
+    /// The server holds a tombstone of the object last named `dn` (and no
+    /// live object has that dn there).
+    Tombstone {
+        /// The dn the object had.
+        dn: String,
+    },
+    /// The server is in this state.
+    State(ServerState),
+    /// The server's last backsync got replies from exactly these servers
+    /// (in any order; empty: from none).
+    AnsweredBy(Vec<String>),
+}
+
+/// A server state an `expect` step checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerState {
+    /// Up and replicating normally.
+    Running,
+    /// Restored, asking its partners for its own lost writes.
+    Backsync,
+    /// Up, but out of replication after a detected USN rollback.
+    Quarantined,
+    /// Crashed and not restored.
+    Down,
+}
+
+impl ServerState {
+    /// The name used in scenario files and in `servers[].state` of reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Running => "running",
+            ServerState::Backsync => "backsync",
+            ServerState::Quarantined => "quarantined",
+            ServerState::Down => "down",
+        }
+    }
+}
+
+impl FromStr for ServerState {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            ServerState::Running,
+            ServerState::Backsync,
+            ServerState::Quarantined,
+            ServerState::Down,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+        .ok_or_else(|| UnknownName {
+            what: "server state",
+            got: s.to_string(),
+            expected: "running, backsync, quarantined, down",
+        })
+    }
 }
 
 impl Scenario {

@@ -8,13 +8,18 @@ use toml::de::{DeTable, DeValue};
 
 use super::error::{ScenarioError, Source};
 use super::fields::{
-    Bad, Fields, Value, attrs, boolean, count, duration, fraction, list, name, packet, parsed,
-    period, string,
+    Bad, Fields, Value, attrs, boolean, count, count_at_most, duration, fraction, list, name,
+    packet, parsed, period, string,
 };
 use super::{
-    Action, ConnectorSpec, ConvergeExpect, ExpectCheck, NetworkSpec, Scenario, SiteSpec, Step,
+    Action, ConnectorSpec, ConvergeExpect, ExpectCheck, NetworkSpec, Scenario, ServerState,
+    SiteSpec, Step,
 };
 use crate::config::{Granularity, Profile, ReplicationConfig, RestoreStrategy};
+use crate::limits::{
+    MAX_COUNT, MAX_LOAD_TOTAL, MAX_OBJECTS_SENT, MAX_REPLICAS, MAX_SERVERS, MAX_TOTAL_DURATION,
+    MAX_TOTAL_DURATION_TEXT,
+};
 
 type Result<T> = std::result::Result<T, ScenarioError>;
 
@@ -67,8 +72,24 @@ const ACTIONS: &[(&str, &[&str])] = &[
     ("heal", &[]),
     ("delete_connector", &["between"]),
     ("wait", &["for"]),
-    ("converge", &["within", "expect"]),
-    ("expect", &["server", "dn", "present", "attrs", "objects"]),
+    (
+        "converge",
+        &["within", "expect", "max_sim", "max_objects_sent"],
+    ),
+    ("expect", EXPECT_FIELDS),
+];
+
+/// The fields of `expect`; `lost_unreplicated` (last) goes alone.
+const EXPECT_FIELDS: &[&str] = &[
+    "server",
+    "dn",
+    "present",
+    "attrs",
+    "objects",
+    "tombstone",
+    "state",
+    "answered_by",
+    "lost_unreplicated",
 ];
 
 /// Parses and validates a whole scenario.
@@ -260,6 +281,10 @@ fn read_sites(top: &Fields<'_, '_>) -> Result<Topology> {
         }
         let index = topo.sites.len();
         for (j, server) in servers.get_ref().iter().enumerate() {
+            if topo.server_site.len() >= MAX_SERVERS {
+                let msg = format!("too many servers: a scenario has at most {MAX_SERVERS}");
+                return Err(f.error(server.span(), &format!("servers[{j}]"), msg));
+            }
             if let Some(&other) = topo.server_site.get(server.get_ref()) {
                 let msg = if other == index {
                     format!("server `{}` is listed twice in this site", server.get_ref())
@@ -389,11 +414,11 @@ fn read_replication(top: &Fields<'_, '_>, profile: Profile) -> Result<Replicatio
     )?;
     set(&f, "gc_interval", period, &mut c.gc_interval)?;
     set(&f, "restore", parsed::<RestoreStrategy>, &mut c.restore)?;
-    set(&f, "backsync_timeout", duration, &mut c.backsync_timeout)?;
+    set(&f, "backsync_timeout", period, &mut c.backsync_timeout)?;
     set(&f, "rollback_detection", boolean, &mut c.rollback_detection)?;
     set(&f, "startup_delay", duration, &mut c.startup_delay)?;
     set(&f, "intrasite_schedule", period, &mut c.intrasite_schedule)?;
-    set(&f, "reply_timeout", duration, &mut c.reply_timeout)?;
+    set(&f, "reply_timeout", period, &mut c.reply_timeout)?;
     Ok(c)
 }
 
@@ -416,6 +441,12 @@ struct History {
     backups: BTreeMap<String, (String, usize, usize)>,
     /// Connectors deleted so far: (index in the connector list, step index, line).
     deleted: Vec<(usize, usize, usize)>,
+    /// Writes of the `load` steps so far.
+    load_writes: u64,
+    /// Objects the `load` steps so far create.
+    load_creates: u64,
+    /// Simulated time the `wait` and `converge` steps so far may take.
+    sim_total: std::time::Duration,
 }
 
 fn read_steps(
@@ -543,7 +574,7 @@ impl<'i> StepCx<'_, '_, 'i> {
                 dn: f.req("dn", name)?.into_inner(),
                 expect_refused: refused()?,
             },
-            "load" => self.load()?,
+            "load" => self.load(history)?,
             "backup" => {
                 let server = self.server("server")?;
                 let backup = f.req("name", name)?;
@@ -586,14 +617,18 @@ impl<'i> StepCx<'_, '_, 'i> {
             "heal" => Action::Heal,
             "delete_connector" => self.delete_connector(history)?,
             "wait" => Action::Wait {
-                duration: f.req("for", duration)?.into_inner(),
+                duration: self.sim_time(history, "for", duration)?,
             },
             "converge" => Action::Converge {
-                within: f.req("within", duration)?.into_inner(),
+                within: self.sim_time(history, "within", period)?,
                 expect: f
                     .opt("expect", parsed::<ConvergeExpect>)?
                     .map(Spanned::into_inner)
                     .unwrap_or_default(),
+                max_sim: f.opt("max_sim", duration)?.map(Spanned::into_inner),
+                max_objects_sent: f
+                    .opt("max_objects_sent", count_at_most(MAX_OBJECTS_SENT))?
+                    .map(Spanned::into_inner),
             },
             "expect" => self.expect()?,
             _ => unreachable!("every name in ACTIONS is handled"),
@@ -623,7 +658,26 @@ impl<'i> StepCx<'_, '_, 'i> {
         Ok(())
     }
 
-    fn load(&self) -> Result<Action> {
+    /// Duration field `key`, added to the file's total simulated time, which
+    /// must stay within [`MAX_TOTAL_DURATION`].
+    fn sim_time(
+        &self,
+        history: &mut History,
+        key: &str,
+        conv: impl Fn(&Value<'i>) -> std::result::Result<std::time::Duration, Bad>,
+    ) -> Result<std::time::Duration> {
+        let d = self.f.req(key, conv)?;
+        history.sim_total += *d.get_ref();
+        if history.sim_total > MAX_TOTAL_DURATION {
+            let msg = format!(
+                "the `wait` and `converge` steps of a scenario may add up to at most {MAX_TOTAL_DURATION_TEXT} (about 100 years) of simulated time; this step goes past it"
+            );
+            return Err(self.f.error(d.span(), key, msg));
+        }
+        Ok(d.into_inner())
+    }
+
+    fn load(&self, history: &mut History) -> Result<Action> {
         let f = self.f;
         let servers = match f.opt("servers", |v| list(v, name))? {
             None => None,
@@ -644,12 +698,34 @@ impl<'i> StepCx<'_, '_, 'i> {
             let msg = "must not contain `,`, `=` or spaces: load dns are `cn=<prefix><n>`";
             return Err(f.error(p.span(), "prefix", msg));
         }
-        let n = |key| Ok::<_, ScenarioError>(f.opt(key, count)?.map_or(0, Spanned::into_inner));
+        let bounded = count_at_most(MAX_COUNT);
+        let creates = f.req("creates", &bounded)?;
+        let n = |key| Ok::<_, ScenarioError>(f.opt(key, &bounded)?.map_or(0, Spanned::into_inner));
+        let (modifies, deletes) = (n("modifies")?, n("deletes")?);
+        let span = creates.span();
+        let creates = creates.into_inner();
+        // Each count is at most MAX_COUNT: these sums cannot overflow.
+        history.load_writes += creates + modifies + deletes;
+        if history.load_writes > MAX_LOAD_TOTAL {
+            let msg = format!(
+                "the `load` steps of a scenario may write at most {MAX_LOAD_TOTAL} times in all; this step brings the total to {}",
+                history.load_writes
+            );
+            return Err(f.error(span, "creates", msg));
+        }
+        history.load_creates += creates;
+        let replicas = history.load_creates * self.topo.server_site.len() as u64;
+        if replicas > MAX_REPLICAS {
+            let msg = format!(
+                "the `load` steps of a scenario may create at most {MAX_REPLICAS} object replicas (objects times servers); this step brings it to {replicas}"
+            );
+            return Err(f.error(span, "creates", msg));
+        }
         Ok(Action::Load {
             servers,
-            creates: f.req("creates", count)?.into_inner(),
-            modifies: n("modifies")?,
-            deletes: n("deletes")?,
+            creates,
+            modifies,
+            deletes,
             prefix: prefix.map(Spanned::into_inner),
         })
     }
@@ -771,21 +847,90 @@ impl<'i> StepCx<'_, '_, 'i> {
 
     fn expect(&self) -> Result<Action> {
         let f = self.f;
+        let span = |k: &str| f.get(k).map_or(0..0, |v| v.span());
+        if let Some(lost) = f.opt("lost_unreplicated", count_at_most(MAX_COUNT))? {
+            if let Some(k) = EXPECT_FIELDS
+                .iter()
+                .find(|k| **k != "lost_unreplicated" && f.has(k))
+            {
+                let msg = if *k == "server" {
+                    "`lost_unreplicated` counts over the whole cluster: leave out `server`"
+                        .to_string()
+                } else {
+                    format!("give `lost_unreplicated` alone, not with `{k}`")
+                };
+                return Err(f.error(span(k), k, msg));
+            }
+            return Ok(Action::ExpectLost {
+                lost_unreplicated: lost.into_inner(),
+            });
+        }
         let server = self.server("server")?;
-        let objects = f.opt("objects", count)?;
-        let by_dn = ["dn", "present", "attrs"].into_iter().find(|k| f.has(k));
-        let check = match (objects, by_dn) {
-            (Some(o), Some(k)) => {
+        if f.has("objects")
+            && let Some(k) = ["dn", "present", "attrs"].into_iter().find(|k| f.has(k))
+        {
+            let msg =
+                format!("give either `objects` or `dn` + `present`, not both (`{k}` is given too)");
+            return Err(f.error(span("objects"), "objects", msg));
+        }
+        let checks: Vec<&str> = ["objects", "present", "tombstone", "state", "answered_by"]
+            .into_iter()
+            .filter(|k| f.has(k))
+            .collect();
+        let check = match checks.as_slice() {
+            // `dn` without `present`: that branch reports it missing.
+            [] if f.has("dn") || f.has("attrs") => "present",
+            [] => {
+                return Err(f.table_error(
+                    "`expect` needs either `dn` + `present` or `objects` (or `dn` + `tombstone = true`, `state`, `answered_by`, or `lost_unreplicated` without `server`)",
+                ));
+            }
+            [one] => *one,
+            [first, second, ..] => {
                 let msg = format!(
-                    "give either `objects` or `dn` + `present`, not both (`{k}` is given too)"
+                    "give one check per `expect` step: `{first}` and `{second}` are both given"
                 );
-                return Err(f.error(o.span(), "objects", msg));
+                return Err(f.error(span(second), second, msg));
             }
-            (Some(o), None) => ExpectCheck::Objects(o.into_inner()),
-            (None, None) => {
-                return Err(f.table_error("`expect` needs either `dn` + `present` or `objects`"));
+        };
+        // The fields each check takes besides `server`.
+        let takes: &[&str] = match check {
+            "present" => &["dn", "present", "attrs"],
+            "tombstone" => &["dn", "tombstone"],
+            other => &[other][..],
+        };
+        if let Some(k) = EXPECT_FIELDS
+            .iter()
+            .find(|k| **k != "server" && f.has(k) && !takes.contains(k))
+        {
+            let msg = if *k == "attrs" {
+                "`attrs` is only allowed with `present = true`".to_string()
+            } else {
+                format!("`{k}` is not used with `{check}`")
+            };
+            return Err(f.error(span(k), k, msg));
+        }
+        let check = match check {
+            "objects" => {
+                ExpectCheck::Objects(f.req("objects", count_at_most(MAX_COUNT))?.into_inner())
             }
-            (None, Some(_)) => {
+            "tombstone" => {
+                let dn = f.req("dn", name)?.into_inner();
+                let tombstone = f.req("tombstone", boolean)?;
+                if !tombstone.get_ref() {
+                    let msg = "only `tombstone = true` is checked (for no live object with that dn, write `present = false`)";
+                    return Err(f.error(tombstone.span(), "tombstone", msg));
+                }
+                ExpectCheck::Tombstone { dn }
+            }
+            "state" => ExpectCheck::State(f.req("state", parsed::<ServerState>)?.into_inner()),
+            "answered_by" => {
+                let names = f.req("answered_by", |v| list(v, name))?.into_inner();
+                self.servers("answered_by", &names)?;
+                ExpectCheck::AnsweredBy(plain(names))
+            }
+            // "present": `dn` + `present`, and `attrs` when present.
+            _ => {
                 let dn = f.req("dn", name)?.into_inner();
                 let present = *f.req("present", boolean)?.get_ref();
                 let attrs = f.opt("attrs", attrs)?;

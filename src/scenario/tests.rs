@@ -298,7 +298,9 @@ fn every_action_parses() {
         a[11],
         &Action::Converge {
             within: Duration::from_secs(3600),
-            expect: ConvergeExpect::Diverged
+            expect: ConvergeExpect::Diverged,
+            max_sim: None,
+            max_objects_sent: None,
         }
     );
     assert_eq!(
@@ -473,4 +475,76 @@ fn messages_stay_on_one_line() {
             .contains("found a list with an item of type integer"),
         "{e}"
     );
+}
+
+#[test]
+fn the_more_checks_parse_to_their_actions() {
+    let text = format!(
+        "{HEAD}{}",
+        r#"
+[[step]]
+do = "converge"
+within = "2h"
+max_sim = "30m"
+max_objects_sent = 12
+[[step]]
+do = "expect"
+server = "S1"
+dn = "cn=A"
+tombstone = true
+[[step]]
+do = "expect"
+server = "S2"
+state = "quarantined"
+[[step]]
+do = "expect"
+server = "S1"
+answered_by = ["S3", "S2"]
+[[step]]
+do = "expect"
+server = "S1"
+answered_by = []
+[[step]]
+do = "expect"
+lost_unreplicated = 3
+"#
+    );
+    let s = parse(&text).unwrap();
+    let a: Vec<&Action> = s.steps.iter().map(|s| &s.action).collect();
+    assert_eq!(
+        a[0],
+        &Action::Converge {
+            within: Duration::from_secs(7200),
+            expect: ConvergeExpect::Converged,
+            max_sim: Some(Duration::from_secs(1800)),
+            max_objects_sent: Some(12),
+        }
+    );
+    let expect = |server: &str, check| Action::Expect {
+        server: server.into(),
+        check,
+    };
+    assert_eq!(
+        a[1],
+        &expect("S1", ExpectCheck::Tombstone { dn: "cn=A".into() })
+    );
+    assert_eq!(
+        a[2],
+        &expect("S2", ExpectCheck::State(ServerState::Quarantined))
+    );
+    assert_eq!(
+        a[3],
+        &expect(
+            "S1",
+            ExpectCheck::AnsweredBy(vec!["S3".into(), "S2".into()])
+        )
+    );
+    assert_eq!(a[4], &expect("S1", ExpectCheck::AnsweredBy(Vec::new())));
+    assert_eq!(
+        a[5],
+        &Action::ExpectLost {
+            lost_unreplicated: 3
+        }
+    );
+    assert!(a.iter().all(|a| ["converge", "expect"].contains(&a.name())));
 }

@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::core::{ChangesReply, GetChanges};
+use crate::error::ClusterError;
 use crate::shell::observe::Fact;
 use crate::shell::server::DirectoryServer;
 use crate::shell::{Shared, topology::Layout};
@@ -22,6 +23,32 @@ pub struct LinkFaults {
     pub duplicate: f64,
     /// Extra delay, uniform in `[0, jitter]`: messages overtake each other.
     pub jitter: Duration,
+}
+
+impl LinkFaults {
+    /// Checks the bounds: `loss` and `duplicate` finite and from 0 to 1,
+    /// `jitter` at most [`MAX_DURATION`](crate::limits::MAX_DURATION).
+    ///
+    /// ```
+    /// use backsync::LinkFaults;
+    /// assert!(LinkFaults { loss: 0.5, ..LinkFaults::default() }.validate().is_ok());
+    /// assert!(LinkFaults { loss: 2.0, ..LinkFaults::default() }.validate().is_err());
+    /// assert!(LinkFaults { duplicate: f64::NAN, ..LinkFaults::default() }.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), ClusterError> {
+        for (field, p) in [("loss", self.loss), ("duplicate", self.duplicate)] {
+            if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
+                return Err(ClusterError::Faults {
+                    field,
+                    message: format!("must be a number from 0 to 1 (got {p})"),
+                });
+            }
+        }
+        crate::limits::check_duration(self.jitter, false).map_err(|message| ClusterError::Faults {
+            field: "jitter",
+            message,
+        })
+    }
 }
 
 /// What travels.

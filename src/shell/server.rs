@@ -967,3 +967,17 @@ impl Handler<Watermarks> for DirectoryServer {
         )
     }
 }
+
+/// The partners that answered the server's last backsync, by name (`None`
+/// when it is down or its current instance has run no backsync).
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Vec<String>>")]
+pub(crate) struct BacksyncAnswered;
+
+impl Handler<BacksyncAnswered> for DirectoryServer {
+    type Result = Option<Vec<String>>;
+    fn handle(&mut self, _: BacksyncAnswered, _: &mut Context<Self>) -> Self::Result {
+        let answered = self.core.as_ref()?.backsync_answered()?;
+        Some(answered.iter().map(|s| s.to_string()).collect())
+    }
+}

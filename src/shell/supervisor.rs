@@ -9,7 +9,7 @@ use actix::prelude::*;
 use serde::Serialize;
 
 use crate::config::RestoreStrategy;
-use crate::core::{Backup, InvocationId, RestoreOptions, Usn};
+use crate::core::{Backup, Guid, InvocationId, OwnWrite, RestoreOptions, Stamp, Usn};
 use crate::error::ClusterError;
 use crate::shell::Shared;
 use crate::shell::network::{NetControl, Network};
@@ -48,11 +48,13 @@ pub struct Supervisor {
     /// Which server each invocation id belongs to (connector purges).
     invocations: BTreeMap<InvocationId, usize>,
     incarnations: Vec<u64>,
-    lost: u64,
     /// Per server, its restores so far: (when, the backup's taken_at, the
     /// backup's USN). A backup taken between a restore's backup and the
     /// restore itself belongs to an abandoned timeline.
     restores: Vec<Vec<(u64, u64, Usn)>>,
+    /// Writes of crashed servers that were in none of their backups: lost
+    /// while no running server and no backup holds them (`LostCmd`).
+    at_risk: BTreeMap<(Guid, Stamp), OwnWrite>,
 }
 
 impl Supervisor {
@@ -72,8 +74,8 @@ impl Supervisor {
             running: vec![true; n],
             invocations,
             incarnations: vec![0; n],
-            lost: 0,
             restores: vec![Vec::new(); n],
+            at_risk: BTreeMap::new(),
         }
     }
 
@@ -92,8 +94,12 @@ impl Supervisor {
             .collect()
     }
 
-    /// Crashes a running server and counts the writes that only it held.
-    fn crash(&mut self, idx: usize) -> impl Future<Output = Result<u64, ClusterError>> + 'static {
+    /// Crashes a running server and counts the writes that only it held;
+    /// gives them too, with the rest of its writes in no backup of its.
+    fn crash(
+        &mut self,
+        idx: usize,
+    ) -> impl Future<Output = Result<(u64, Arc<Vec<OwnWrite>>), ClusterError>> + 'static {
         self.running[idx] = false;
         self.net.do_send(NetControl::Down(idx, true));
         let addr = self.servers[idx].clone();
@@ -110,7 +116,14 @@ impl Supervisor {
                     *h |= o;
                 }
             }
-            Ok(held.iter().filter(|h| !**h).count() as u64)
+            Ok((held.iter().filter(|h| !**h).count() as u64, writes))
+        }
+    }
+
+    /// Keeps a crashed server's writes, for [`LostCmd`] to recount.
+    fn remember(&mut self, writes: &[OwnWrite]) {
+        for w in writes {
+            self.at_risk.insert((w.guid, w.stamp), w.clone());
         }
     }
 }
@@ -225,8 +238,8 @@ impl Handler<CrashCmd> for Supervisor {
         }
         let fut = self.crash(m.0);
         Box::pin(fut.into_actor(self).map(move |r, act, _| {
-            let lost = r?;
-            act.lost += lost;
+            let (lost, writes) = r?;
+            act.remember(&writes);
             act.event(format!(
                 "crash {name}: {lost} writes held nowhere else are lost"
             ));
@@ -293,16 +306,16 @@ impl Handler<RestoreCmd> for Supervisor {
         let addr = self.servers[m.server].clone();
         Box::pin(
             async move {
-                let lost = match crash {
+                let (lost, writes) = match crash {
                     Some(f) => f.await?,
-                    None => 0,
+                    None => (0, Arc::default()),
                 };
-                Ok::<_, ClusterError>((lost, backup, opts))
+                Ok::<_, ClusterError>((lost, writes, backup, opts))
             }
             .into_actor(self)
             .map(move |r, act, _| {
-                let (lost, backup, opts) = r?;
-                act.lost += lost;
+                let (lost, writes, backup, opts) = r?;
+                act.remember(&writes);
                 act.invocations.insert(new_invocation, m.server);
                 act.running[m.server] = true;
                 let taken = backup.taken_at;
@@ -426,15 +439,36 @@ impl Handler<DeleteConnectorCmd> for Supervisor {
     }
 }
 
-/// Writes lost by nature so far.
+/// Writes lost by nature at this moment: acknowledged writes of crashed
+/// servers held by no running server and by no backup that could still be
+/// restored (a write that comes back, from a backup or a partner, is not lost).
 #[derive(Debug, Message)]
-#[rtype(result = "u64")]
+#[rtype(result = "Result<u64, ClusterError>")]
 pub(crate) struct LostCmd;
 
 impl Handler<LostCmd> for Supervisor {
-    type Result = u64;
-    fn handle(&mut self, _: LostCmd, _: &mut Context<Self>) -> u64 {
-        self.lost
+    type Result = ResponseFuture<Result<u64, ClusterError>>;
+    fn handle(&mut self, _: LostCmd, _: &mut Context<Self>) -> Self::Result {
+        let writes: Arc<Vec<OwnWrite>> = Arc::new(
+            self.at_risk
+                .values()
+                .filter(|w| !self.backups.values().any(|b| b.holds(w)))
+                .cloned()
+                .collect(),
+        );
+        let running: Vec<_> = (0..self.servers.len())
+            .filter(|&i| self.running[i])
+            .map(|i| self.servers[i].clone())
+            .collect();
+        Box::pin(async move {
+            let mut held = vec![false; writes.len()];
+            for s in running {
+                for (h, o) in held.iter_mut().zip(s.send(Holds(writes.clone())).await?) {
+                    *h |= o;
+                }
+            }
+            Ok(held.iter().filter(|h| !**h).count() as u64)
+        })
     }
 }
 
