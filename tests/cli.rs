@@ -47,6 +47,7 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
             "backsync answer from Server3",
             "refused as expected",
             "backsync timed out, 2 answered, 1 never did",
+            "hazard: backsync-timeout: Server1: backsync gave up waiting for Server2: its own writes above USN 200",
             "PASSED",
         ],
     ),
@@ -71,6 +72,7 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
         &[
             "diverged as expected",
             "cn=Doomed is present on Server3",
+            "hazard: tombstone-lifetime-exceeded: Server3 replicated from Server1 for the first time in 3days 5h 55m",
             "PASSED",
         ],
     ),
@@ -87,6 +89,16 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
         "name_conflict.toml",
         0,
         &["cn=Printer is present on Server1", "PASSED"],
+    ),
+    (
+        "write_in_flight.toml",
+        0,
+        &[
+            "hazard: write-in-flight-at-restore: S3 got a reply S4 sent before its restore",
+            "diverged as expected",
+            "0 acknowledged writes are lost (expected 0)",
+            "PASSED",
+        ],
     ),
     (
         "same_value_modify.toml",

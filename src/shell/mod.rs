@@ -37,8 +37,8 @@ pub struct Shared {
 /// A restore that kept the backup's invocation id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RestoreMark {
-    /// When (simulated ms).
-    pub at: SimTime,
+    /// The restored instance's number (restores of that server so far).
+    pub epoch: u64,
     /// The kept invocation id.
     pub invocation: InvocationId,
     /// The restored backup's USN: its own writes above it were lost.

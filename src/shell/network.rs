@@ -70,8 +70,8 @@ pub struct Envelope {
     pub from: usize,
     /// Receiver index.
     pub to: usize,
-    /// When it was sent (simulated ms).
-    pub sent_at: u64,
+    /// The sender's database instance count (restores so far) when it sent.
+    pub epoch: u64,
     /// Its number, unique in the cluster (both copies of a duplicate share it).
     pub id: u64,
     /// Content.

@@ -84,7 +84,7 @@ impl DirectoryServer {
         self.net.do_send(Envelope {
             from: self.idx,
             to,
-            sent_at: self.now(),
+            epoch: self.epoch,
             id,
             payload,
         });
@@ -405,7 +405,7 @@ impl Handler<Envelope> for DirectoryServer {
                         }
                     }
                 }
-                Payload::Reply(reply) => self.on_reply(e.from, (e.id, e.sent_at), reply, ctx),
+                Payload::Reply(reply) => self.on_reply(e.from, (e.id, e.epoch), reply, ctx),
             }
             self.publish();
         }
@@ -418,9 +418,11 @@ impl DirectoryServer {
     /// writes (or a watermark or vector entry) above the restored backup:
     /// they escaped the restore, and the restored instance, under the same
     /// invocation id, will hand those USNs out again.
-    fn escaped(&self, from: usize, sent_at: u64, reply: &ChangesReply) -> Option<Hazard> {
+    fn escaped(&self, from: usize, epoch: u64, reply: &ChangesReply) -> Option<Hazard> {
         let m = self.shared.restore_mark(from)?;
-        if sent_at >= m.at || reply.source_invocation != m.invocation {
+        // Sent by an earlier instance than the restored one, even at the
+        // same simulated instant.
+        if epoch >= m.epoch || reply.source_invocation != m.invocation {
             return None;
         }
         let mut hi = reply.utdv.as_ref().map_or(Usn(0), |v| v.get(m.invocation));
@@ -483,7 +485,7 @@ impl DirectoryServer {
             .map(|(_, r)| r.state.guid)
             .collect();
         let text = format!(
-            "{} replicated from {} after {} without, past the tombstone lifetime of {}: objects deleted meanwhile may linger among its {} live objects",
+            "{} replicated from {} for the first time in {}, past the tombstone lifetime of {}: objects deleted meanwhile may linger among its {} live objects",
             self.name,
             self.shared.layout().servers[from],
             crate::config::fmt_duration(Duration::from_millis(silent)),
@@ -503,12 +505,12 @@ impl DirectoryServer {
     fn on_reply(
         &mut self,
         from: usize,
-        (message, sent_at): (u64, u64),
+        (message, epoch): (u64, u64),
         reply: crate::core::ChangesReply,
         ctx: &mut Context<Self>,
     ) {
         let now = self.now();
-        let escaped = self.escaped(from, sent_at, &reply);
+        let escaped = self.escaped(from, epoch, &reply);
         let kind = reply.kind;
         let Some(core) = self.core.as_mut() else {
             return;

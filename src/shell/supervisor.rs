@@ -241,7 +241,7 @@ impl Handler<CrashCmd> for Supervisor {
             let (lost, writes) = r?;
             act.remember(&writes);
             act.event(format!(
-                "crash {name}: {lost} writes held nowhere else are lost"
+                "crash {name}: {lost} writes held nowhere else now (lost unless a backup holds them)"
             ));
             Ok(lost)
         }))
@@ -325,7 +325,7 @@ impl Handler<RestoreCmd> for Supervisor {
                     crate::config::fmt_duration(Duration::from_millis(taken)),
                     m.strategy,
                     if lost > 0 {
-                        format!("; {lost} unreplicated writes lost")
+                        format!("; {lost} unreplicated writes held nowhere else now")
                     } else {
                         String::new()
                     }
@@ -339,7 +339,7 @@ impl Handler<RestoreCmd> for Supervisor {
                 act.shared.set_restore_mark(
                     m.server,
                     keeps_invocation.then_some(crate::shell::RestoreMark {
-                        at: now,
+                        epoch: act.incarnations[m.server],
                         invocation: backup.invocation,
                         backup_usn: backup.usn,
                     }),
