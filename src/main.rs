@@ -197,29 +197,6 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-/// The upper bounds of the campaign options that `CampaignArgs::params`
-/// leaves open (`backsync::limits`): exit 2 before anything runs.
-fn campaign_bounds(args: &backsync::campaign::CampaignArgs) -> Result<(), Invalid> {
-    use backsync::limits::{MAX_SEEDS, MAX_SHRINK, MAX_SHRINK_BUDGET};
-    let checks = [
-        ("--seeds", args.seeds, MAX_SEEDS),
-        ("--shrink", args.shrink as u64, MAX_SHRINK as u64),
-        (
-            "--shrink-budget",
-            args.shrink_budget as u64,
-            MAX_SHRINK_BUDGET as u64,
-        ),
-    ];
-    for (arg, got, max) in checks {
-        if got > max {
-            return Err(Invalid(format!(
-                "invalid argument {arg}: must be at most {max} (got {got})"
-            )));
-        }
-    }
-    Ok(())
-}
-
 fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     let none = Outputs {
         json: None,
@@ -249,10 +226,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Campaign(args)) => match campaign_bounds(&args)
-            .map_err(Failure::Invalid)
-            .map(|()| backsync::campaign::run_cli(&args))?
-        {
+        Some(Command::Campaign(args)) => match backsync::campaign::run_cli(&args) {
             Ok(true) => Ok(ExitCode::SUCCESS),
             Ok(false) => Ok(ExitCode::from(1)),
             Err(e) => Err(Invalid(e.to_string()).into()),

@@ -156,8 +156,23 @@ fn invalid(arg: &'static str, message: impl Into<String>) -> CampaignError {
 impl CampaignArgs {
     /// Checks the arguments; the generator's parameters.
     pub fn params(&self) -> Result<Params, CampaignError> {
+        use crate::limits::{MAX_SEEDS, MAX_SHRINK, MAX_SHRINK_BUDGET};
         if self.seeds == 0 {
             return Err(invalid("--seeds", "must be at least 1"));
+        }
+        let bounds = [
+            ("--seeds", self.seeds, MAX_SEEDS),
+            ("--shrink", self.shrink as u64, MAX_SHRINK as u64),
+            (
+                "--shrink-budget",
+                self.shrink_budget as u64,
+                MAX_SHRINK_BUDGET as u64,
+            ),
+        ];
+        for (arg, got, max) in bounds {
+            if got > max {
+                return Err(invalid(arg, format!("must be at most {max} (got {got})")));
+            }
         }
         if self.first_seed.checked_add(self.seeds - 1).is_none() {
             return Err(invalid(
