@@ -476,3 +476,49 @@ fn json_steps_carry_their_wall_time() {
         assert!(s["wall_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{s}");
     }
 }
+
+/// The campaign's JSON carries the hazards by kind and the oracle's counts;
+/// `--no-hazards` generates none.
+#[test]
+fn campaign_json_counts_hazards_and_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let read = |name: &str, extra: &[&str]| {
+        let p = dir.path().join(name);
+        let mut args = vec![
+            "campaign",
+            "--seeds",
+            "30",
+            "--first-seed",
+            "7000",
+            "--servers",
+            "4",
+            "--objects",
+            "60",
+            "--shrink",
+            "0",
+            "--json",
+        ];
+        let path = p.to_str().unwrap().to_string();
+        args.push(&path);
+        args.extend_from_slice(extra);
+        let o = backsync(&args);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v["summary"].clone()
+    };
+    let on = read("on.json", &[]);
+    let kinds = on["hazards"].as_object().unwrap();
+    assert_eq!(kinds.len(), 4, "{kinds:?}");
+    assert!(kinds.values().map(|n| n.as_u64().unwrap()).sum::<u64>() > 0);
+    assert_eq!(on["silent_losses"], 0);
+    let off = read("off.json", &["--no-hazards"]);
+    assert!(off["hazards"].as_object().unwrap().values().all(|n| n == 0));
+    assert_eq!(
+        (
+            off["announced_losses"].clone(),
+            off["silent_losses"].clone()
+        ),
+        (0.into(), 0.into())
+    );
+}
