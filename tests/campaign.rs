@@ -822,3 +822,25 @@ fn hazards_are_generated_announced_and_never_silent() {
     let text = r.summary.render();
     assert!(text.contains("hazards        abandoned-backup"), "{text}");
 }
+
+/// Seed 9924 (found by a 10,000-seed campaign): an abandoned backup of S5
+/// brings back S6's write whose USN S6 handed out again after its own
+/// backsync restore. The announcement names that object, not only S5's own
+/// writes: the loss is announced, not silent.
+#[test]
+fn an_abandoned_backup_announces_the_writes_of_others_it_brings_back() {
+    let args = CampaignArgs {
+        seeds: 1,
+        first_seed: 9924,
+        shrink: 0,
+        ..CampaignArgs::default()
+    };
+    let r = run_campaign(&args, &|| {}).unwrap();
+    assert!(
+        r.summary.hazards["abandoned-backup"] > 0,
+        "{:?}",
+        r.summary.hazards
+    );
+    assert!(r.summary.announced_losses > 0);
+    assert_eq!(r.summary.silent_losses, 0, "{:?}", r.failures.first());
+}

@@ -49,9 +49,9 @@ pub struct Supervisor {
     invocations: BTreeMap<InvocationId, usize>,
     incarnations: Vec<u64>,
     /// Per server, its restores so far: (when, the backup's taken_at, the
-    /// backup's USN). A backup taken between a restore's backup and the
-    /// restore itself belongs to an abandoned timeline.
-    restores: Vec<Vec<(u64, u64, Usn)>>,
+    /// backup's USN, its name). A backup taken between a restore's backup
+    /// and the restore itself belongs to an abandoned timeline.
+    restores: Vec<Vec<(u64, u64, Usn, String)>>,
     /// Writes of crashed servers that were in none of their backups: lost
     /// while no running server and no backup holds them (`LostCmd`).
     at_risk: BTreeMap<(Guid, Stamp), OwnWrite>,
@@ -139,14 +139,21 @@ impl Supervisor {
         // older backup: the timeline this backup holds was abandoned then.
         let abandoned = self.restores[server]
             .iter()
-            .find(|(at, taken, _)| *at > backup.taken_at && *taken < backup.taken_at);
-        if let Some(&(at, _, point)) = abandoned {
+            .find(|(at, taken, _, _)| *at > backup.taken_at && *taken < backup.taken_at);
+        if let Some((at, _, point, older)) = abandoned {
+            // At risk: everything the abandoned timeline holds that the
+            // backup it rolled back to does not, its own writes and those
+            // of others alike (their originators may have lost and reused
+            // those USNs meanwhile).
+            let older = self.backups.get(older).map(|b| &b.table);
             let objects: Vec<_> = backup
                 .table
-                .originated_by(backup.invocation, point)
-                .map(|(_, g)| g)
-                .collect::<BTreeSet<_>>()
-                .into_iter()
+                .scan()
+                .filter_map(|(_, g)| {
+                    let mine = backup.table.get(g)?.state;
+                    let theirs = older.and_then(|t| t.get(g)).map(|r| r.state.hash);
+                    (theirs != Some(mine.hash)).then_some(g)
+                })
                 .collect();
             self.shared.obs.hazard(Hazard {
                 sim_ms: now,
@@ -154,8 +161,8 @@ impl Supervisor {
                 server,
                 usns: Some((point.0, backup.usn.0)),
                 text: format!(
-                    "{who}: `{name}` was taken after the backup restored at {}: its writes above USN {point} ({} objects) belong to a timeline the directory rolled back past, and their USNs may have been handed out again",
-                    crate::config::fmt_duration(Duration::from_millis(at)),
+                    "{who}: `{name}` was taken after the backup restored at {}: its {} objects changed since belong to a timeline the directory rolled back past, and their USNs (above {point} for its own writes) may have been handed out again",
+                    crate::config::fmt_duration(Duration::from_millis(*at)),
                     objects.len()
                 ),
                 objects,
@@ -344,7 +351,7 @@ impl Handler<RestoreCmd> for Supervisor {
                         backup_usn: backup.usn,
                     }),
                 );
-                act.restores[m.server].push((now, backup.taken_at, backup.usn));
+                act.restores[m.server].push((now, backup.taken_at, backup.usn, m.backup.clone()));
                 addr.do_send(RestoreServer { backup, opts });
                 act.net.do_send(NetControl::Down(m.server, false));
                 Ok(())
