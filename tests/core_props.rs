@@ -336,6 +336,14 @@ proptest! {
                 let reply = w.dsas[p].answer(&req);
                 prop_assert!(!reply.refused);
                 prop_assert!(reply.changes.len() <= page);
+                // The benchmarks' whole-table baseline gives the same answer.
+                let by_scan = w.dsas[p].answer_backsync_by_scan(&req);
+                let guids = |r: &ChangesReply| r.changes.iter().map(|s| s.guid).collect::<Vec<_>>();
+                prop_assert_eq!(guids(&by_scan), guids(&reply));
+                prop_assert_eq!(
+                    (by_scan.more, by_scan.watermark, by_scan.seen_requester_usn),
+                    (reply.more, reply.watermark, reply.seen_requester_usn)
+                );
                 for s in &reply.changes {
                     prop_assert!(
                         s.stamps().any(|st| st.invocation == inv && st.usn > entry && st.usn > req.from_usn),
