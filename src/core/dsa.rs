@@ -1616,4 +1616,72 @@ mod tests {
         );
         assert_eq!(first_origin_after(&s, InvocationId(3), Usn(0)), None);
     }
+
+    #[test]
+    fn dampening_reads_every_stamp_of_a_mixed_object() {
+        let c = attr_cfg();
+        let mut a = Dsa::new("A".into(), InvocationId(1), c);
+        let mut b = Dsa::new("B".into(), InvocationId(2), c);
+        a.create(Guid(1), "cn=x", &[("mail", "m"), ("title", "t")], 0)
+            .unwrap();
+        cycle(&mut b, &a, PullKind::Normal, 10, 1);
+        b.modify("cn=x", &[("mail", "n")], &[], 2).unwrap();
+        let b_write = b.usn();
+        cycle(&mut a, &b, PullKind::Normal, 10, 3);
+        a.modify("cn=x", &[("title", "u")], &[], 4).unwrap();
+        // Created and last written by A, mail by B.
+        let s = a.lookup("cn=x").unwrap().state;
+        let mail = s.attrs.iter().find(|x| &*x.name == "mail").unwrap().stamp;
+        assert_eq!(
+            (s.created.invocation, s.stamp.invocation),
+            (InvocationId(1), InvocationId(1))
+        );
+        assert_eq!((mail.invocation, mail.usn), (InvocationId(2), b_write));
+        let mut fresh = Dsa::new("C".into(), InvocationId(3), c);
+        let mut req = fresh.pull(a.name(), PullKind::Normal, 10, 5).unwrap();
+        req.utdv.raise(InvocationId(1), s.stamp.usn);
+        assert_eq!(
+            a.answer(&req).changes.len(),
+            1,
+            "B's write of mail is not held"
+        );
+        req.utdv.raise(InvocationId(2), b_write);
+        assert!(a.answer(&req).changes.is_empty(), "every stamp is held");
+    }
+
+    #[test]
+    fn a_backsync_stops_waiting_for_a_forgotten_partner() {
+        let a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut r = Dsa::restore(
+            &a.backup(0),
+            cfg(),
+            opts(RestoreStrategy::Backsync, &["B", "C"], 0),
+        );
+        assert_eq!(r.forget_source("X"), None, "not a partner");
+        assert_eq!(r.forget_source("B"), None, "C is still awaited");
+        assert_eq!(r.mode().name(), "backsync");
+        assert_eq!(r.backsync_waiting(), vec![Arc::<str>::from("C")]);
+        assert!(matches!(
+            r.forget_source("C"),
+            Some(CoreEvent::BacksyncDone {
+                answered: 0,
+                missing: 0,
+                ..
+            })
+        ));
+        assert_eq!(r.mode().name(), "running");
+    }
+
+    #[test]
+    fn forgetting_the_partner_a_full_copy_asks_moves_to_the_next() {
+        let a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut r = Dsa::restore(
+            &a.backup(0),
+            cfg(),
+            opts(RestoreStrategy::FullResync, &["B", "C", "D"], 0),
+        );
+        assert_eq!(r.resync_partner(true).as_deref(), Some("C"));
+        assert_eq!(r.forget_source("C"), None);
+        assert_eq!(r.resync_partner(false).as_deref(), Some("D"));
+    }
 }

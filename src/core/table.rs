@@ -1198,21 +1198,60 @@ mod tests {
 
     #[test]
     fn usn_log_lower_bound_on_a_sparse_log() {
-        // Irregular gaps: the interpolated guess misses and the fallback runs.
-        let mut l = UsnLog::default();
-        let mut u = 0u64;
-        for i in 0..2000u64 {
-            u += if i % 100 < 50 { 1 } else { 1000 };
-            l.insert(Usn(u), i as Slot);
-        }
-        let last = u;
-        for probe in (0..=last + 2)
-            .step_by(97)
-            .chain([1, 2, 50, 51, last, last + 1])
-        {
-            let want = l.usns.iter().filter(|x| x.0 < probe).count();
-            assert_eq!(l.lower_bound(Usn(probe)), want, "lower bound of {probe}");
+        // Irregular gaps: the interpolated guess misses, under (dense runs
+        // first) or over (sparse runs first), and the fallback runs.
+        for dense_first in [true, false] {
+            let mut l = UsnLog::default();
+            let mut u = 0u64;
+            for i in 0..2000u64 {
+                u += if (i % 100 < 50) == dense_first {
+                    1
+                } else {
+                    1000
+                };
+                l.insert(Usn(u), i as Slot);
+            }
+            // Every stored USN and its neighbours: somewhere the guess
+            // overshoots so that the entry just below the window is the
+            // probe itself.
+            let stored: Vec<u64> = l.usns.iter().map(|u| u.0).collect();
+            let near = stored.iter().flat_map(|u| [u - 1, *u, u + 1]);
+            for probe in (0..=u + 2).step_by(97).chain(near) {
+                let want = l.usns.iter().filter(|x| x.0 < probe).count();
+                assert_eq!(l.lower_bound(Usn(probe)), want, "lower bound of {probe}");
+            }
         }
         assert_eq!(UsnLog::default().lower_bound(Usn(5)), 0);
+    }
+
+    #[test]
+    fn rewriting_an_object_copies_only_the_origin_blocks_it_changes() {
+        // Created in invocation 1's block 0, rewritten in its block 1: a
+        // backup taken before keeps sharing block 0 (DOMAIN: a restored
+        // server copies only the blocks it writes to).
+        let mut t = ObjectTable::new();
+        for g in 1..=3u128 {
+            t.put(
+                obj(g, &format!("cn={g}"), stamp(1, g as u64), false),
+                Usn(g as u64),
+            );
+        }
+        let backup = t.clone();
+        let mut s = (*t.get(Guid(1)).unwrap().state).clone();
+        s.stamp = stamp(1, 5000);
+        t.put(
+            Arc::new(ObjectState::new(
+                s.guid, s.dn, s.created, s.stamp, false, s.attrs,
+            )),
+            Usn(4),
+        );
+        let b0 = block(InvocationId(1), Usn(1));
+        assert!(
+            Arc::ptr_eq(&t.by_origin[&b0], &backup.by_origin[&b0]),
+            "block 0 untouched"
+        );
+        let got: Vec<(Usn, Guid)> = t.originated_by(InvocationId(1), Usn(0)).collect();
+        let want = [(1, 1), (2, 2), (3, 3), (5000, 1)].map(|(u, g)| (Usn(u), Guid(g)));
+        assert_eq!(got, want);
     }
 }
