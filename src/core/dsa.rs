@@ -1684,4 +1684,53 @@ mod tests {
         assert_eq!(r.forget_source("C"), None);
         assert_eq!(r.resync_partner(false).as_deref(), Some("D"));
     }
+
+    #[test]
+    fn a_backsync_claims_its_own_writes_only_up_to_the_backup() {
+        let sb: Arc<str> = "B".into();
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut b = Dsa::new(sb.clone(), InvocationId(2), cfg());
+        a.create(Guid(1), "cn=x", &[], 0).unwrap();
+        let backup = a.backup(0);
+        a.create(Guid(2), "cn=y", &[], 1).unwrap();
+        cycle(&mut b, &a, PullKind::Normal, 10, 2);
+        let mut r = Dsa::restore(
+            &backup,
+            cfg(),
+            opts(RestoreStrategy::Backsync, &["B", "C"], 2),
+        );
+        let req = r.pull(&sb, PullKind::Backsync, 10, 3).unwrap();
+        assert_eq!(
+            r.apply(b.answer(&req), 3).changed,
+            1,
+            "the lost cn=y came back"
+        );
+        assert_eq!(r.usn(), Usn(2), "applied at the next local USN");
+        assert_eq!(r.mode().name(), "backsync", "C is still awaited");
+        assert_eq!(
+            r.backsync_waiting(),
+            vec![Arc::<str>::from("C")],
+            "B answered"
+        );
+        assert_eq!(
+            r.utdv().get(InvocationId(1)),
+            Usn(1),
+            "the backup's USN, not the counter"
+        );
+    }
+
+    #[test]
+    fn each_originator_is_checked_against_its_own_vector_entry() {
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut c = Dsa::new("C".into(), InvocationId(3), cfg());
+        c.create(Guid(1), "cn=c", &[], 0).unwrap();
+        cycle(&mut a, &c, PullKind::Normal, 10, 1);
+        a.create(Guid(2), "cn=a", &[], 2).unwrap();
+        // In A's USN order: C's object, then A's own.
+        let mut fresh = Dsa::new("D".into(), InvocationId(4), cfg());
+        let mut req = fresh.pull(a.name(), PullKind::Normal, 10, 3).unwrap();
+        req.utdv.raise(InvocationId(3), Usn(99));
+        let got: Vec<Guid> = a.answer(&req).changes.iter().map(|s| s.guid).collect();
+        assert_eq!(got, [Guid(2)], "C's is held, A's is not");
+    }
 }
