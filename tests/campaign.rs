@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use backsync::campaign::history::Replay;
+use backsync::campaign::History;
+use backsync::campaign::history::{Replay, WriteKind};
 use backsync::campaign::runner::{self, RunOutput};
 use backsync::campaign::schedule::to_scenario;
 use backsync::campaign::{
@@ -287,107 +288,145 @@ fn real_run(seed: u64) -> RunOutput {
     runner::run(&plan.setup, &plan.intents).unwrap()
 }
 
-/// The invariants stay quiet on real histories and fire on real ones
-/// tampered with: each checks the recorded state, not the schedule.
-#[test]
-fn invariants_fire_on_tampered_real_histories() {
-    let out = real_run(3);
-    let h = &out.history;
-    assert!(check_all(h).is_empty());
-    let r = Replay::of(h);
-    assert!(!r.writes.is_empty() && !r.deliveries.is_empty());
-    let fired = |h: &backsync::campaign::History, i: Invariant| {
-        check_all(h).iter().any(|v| v.invariant == i)
-    };
+/// Seeds searched for a history that has the case a tamper test needs.
+const TAMPER_SEEDS: std::ops::Range<u64> = 0..40;
 
-    // A server forgets its last replica: lost write, divergence, wrong final state.
-    let mut t = h.clone();
-    let last = t
-        .facts
-        .iter()
-        .rposition(|f| {
-            matches!(
-                f,
-                Fact::Put {
-                    cause: PutCause::Apply,
-                    ..
-                }
-            )
-        })
-        .unwrap();
-    let Fact::Put { server, state, .. } = t.facts[last].clone() else {
-        unreachable!()
-    };
-    t.facts.push(Fact::Remove {
-        sim_ms: u64::MAX,
-        server,
-        guid: state.guid,
-        cause: backsync::shell::observe::RemoveCause::Gc,
-    });
-    if let Some(objs) = t.finals[server].objects.as_mut() {
-        objs.retain(|o| o.guid != state.guid);
+/// The first clean real history (of the seeds in [`TAMPER_SEEDS`]) in
+/// which `find` finds what a tamper needs, with its replay and the find.
+/// Panics when no seed has it: a tamper test must never pass because its
+/// seed lacked the case it tampers with.
+fn history_with<T>(
+    what: &str,
+    find: impl Fn(&History, &Replay) -> Option<T>,
+) -> (History, Replay, T) {
+    for seed in TAMPER_SEEDS {
+        let h = real_run(seed).history;
+        let r = Replay::of(&h);
+        if let Some(x) = find(&h, &r) {
+            assert!(check_all(&h).is_empty(), "seed {seed} is clean untampered");
+            return (h, r, x);
+        }
     }
-    assert!(fired(&t, Invariant::Convergence));
+    panic!("no seed in {TAMPER_SEEDS:?} has {what}");
+}
 
-    // An old state replayed over a newer one (a duplicate that won).
-    let mut t = h.clone();
-    let (w, first) = r
-        .writes
-        .iter()
-        .find_map(|w| {
-            let first = r.by_guid[&w.guid].first().copied()?;
-            (w.id != first && w.kind != backsync::campaign::history::WriteKind::Delete)
-                .then_some((w.id, first))
-        })
-        .expect("an object written twice");
-    let server = *r.model[w].iter().next().unwrap();
-    t.facts.push(Fact::Put {
+fn fired(h: &History, i: Invariant) -> bool {
+    check_all(h).iter().any(|v| v.invariant == i)
+}
+
+/// A fact that a server's replica became `state` at the end of the run.
+fn late_put(server: usize, state: Arc<backsync::core::ObjectState>, cause: PutCause) -> Fact {
+    Fact::Put {
         sim_ms: u64::MAX,
         server,
         invocation: InvocationId(1),
         usn: Usn(u64::MAX),
-        state: r.writes[first].state.clone(),
-        cause: PutCause::Apply,
+        state,
+        cause,
+    }
+}
+
+/// The invariants stay quiet on real histories and fire on real ones
+/// tampered with: each checks the recorded state, not the schedule.
+#[test]
+fn invariants_stay_quiet_on_real_histories() {
+    for seed in 0..5 {
+        let h = real_run(seed).history;
+        assert!(check_all(&h).is_empty(), "seed {seed}");
+        let r = Replay::of(&h);
+        assert!(!r.writes.is_empty() && !r.deliveries.is_empty());
+    }
+}
+
+/// A server forgets an object it holds at the end: lost write, divergence.
+#[test]
+fn tampered_forgotten_replica_breaks_convergence() {
+    let (mut t, _, (server, guid)) =
+        history_with("a replica applied and kept to the end", |h, _| {
+            h.facts.iter().rev().find_map(|f| match f {
+                Fact::Put {
+                    server,
+                    state,
+                    cause: PutCause::Apply,
+                    ..
+                } => {
+                    let kept = h.finals[*server]
+                        .objects
+                        .as_ref()?
+                        .iter()
+                        .any(|o| o.guid == state.guid);
+                    kept.then_some((*server, state.guid))
+                }
+                _ => None,
+            })
+        });
+    t.facts.push(Fact::Remove {
+        sim_ms: u64::MAX,
+        server,
+        guid,
+        cause: backsync::shell::observe::RemoveCause::Gc,
     });
+    let objs = t.finals[server].objects.as_mut().expect("found up");
+    let before = objs.len();
+    objs.retain(|o| o.guid != guid);
+    assert_eq!(objs.len(), before - 1, "the final table lost the object");
+    assert!(fired(&t, Invariant::Convergence));
+}
+
+/// An old state replayed over a newer one (a duplicate that won).
+#[test]
+fn tampered_old_state_winning_is_a_lost_write() {
+    let (mut t, r, (w, first)) = history_with("a live object written twice", |_, r| {
+        r.writes.iter().find_map(|w| {
+            let first = r.by_guid[&w.guid].first().copied()?;
+            (w.id != first && w.kind != WriteKind::Delete && !r.model[w.id].is_empty())
+                .then_some((w.id, first))
+        })
+    });
+    let server = *r.model[w].iter().next().unwrap();
+    t.facts.push(late_put(
+        server,
+        r.writes[first].state.clone(),
+        PutCause::Apply,
+    ));
     assert!(fired(&t, Invariant::NoLostWrite));
     // The server shows that old state at the end: the oracle, which knows
     // what the clients wrote, finds it.
     let old = &r.writes[first].state;
-    if let Some(o) = t.finals[server]
+    let shown = t.finals[server]
         .objects
         .as_mut()
         .and_then(|objs| objs.iter_mut().find(|o| o.guid == old.guid))
-    {
-        o.deleted = old.deleted;
-        o.attrs = old.values();
-    }
+        .expect("the server holds the object at the end");
+    shown.deleted = old.deleted;
+    shown.attrs = old.values();
     assert!(fired(&t, Invariant::NoSilentLoss));
+}
 
-    // A delete undone: the tombstone replaced by the live object.
-    let mut t = h.clone();
-    if let Some(d) = r.writes.iter().find(|w| {
-        w.kind == backsync::campaign::history::WriteKind::Delete && !r.model[w.id].is_empty()
-    }) {
-        let s = *r.model[d.id].iter().next().unwrap();
-        let live = r.writes[r.by_guid[&d.guid][0]].state.clone();
-        t.facts.push(Fact::Put {
-            sim_ms: u64::MAX,
-            server: s,
-            invocation: InvocationId(1),
-            usn: Usn(u64::MAX),
-            state: live,
-            cause: PutCause::Apply,
-        });
-        assert!(fired(&t, Invariant::NoResurrection));
-    }
+/// A delete undone: the tombstone replaced by the live object.
+#[test]
+fn tampered_undone_delete_is_a_resurrection() {
+    let (mut t, _, (server, live)) = history_with("a delete some server holds", |_, r| {
+        r.writes.iter().find_map(|d| {
+            let s = *r.model[d.id].iter().next()?;
+            (d.kind == WriteKind::Delete)
+                .then(|| (s, r.writes[r.by_guid[&d.guid][0]].state.clone()))
+        })
+    });
+    assert!(!live.deleted, "the object's first write left it live");
+    t.facts.push(late_put(server, live, PutCause::Apply));
+    assert!(fired(&t, Invariant::NoResurrection));
+}
 
-    // A write under an invocation reusing a USN its partners hold.
-    let mut t = h.clone();
-    let w = r.writes.iter().find(|w| r.model[w.id].len() > 1).unwrap();
-    let mut again = (*w.state).clone();
-    again.guid = Guid(0xdead);
+/// A write under an invocation reusing a USN its partners hold.
+#[test]
+fn tampered_reused_usn_breaks_usn_monotonicity() {
+    let (mut t, r, w) = history_with("a write held by two servers", |_, r| {
+        r.writes.iter().position(|w| r.model[w.id].len() > 1)
+    });
+    let w = &r.writes[w];
     let again = Arc::new(backsync::core::ObjectState::new(
-        again.guid,
+        Guid(0xdead),
         "cn=again".into(),
         w.stamp,
         backsync::core::Stamp {
@@ -406,34 +445,34 @@ fn invariants_fire_on_tampered_real_histories() {
         cause: PutCause::Write,
     });
     assert!(fired(&t, Invariant::UsnMonotonic));
+}
 
-    // Two live objects shown with one dn.
-    let mut t = h.clone();
-    let s = t
-        .finals
-        .iter()
-        .position(|f| f.objects.as_ref().is_some_and(|o| o.len() > 1))
-        .unwrap();
+/// Two live objects shown with one dn.
+#[test]
+fn tampered_duplicate_dn_breaks_unique_dns() {
+    let (mut t, _, (s, a, b)) =
+        history_with("a server with two live objects at the end", |h, _| {
+            h.finals.iter().enumerate().find_map(|(s, f)| {
+                let objs = f.objects.as_ref()?;
+                let mut live = (0..objs.len()).filter(|&i| !objs[i].deleted);
+                Some((s, live.next()?, live.next()?))
+            })
+        });
     let objs = t.finals[s].objects.as_mut().unwrap();
-    let live: Vec<usize> = (0..objs.len())
-        .filter(|&i| !objs[i].deleted)
-        .take(2)
-        .collect();
-    let dn = objs[live[0]].dn.clone();
-    objs[live[1]].dn = dn;
+    objs[b].dn = objs[a].dn.clone();
     assert!(fired(&t, Invariant::UniqueDns));
+}
 
-    // A stale reply that changed the table although ignored.
-    let mut t = h.clone();
-    let reply = t
-        .facts
-        .iter()
-        .find_map(|f| match f {
-            Fact::Reply { .. } => Some(f.clone()),
-            _ => None,
-        })
-        .unwrap();
-    if let Fact::Reply {
+/// A stale reply that changed the table although ignored.
+#[test]
+fn tampered_ignored_reply_that_changed_breaks_idempotence() {
+    let (mut t, _, reply) = history_with("a reply", |h, _| {
+        h.facts
+            .iter()
+            .find(|f| matches!(f, Fact::Reply { .. }))
+            .cloned()
+    });
+    let Fact::Reply {
         sim_ms,
         server,
         from,
@@ -443,23 +482,24 @@ fn invariants_fire_on_tampered_real_histories() {
         before,
         ..
     } = reply
-    {
-        let mut after = before;
-        after.count += 1;
-        t.facts.push(Fact::Reply {
-            sim_ms,
-            server,
-            from,
-            request_id,
-            message,
-            kind,
-            ignored: true,
-            changed: 1,
-            before,
-            after,
-            watermark: None,
-        });
-    }
+    else {
+        unreachable!("found a reply")
+    };
+    let mut after = before;
+    after.count += 1;
+    t.facts.push(Fact::Reply {
+        sim_ms,
+        server,
+        from,
+        request_id,
+        message,
+        kind,
+        ignored: true,
+        changed: 1,
+        before,
+        after,
+        watermark: None,
+    });
     assert!(fired(&t, Invariant::Idempotence));
 }
 

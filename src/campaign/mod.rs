@@ -13,14 +13,19 @@
 //! seed prints a reproduction command, and [`shrink`] cuts its schedule
 //! down to a scenario file that still fails.
 //!
-//! ```no_run
+//! ```
 //! use clap::Parser;
 //! #[derive(Parser)]
 //! struct Cli {
 //!     #[command(flatten)]
 //!     args: backsync::campaign::CampaignArgs,
 //! }
-//! let cli = Cli::parse_from(["campaign", "--seeds", "10", "--strategy", "naive"]);
+//! // A small topology keeps it to a second or so; `--shrink 0` writes no
+//! // shrunk scenario files into the current directory.
+//! let cli = Cli::parse_from([
+//!     "campaign", "--seeds", "10", "--servers", "4", "--objects", "60",
+//!     "--strategy", "naive", "--shrink", "0",
+//! ]);
 //! let clean = backsync::campaign::run_cli(&cli.args).unwrap();
 //! assert!(!clean, "naive restores are caught");
 //! ```

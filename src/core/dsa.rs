@@ -1132,4 +1132,637 @@ mod tests {
         reply.kind = PullKind::Backsync;
         assert!(a.apply(reply, 1).ignored);
     }
+
+    fn attr_cfg() -> CoreConfig {
+        CoreConfig {
+            granularity: Granularity::Attribute,
+            ..cfg()
+        }
+    }
+
+    fn opts(strategy: RestoreStrategy, partners: &[&str], now: SimTime) -> RestoreOptions {
+        RestoreOptions {
+            strategy,
+            partners: partners.iter().map(|p| Arc::from(*p)).collect(),
+            new_invocation: InvocationId(0x77),
+            now,
+            backsync_timeout: 100,
+            forget: BTreeSet::new(),
+        }
+    }
+
+    /// Every page of one pull cycle of `dst` from `src`; the objects changed.
+    fn cycle(dst: &mut Dsa, src: &Dsa, kind: PullKind, page: usize, now: SimTime) -> Vec<Applied> {
+        let mut req = dst.pull(src.name(), kind, page, now).expect("a pull");
+        let mut out = Vec::new();
+        loop {
+            let a = dst.apply(src.answer(&req), now);
+            let next = a.follow_up.clone();
+            out.push(a);
+            match next {
+                Some(r) => req = r,
+                None => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn writes_stamp_the_next_usn_and_versions() {
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        a.create(Guid(1), "cn=x", &[("mail", "m")], 5).unwrap();
+        a.modify("cn=x", &[("title", "t")], &["mail"], 6).unwrap();
+        let r = a.lookup("cn=x").unwrap();
+        assert_eq!(a.usn(), Usn(2));
+        assert_eq!(
+            r.state.stamp,
+            Stamp {
+                version: 2,
+                time: 6,
+                invocation: InvocationId(1),
+                usn: Usn(2)
+            }
+        );
+        assert_eq!(
+            r.state.values().into_iter().collect::<Vec<_>>(),
+            [("title".into(), "t".into())]
+        );
+        assert_eq!(
+            a.create(Guid(2), "cn=x", &[], 7),
+            Err(WriteError::DnExists {
+                server: "A".into(),
+                dn: "cn=x".into()
+            })
+        );
+        assert_eq!(a.delete("cn=x", 8), Ok(Guid(1)));
+        assert!(a.lookup("cn=x").is_none());
+        assert!(matches!(
+            a.modify("cn=x", &[], &[], 9),
+            Err(WriteError::NoSuchDn { .. })
+        ));
+        assert!(matches!(
+            a.delete("cn=x", 9),
+            Err(WriteError::NoSuchDn { .. })
+        ));
+        let t = a.table().get(Guid(1)).unwrap().state;
+        assert!(t.deleted);
+        assert_eq!((t.stamp.version, t.stamp.usn), (3, Usn(3)));
+    }
+
+    #[test]
+    fn attribute_versions_count_per_attribute() {
+        let c = attr_cfg();
+        let mut a = Dsa::new("A".into(), InvocationId(1), c);
+        a.create(Guid(1), "cn=x", &[("mail", "m"), ("title", "t")], 0)
+            .unwrap();
+        a.modify("cn=x", &[("mail", "n")], &[], 1).unwrap();
+        a.modify("cn=x", &[("mail", "o")], &["title"], 2).unwrap();
+        let s = a.lookup("cn=x").unwrap().state;
+        let v: Vec<(&str, u32, Option<&str>)> = s
+            .attrs
+            .iter()
+            .map(|x| (&*x.name, x.stamp.version, x.value.as_deref()))
+            .collect();
+        assert_eq!(
+            v,
+            [("mail", 3, Some("o")), ("title", 2, None)],
+            "a removal keeps its stamp"
+        );
+        assert_eq!(s.stamp.version, 3);
+    }
+
+    #[test]
+    fn pulls_wait_for_their_reply_and_expire() {
+        let sb: Arc<str> = "B".into();
+        let sc: Arc<str> = "C".into();
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        assert!(!a.pulling("B") && !a.pulling_any());
+        let r = a.pull(&sb, PullKind::Normal, 0, 10).unwrap();
+        assert_eq!(r.max_objects, 1, "at least one object a page");
+        assert!(a.pulling("B") && a.pulling_any() && !a.pulling("C"));
+        assert!(
+            a.pull(&sb, PullKind::Normal, 5, 11).is_none(),
+            "one outstanding"
+        );
+        a.pull(&sc, PullKind::Normal, 5, 20).unwrap();
+        assert_eq!(a.expire_pulls(9), vec![]);
+        assert_eq!(a.expire_pulls(10), vec![(sb.clone(), PullKind::Normal)]);
+        assert!(!a.pulling("B") && a.pulling("C"));
+        let r2 = a.pull(&sb, PullKind::Normal, 5, 21).unwrap();
+        assert_ne!(r2.request_id, r.request_id);
+        assert_eq!(a.expire_pulls(21).len(), 2);
+        assert!(!a.pulling_any());
+        // Only a restore's pull exists outside normal mode.
+        assert!(a.pull(&sb, PullKind::Backsync, 5, 22).is_none());
+        assert!(a.pull(&sb, PullKind::Full, 5, 22).is_none());
+    }
+
+    #[test]
+    fn answers_page_and_carry_the_vector_with_the_last_page() {
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut b = Dsa::new("B".into(), InvocationId(2), cfg());
+        for g in 1..=5u128 {
+            a.create(Guid(g), &format!("cn={g}"), &[], 0).unwrap();
+        }
+        let pages = cycle(&mut b, &a, PullKind::Normal, 2, 1);
+        let sizes: Vec<usize> = pages.iter().map(|p| p.changed).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        assert_eq!(
+            b.hwm("A"),
+            Some(HighWatermark {
+                invocation: InvocationId(1),
+                usn: Usn(5)
+            })
+        );
+        assert_eq!(b.utdv().get(InvocationId(1)), Usn(5));
+        assert_eq!(b.digest(), a.digest());
+        // Exactly one page of changes: no empty extra page.
+        a.create(Guid(6), "cn=6", &[], 2).unwrap();
+        a.create(Guid(7), "cn=7", &[], 2).unwrap();
+        let pages = cycle(&mut b, &a, PullKind::Normal, 2, 3);
+        assert_eq!(pages.len(), 1);
+        assert_eq!(pages[0].changed_guids, [Guid(6), Guid(7)]);
+        // A pull from a new invocation of the source starts from zero.
+        let mut a2 = a.clone();
+        a2.invocation = InvocationId(3);
+        let req = b.pull(&Arc::from("A"), PullKind::Normal, 100, 4).unwrap();
+        assert_eq!(req.from_usn, Usn(7));
+        assert_eq!(a.answer(&req).changes.len(), 0);
+        assert_eq!(
+            a2.answer(&req).changes.len(),
+            0,
+            "dampened, but scanned from zero"
+        );
+        let mut fresh = req.clone();
+        fresh.utdv = UpToDatenessVector::default();
+        assert_eq!(a2.answer(&fresh).changes.len(), 7);
+        assert_eq!(
+            a.answer(&fresh).changes.len(),
+            0,
+            "same invocation: from the watermark"
+        );
+    }
+
+    #[test]
+    fn who_answers_what() {
+        let (sa, sb): (Arc<str>, Arc<str>) = ("A".into(), "B".into());
+        let mut b = Dsa::new(sb.clone(), InvocationId(2), cfg());
+        b.create(Guid(1), "cn=x", &[], 0).unwrap();
+        let mut a = Dsa::new(sa.clone(), InvocationId(1), cfg());
+        let normal = a.pull(&sb, PullKind::Normal, 10, 0).unwrap();
+        assert!(!b.answer(&normal).refused);
+        // Backsync: answers backsyncs only.
+        let mut bs = Dsa::restore(
+            &b.backup(0),
+            cfg(),
+            opts(RestoreStrategy::Backsync, &["A"], 0),
+        );
+        assert!(bs.answer(&normal).refused);
+        let mut back = normal.clone();
+        back.kind = PullKind::Backsync;
+        assert!(!bs.answer(&back).refused);
+        assert_eq!(bs.mode().name(), "backsync");
+        assert_eq!(bs.backsync_waiting(), vec![sa.clone()]);
+        assert!(matches!(
+            bs.create(Guid(9), "cn=y", &[], 1),
+            Err(WriteError::Busy(_))
+        ));
+        assert_eq!(bs.backsync_deadline(99), None);
+        assert!(matches!(
+            bs.backsync_deadline(100),
+            Some(CoreEvent::BacksyncDone {
+                answered: 0,
+                missing: 1,
+                ..
+            })
+        ));
+        assert_eq!(bs.mode().name(), "running");
+        assert!(bs.backsync_waiting().is_empty());
+        // Full resync and quarantine refuse everything.
+        let rs = Dsa::restore(
+            &b.backup(0),
+            cfg(),
+            opts(RestoreStrategy::FullResync, &["A"], 0),
+        );
+        assert_eq!(rs.mode().name(), "resync");
+        assert!(rs.answer(&normal).refused && rs.answer(&back).refused);
+        assert!(matches!(rs.writable(), Err(WriteError::Busy(_))));
+        let q = Dsa {
+            mode: Mode::Quarantined {
+                partner: sa.clone(),
+            },
+            ..b.clone()
+        };
+        assert_eq!(q.mode().name(), "quarantined");
+        assert!(q.answer(&normal).refused);
+        assert!(matches!(q.writable(), Err(WriteError::Quarantined(_))));
+    }
+
+    #[test]
+    fn a_partner_ahead_of_the_own_usn_quarantines() {
+        let c = CoreConfig {
+            rollback_detection: true,
+            ..cfg()
+        };
+        let sb: Arc<str> = "B".into();
+        let mut a = Dsa::new("A".into(), InvocationId(1), c);
+        let mut b = Dsa::new(sb.clone(), InvocationId(2), c);
+        a.create(Guid(1), "cn=x", &[], 0).unwrap();
+        let backup = a.backup(0);
+        a.create(Guid(2), "cn=y", &[], 1).unwrap();
+        cycle(&mut b, &a, PullKind::Normal, 10, 2);
+        // Equal: fine.
+        let mut same = Dsa::restore(&a.backup(2), c, opts(RestoreStrategy::Naive, &["B"], 2));
+        assert!(
+            cycle(&mut same, &b, PullKind::Normal, 10, 3)[0]
+                .event
+                .is_none()
+        );
+        // Rolled back one USN: quarantined, and nothing applied.
+        let mut old = Dsa::restore(&backup, c, opts(RestoreStrategy::Naive, &["B"], 2));
+        let got = cycle(&mut old, &b, PullKind::Normal, 10, 3);
+        assert_eq!(
+            got[0].event,
+            Some(CoreEvent::Quarantined {
+                partner: sb.clone(),
+                partner_usn: Usn(2),
+                own_usn: Usn(1)
+            })
+        );
+        assert_eq!(got[0].changed, 0);
+        assert_eq!(old.mode().name(), "quarantined");
+        assert!(old.pull(&sb, PullKind::Normal, 10, 4).is_none());
+    }
+
+    #[test]
+    fn a_full_copy_walks_its_partners_and_ends() {
+        let mut b = Dsa::new("B".into(), InvocationId(2), cfg());
+        for g in 1..=3u128 {
+            b.create(Guid(g), &format!("cn={g}"), &[], 0).unwrap();
+        }
+        let a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let backup = a.backup(0);
+        let mut r = Dsa::restore(
+            &backup,
+            cfg(),
+            opts(RestoreStrategy::FullResync, &["B", "C", "D"], 0),
+        );
+        assert_eq!(r.invocation(), InvocationId(0x77));
+        assert_eq!(r.resync_partner(false).as_deref(), Some("B"));
+        assert_eq!(r.resync_partner(true).as_deref(), Some("C"));
+        assert_eq!(r.resync_partner(true).as_deref(), Some("D"));
+        assert_eq!(r.resync_partner(true).as_deref(), Some("B"), "wraps around");
+        // Dropping a partner before the current one keeps pointing at it.
+        r.resync_partner(true);
+        assert_eq!(r.forget_source("B"), None);
+        assert_eq!(r.resync_partner(false).as_deref(), Some("C"));
+        r.resync_partner(true);
+        assert_eq!(r.forget_source("D"), None);
+        assert_eq!(r.resync_partner(false).as_deref(), Some("C"));
+        let mut r2 = r.clone();
+        assert_eq!(
+            r2.forget_source("C"),
+            Some(CoreEvent::ResyncCutOff {
+                partner: "C".into()
+            })
+        );
+        assert_eq!(r2.mode().name(), "running");
+        let mut r = Dsa::restore(&backup, cfg(), opts(RestoreStrategy::FullResync, &["B"], 0));
+        let pages = cycle(&mut r, &b, PullKind::Full, 2, 1);
+        assert_eq!(pages.len(), 2);
+        assert_eq!(pages[0].event, None);
+        assert_eq!(
+            pages[1].event,
+            Some(CoreEvent::ResyncDone { from: "B".into() })
+        );
+        assert_eq!(r.mode().name(), "running");
+        assert_eq!(r.digest(), b.digest());
+        assert_eq!(
+            r.hwm("B"),
+            Some(HighWatermark {
+                invocation: InvocationId(2),
+                usn: Usn(3)
+            })
+        );
+        assert_eq!(r.utdv().get(InvocationId(2)), Usn(3));
+        assert_eq!(r.resync_partner(false), None);
+    }
+
+    #[test]
+    fn gc_removes_tombstones_older_than_the_lifetime() {
+        let c = CoreConfig {
+            tombstone_lifetime: 100,
+            ..cfg()
+        };
+        let mut a = Dsa::new("A".into(), InvocationId(1), c);
+        a.create(Guid(1), "cn=x", &[], 0).unwrap();
+        a.create(Guid(2), "cn=y", &[], 0).unwrap();
+        a.delete("cn=x", 10).unwrap();
+        a.delete("cn=y", 20).unwrap();
+        assert_eq!(a.gc(50), 0, "before the lifetime: no cutoff");
+        assert_eq!(a.gc(109), 0);
+        assert_eq!(a.gc(110), 1);
+        assert!(a.table().get(Guid(1)).is_none() && a.table().get(Guid(2)).is_some());
+        assert_eq!(a.gc(1000), 1);
+        assert!(a.table().is_empty());
+    }
+
+    #[test]
+    fn own_writes_are_listed_and_held_until_superseded() {
+        let c = attr_cfg();
+        let mut a = Dsa::new("A".into(), InvocationId(1), c);
+        let mut b = Dsa::new("B".into(), InvocationId(2), c);
+        a.create(Guid(1), "cn=x", &[("mail", "m")], 0).unwrap();
+        a.modify("cn=x", &[("title", "t")], &[], 1).unwrap();
+        let w = a.own_writes_after(Usn(0));
+        let got: Vec<(Option<&str>, u64)> = w
+            .iter()
+            .map(|w| (w.attr.as_deref(), w.stamp.usn.0))
+            .collect();
+        // USN 1 is the create (created stamp, and mail's); USN 2 the title.
+        assert_eq!(got, [(Some("mail"), 1), (Some("title"), 2)]);
+        assert_eq!(a.own_writes_after(Usn(1)).len(), 1);
+        assert!(w.iter().all(|w| a.holds(w)));
+        assert!(w.iter().all(|w| !b.holds(w)));
+        cycle(&mut b, &a, PullKind::Normal, 10, 2);
+        assert!(w.iter().all(|w| b.holds(w)));
+        let objs = b.objects();
+        assert_eq!(objs.len(), 1);
+        assert_eq!(objs[0].0, "cn=x");
+    }
+
+    #[test]
+    fn purging_a_creator_forgets_its_objects_for_good() {
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut b = Dsa::new("B".into(), InvocationId(2), cfg());
+        b.create(Guid(1), "cn=x", &[], 0).unwrap();
+        b.create(Guid(2), "cn=y", &[], 0).unwrap();
+        a.create(Guid(3), "cn=z", &[], 0).unwrap();
+        cycle(&mut b, &a, PullKind::Normal, 10, 1);
+        // B modifies what A created: still A's, not purged with B's.
+        b.modify("cn=z", &[("mail", "m")], &[], 1).unwrap();
+        cycle(&mut a, &b, PullKind::Normal, 10, 1);
+        assert_eq!(a.table().len(), 3);
+        b.modify("cn=y", &[("mail", "m")], &[], 2).unwrap();
+        let reply_before = {
+            let req = a.pull(b.name(), PullKind::Normal, 10, 3).unwrap();
+            b.answer(&req)
+        };
+        assert_eq!(reply_before.changes.len(), 1);
+        let n = a.purge_created_by(&[InvocationId(2)].into_iter().collect());
+        assert_eq!(n, 2);
+        assert_eq!(a.table().len(), 1);
+        assert_eq!(a.lookup("cn=z").unwrap().state.value("mail"), Some("m"));
+        assert_eq!(a.utdv().get(InvocationId(2)), Usn(0));
+        assert_eq!(
+            a.apply(reply_before, 4).changed,
+            0,
+            "a late reply cannot bring them back"
+        );
+        assert_eq!(a.table().len(), 1);
+    }
+
+    #[test]
+    fn a_restore_pull_replaces_an_ordinary_one_but_not_the_reverse() {
+        let sb: Arc<str> = "B".into();
+        let a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut r = Dsa::restore(
+            &a.backup(0),
+            cfg(),
+            opts(RestoreStrategy::Backsync, &["B"], 0),
+        );
+        let normal = r.pull(&sb, PullKind::Normal, 10, 1).unwrap();
+        let back = r.pull(&sb, PullKind::Backsync, 10, 1).expect("takes over");
+        assert_ne!(back.request_id, normal.request_id);
+        assert!(r.pull(&sb, PullKind::Normal, 10, 1).is_none());
+        assert!(r.pull(&sb, PullKind::Backsync, 10, 1).is_none());
+        // The ordinary reply now matches nothing.
+        let b = Dsa::new(sb.clone(), InvocationId(2), cfg());
+        assert!(r.apply(b.answer(&normal), 2).ignored);
+        assert!(!r.apply(b.answer(&back), 2).ignored);
+    }
+
+    #[test]
+    fn a_full_copy_sends_everything_whatever_the_vector() {
+        let mut b = Dsa::new("B".into(), InvocationId(2), cfg());
+        b.create(Guid(1), "cn=x", &[], 0).unwrap();
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut req = a.pull(b.name(), PullKind::Normal, 10, 0).unwrap();
+        req.utdv.raise(InvocationId(2), Usn(99));
+        assert!(b.answer(&req).changes.is_empty(), "covered");
+        req.kind = PullKind::Full;
+        assert_eq!(b.answer(&req).changes.len(), 1);
+    }
+
+    #[test]
+    fn a_full_resync_without_partners_keeps_the_backup() {
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        a.create(Guid(1), "cn=x", &[], 0).unwrap();
+        let r = Dsa::restore(
+            &a.backup(0),
+            cfg(),
+            opts(RestoreStrategy::FullResync, &[], 0),
+        );
+        assert_eq!(r.mode().name(), "running");
+        assert_eq!(r.invocation(), InvocationId(0x77));
+        assert_eq!(r.digest(), a.digest());
+        assert_eq!(
+            r.utdv().get(InvocationId(1)),
+            Usn(1),
+            "the old id stays claimed"
+        );
+    }
+
+    #[test]
+    fn backsync_reports_what_the_watermark_saw_of_the_requester() {
+        // A holds C's objects at A's USNs 1..3; B has read one page of
+        // them: only B's watermark for A knows A reached USN 1.
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut b = Dsa::new("B".into(), InvocationId(2), cfg());
+        let mut c = Dsa::new("C".into(), InvocationId(3), cfg());
+        for g in 1..=3u128 {
+            c.create(Guid(g), &format!("cn={g}"), &[], 0).unwrap();
+        }
+        cycle(&mut a, &c, PullKind::Normal, 10, 1);
+        let req = b.pull(a.name(), PullKind::Normal, 1, 1).unwrap();
+        let first = b.apply(a.answer(&req), 1);
+        assert!(first.follow_up.is_some(), "more pages wait");
+        assert_eq!(b.hwm("A").map(|h| h.usn), Some(Usn(1)));
+        assert_eq!(b.utdv().get(InvocationId(1)), Usn(0), "no vector yet");
+        let mut r = Dsa::restore(
+            &a.backup(1),
+            cfg(),
+            opts(RestoreStrategy::Backsync, &["B"], 1),
+        );
+        let back = r.pull(b.name(), PullKind::Backsync, 10, 2).unwrap();
+        let reply = b.answer(&back);
+        assert_eq!(reply.seen_requester_usn, Some(Usn(1)));
+        // A watermark read from another invocation of A says nothing of this one.
+        let other = GetChanges {
+            requester_invocation: InvocationId(9),
+            ..back
+        };
+        assert_eq!(b.answer(&other).seen_requester_usn, Some(Usn(0)));
+    }
+
+    #[test]
+    fn the_first_lost_stamp_decides_where_an_object_is_sent() {
+        let s = ObjectState::new(
+            Guid(1),
+            "cn=x".into(),
+            Stamp {
+                version: 1,
+                time: 0,
+                invocation: InvocationId(1),
+                usn: Usn(5),
+            },
+            Stamp {
+                version: 2,
+                time: 1,
+                invocation: InvocationId(1),
+                usn: Usn(8),
+            },
+            false,
+            vec![Attr {
+                name: "mail".into(),
+                value: Some("m".into()),
+                stamp: Stamp {
+                    version: 1,
+                    time: 0,
+                    invocation: InvocationId(2),
+                    usn: Usn(6),
+                },
+            }],
+        );
+        assert_eq!(
+            first_origin_after(&s, InvocationId(1), Usn(0)),
+            Some(Usn(5))
+        );
+        assert_eq!(
+            first_origin_after(&s, InvocationId(1), Usn(5)),
+            Some(Usn(8))
+        );
+        assert_eq!(first_origin_after(&s, InvocationId(1), Usn(8)), None);
+        assert_eq!(
+            first_origin_after(&s, InvocationId(2), Usn(0)),
+            Some(Usn(6))
+        );
+        assert_eq!(first_origin_after(&s, InvocationId(3), Usn(0)), None);
+    }
+
+    #[test]
+    fn dampening_reads_every_stamp_of_a_mixed_object() {
+        let c = attr_cfg();
+        let mut a = Dsa::new("A".into(), InvocationId(1), c);
+        let mut b = Dsa::new("B".into(), InvocationId(2), c);
+        a.create(Guid(1), "cn=x", &[("mail", "m"), ("title", "t")], 0)
+            .unwrap();
+        cycle(&mut b, &a, PullKind::Normal, 10, 1);
+        b.modify("cn=x", &[("mail", "n")], &[], 2).unwrap();
+        let b_write = b.usn();
+        cycle(&mut a, &b, PullKind::Normal, 10, 3);
+        a.modify("cn=x", &[("title", "u")], &[], 4).unwrap();
+        // Created and last written by A, mail by B.
+        let s = a.lookup("cn=x").unwrap().state;
+        let mail = s.attrs.iter().find(|x| &*x.name == "mail").unwrap().stamp;
+        assert_eq!(
+            (s.created.invocation, s.stamp.invocation),
+            (InvocationId(1), InvocationId(1))
+        );
+        assert_eq!((mail.invocation, mail.usn), (InvocationId(2), b_write));
+        let mut fresh = Dsa::new("C".into(), InvocationId(3), c);
+        let mut req = fresh.pull(a.name(), PullKind::Normal, 10, 5).unwrap();
+        req.utdv.raise(InvocationId(1), s.stamp.usn);
+        assert_eq!(
+            a.answer(&req).changes.len(),
+            1,
+            "B's write of mail is not held"
+        );
+        req.utdv.raise(InvocationId(2), b_write);
+        assert!(a.answer(&req).changes.is_empty(), "every stamp is held");
+    }
+
+    #[test]
+    fn a_backsync_stops_waiting_for_a_forgotten_partner() {
+        let a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut r = Dsa::restore(
+            &a.backup(0),
+            cfg(),
+            opts(RestoreStrategy::Backsync, &["B", "C"], 0),
+        );
+        assert_eq!(r.forget_source("X"), None, "not a partner");
+        assert_eq!(r.forget_source("B"), None, "C is still awaited");
+        assert_eq!(r.mode().name(), "backsync");
+        assert_eq!(r.backsync_waiting(), vec![Arc::<str>::from("C")]);
+        assert!(matches!(
+            r.forget_source("C"),
+            Some(CoreEvent::BacksyncDone {
+                answered: 0,
+                missing: 0,
+                ..
+            })
+        ));
+        assert_eq!(r.mode().name(), "running");
+    }
+
+    #[test]
+    fn forgetting_the_partner_a_full_copy_asks_moves_to_the_next() {
+        let a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut r = Dsa::restore(
+            &a.backup(0),
+            cfg(),
+            opts(RestoreStrategy::FullResync, &["B", "C", "D"], 0),
+        );
+        assert_eq!(r.resync_partner(true).as_deref(), Some("C"));
+        assert_eq!(r.forget_source("C"), None);
+        assert_eq!(r.resync_partner(false).as_deref(), Some("D"));
+    }
+
+    #[test]
+    fn a_backsync_claims_its_own_writes_only_up_to_the_backup() {
+        let sb: Arc<str> = "B".into();
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut b = Dsa::new(sb.clone(), InvocationId(2), cfg());
+        a.create(Guid(1), "cn=x", &[], 0).unwrap();
+        let backup = a.backup(0);
+        a.create(Guid(2), "cn=y", &[], 1).unwrap();
+        cycle(&mut b, &a, PullKind::Normal, 10, 2);
+        let mut r = Dsa::restore(
+            &backup,
+            cfg(),
+            opts(RestoreStrategy::Backsync, &["B", "C"], 2),
+        );
+        let req = r.pull(&sb, PullKind::Backsync, 10, 3).unwrap();
+        assert_eq!(
+            r.apply(b.answer(&req), 3).changed,
+            1,
+            "the lost cn=y came back"
+        );
+        assert_eq!(r.usn(), Usn(2), "applied at the next local USN");
+        assert_eq!(r.mode().name(), "backsync", "C is still awaited");
+        assert_eq!(
+            r.backsync_waiting(),
+            vec![Arc::<str>::from("C")],
+            "B answered"
+        );
+        assert_eq!(
+            r.utdv().get(InvocationId(1)),
+            Usn(1),
+            "the backup's USN, not the counter"
+        );
+    }
+
+    #[test]
+    fn each_originator_is_checked_against_its_own_vector_entry() {
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut c = Dsa::new("C".into(), InvocationId(3), cfg());
+        c.create(Guid(1), "cn=c", &[], 0).unwrap();
+        cycle(&mut a, &c, PullKind::Normal, 10, 1);
+        a.create(Guid(2), "cn=a", &[], 2).unwrap();
+        // In A's USN order: C's object, then A's own.
+        let mut fresh = Dsa::new("D".into(), InvocationId(4), cfg());
+        let mut req = fresh.pull(a.name(), PullKind::Normal, 10, 3).unwrap();
+        req.utdv.raise(InvocationId(3), Usn(99));
+        let got: Vec<Guid> = a.answer(&req).changes.iter().map(|s| s.guid).collect();
+        assert_eq!(got, [Guid(2)], "C's is held, A's is not");
+    }
 }

@@ -113,3 +113,47 @@ mod tests {
         assert_eq!(a.finish(), b.finish());
     }
 }
+
+#[cfg(test)]
+mod layout_tests {
+    //! Each write is the bytes documented above, checked against the
+    //! `xxhash-rust` functions over those bytes.
+    use super::*;
+    use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed, xxh3_128};
+
+    fn one(f: impl FnOnce(&mut StableHasher)) -> u64 {
+        let mut h = StableHasher::new();
+        f(&mut h);
+        h.finish()
+    }
+
+    #[test]
+    fn integers_hash_as_their_little_endian_bytes() {
+        assert_eq!(one(|h| h.write_u8(0xa5)), xxh3_64(&[0xa5]));
+        assert_eq!(one(|h| h.write_u16(0x1234)), xxh3_64(&[0x34, 0x12]));
+        assert_eq!(one(|h| h.write_u32(7)), xxh3_64(&7u32.to_le_bytes()));
+        assert_eq!(one(|h| h.write_u64(7)), xxh3_64(&7u64.to_le_bytes()));
+        assert_eq!(one(|h| h.write_u128(7)), xxh3_64(&7u128.to_le_bytes()));
+        assert_eq!(one(|h| h.write_i64(-2)), xxh3_64(&(-2i64).to_le_bytes()));
+        assert_eq!(one(|h| h.write_isize(-2)), xxh3_64(&(-2i64).to_le_bytes()));
+    }
+
+    #[test]
+    fn strings_are_length_prefixed() {
+        let mut want = 3u64.to_le_bytes().to_vec();
+        want.extend_from_slice(b"abc");
+        assert_eq!(one(|h| h.write_str_lp("abc")), xxh3_64(&want));
+        assert_eq!(StableHasher::of(&[b"ab", b"c"]), xxh3_64(b"abc"));
+    }
+
+    #[test]
+    fn seeds_and_the_128_bit_digest() {
+        let mut h = StableHasher::with_seed(99);
+        h.write(b"abc");
+        assert_eq!(h.finish(), xxh3_64_with_seed(b"abc", 99));
+        let mut h = StableHasher::new();
+        h.write(b"abc");
+        assert_eq!(h.finish128(), xxh3_128(b"abc"));
+        assert_eq!(format!("{h:?}"), "StableHasher");
+    }
+}

@@ -88,3 +88,51 @@ pub struct Stamp {
     /// The USN the write took on its originating server.
     pub usn: Usn,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usn_next_is_one_more() {
+        assert_eq!(Usn(41).next(), Usn(42));
+        assert_eq!(Usn(0).next(), Usn(1));
+    }
+
+    #[test]
+    fn ids_display_as_documented() {
+        assert_eq!(Usn(1234).to_string(), "1234");
+        assert_eq!(InvocationId(0xab).to_string(), "00000000000000ab");
+        let g = Guid(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        assert_eq!(g.to_string(), "01234567-89ab-cdef-0011-223344556677");
+    }
+
+    #[test]
+    fn a_guid_parses_back_from_its_display() {
+        let g = Guid(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        assert_eq!("01234567-89ab-cdef-0011-223344556677".parse(), Ok(g));
+        assert_eq!(g.to_string().parse(), Ok(g));
+        assert_eq!("0123456789abcdef0011223344556677".parse(), Ok(g));
+        // Too short, too long, not hex.
+        assert_eq!("01234567-89ab".parse::<Guid>(), Err(()));
+        assert_eq!(format!("{g}0").parse::<Guid>(), Err(()));
+        assert_eq!(
+            "z1234567-89ab-cdef-0011-223344556677".parse::<Guid>(),
+            Err(())
+        );
+    }
+
+    #[test]
+    fn stamps_order_by_version_time_invocation_usn() {
+        let s = |version, time, inv, usn| Stamp {
+            version,
+            time,
+            invocation: InvocationId(inv),
+            usn: Usn(usn),
+        };
+        assert!(s(2, 0, 0, 0) > s(1, 9, 9, 9));
+        assert!(s(1, 2, 0, 0) > s(1, 1, 9, 9));
+        assert!(s(1, 1, 2, 0) > s(1, 1, 1, 9));
+        assert!(s(1, 1, 1, 2) > s(1, 1, 1, 1));
+    }
+}

@@ -259,3 +259,248 @@ fn walk_attrs<'a, K: Ord>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ids::{InvocationId, Usn};
+
+    fn st(version: u32, inv: u64, usn: u64) -> Stamp {
+        Stamp {
+            version,
+            time: usn,
+            invocation: InvocationId(inv),
+            usn: Usn(usn),
+        }
+    }
+
+    fn attr(name: &str, value: Option<&str>, stamp: Stamp) -> Attr {
+        Attr {
+            name: name.into(),
+            value: value.map(Into::into),
+            stamp,
+        }
+    }
+
+    fn obj(stamp: Stamp, attrs: Vec<Attr>) -> ObjectState {
+        ObjectState::new(Guid(1), "cn=x".into(), st(1, 1, 1), stamp, false, attrs)
+    }
+
+    /// The (name, value, stamp) of every attribute of a merge's result.
+    fn attrs_of(
+        m: &Merge,
+        cur: &ObjectState,
+        inc: &ObjectState,
+    ) -> Vec<(String, Option<String>, Stamp)> {
+        let s = match m {
+            Merge::Keep => cur,
+            Merge::Take => inc,
+            Merge::New(n) => n,
+        };
+        s.attrs
+            .iter()
+            .map(|a| {
+                (
+                    a.name.to_string(),
+                    a.value.as_deref().map(String::from),
+                    a.stamp,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn values_list_live_attributes_sorted_by_name() {
+        let s = obj(
+            st(2, 1, 2),
+            vec![
+                attr("title", Some("t"), st(1, 1, 1)),
+                attr("mail", Some("m"), st(1, 1, 1)),
+                attr("phone", None, st(2, 1, 2)),
+            ],
+        );
+        let names: Vec<&str> = s.attrs.iter().map(|a| &*a.name).collect();
+        assert_eq!(names, ["mail", "phone", "title"]);
+        let want: BTreeMap<String, String> = [("mail", "m"), ("title", "t")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        assert_eq!(s.values(), want);
+        assert_eq!(s.value("title"), Some("t"));
+        assert_eq!(s.value("phone"), None, "removed");
+        assert_eq!(s.value("nope"), None);
+    }
+
+    #[test]
+    fn stamps_are_listed_once_each() {
+        let s = obj(
+            st(3, 2, 9),
+            vec![
+                attr("a", Some("1"), st(1, 1, 1)),
+                attr("b", Some("2"), st(3, 2, 9)),
+                attr("c", Some("3"), st(2, 3, 4)),
+            ],
+        );
+        let got: Vec<(u64, u64)> = s.stamps().map(|s| (s.invocation.0, s.usn.0)).collect();
+        assert_eq!(got, [(1, 1), (2, 9), (3, 4)]);
+    }
+
+    #[test]
+    fn the_hash_covers_every_field() {
+        let base = obj(st(2, 1, 2), vec![attr("mail", Some("m"), st(2, 1, 2))]);
+        // `base` with one field changed, its hash recomputed.
+        let with = |f: &dyn Fn(&mut ObjectState)| {
+            let mut s = base.clone();
+            f(&mut s);
+            ObjectState::new(s.guid, s.dn, s.created, s.stamp, s.deleted, s.attrs)
+        };
+        let variants = [
+            with(&|s| s.guid = Guid(2)),
+            with(&|s| s.dn = "cn=y".into()),
+            with(&|s| s.created = st(1, 1, 0)),
+            with(&|s| s.stamp = st(2, 1, 3)),
+            with(&|s| s.deleted = true),
+            obj(st(2, 1, 2), vec![attr("mail", Some("n"), st(2, 1, 2))]),
+            obj(st(2, 1, 2), vec![attr("mail", None, st(2, 1, 2))]),
+            obj(st(2, 1, 2), vec![attr("mail", Some("m"), st(3, 1, 2))]),
+            obj(st(2, 1, 2), vec![attr("mailx", Some("m"), st(2, 1, 2))]),
+            obj(st(2, 1, 2), vec![]),
+        ];
+        for v in &variants {
+            assert_ne!(v.hash, base.hash, "{v:?}");
+        }
+        assert_eq!(
+            base.hash,
+            obj(st(2, 1, 2), vec![attr("mail", Some("m"), st(2, 1, 2))]).hash
+        );
+    }
+
+    #[test]
+    fn a_tombstone_keeps_identity_and_drops_attributes() {
+        let s = obj(st(2, 1, 2), vec![attr("mail", Some("m"), st(2, 1, 2))]);
+        let t = s.tombstone(st(3, 2, 5));
+        assert!(t.deleted);
+        assert_eq!(
+            (t.guid, &*t.dn, t.created, t.stamp),
+            (s.guid, "cn=x", s.created, st(3, 2, 5))
+        );
+        assert!(t.attrs.is_empty());
+    }
+
+    #[test]
+    fn holds_a_write_or_what_supersedes_it() {
+        let s = obj(st(2, 1, 5), vec![attr("mail", Some("m"), st(4, 2, 9))]);
+        assert!(s.holds(&st(2, 1, 5), None), "its own stamp");
+        assert!(s.holds(&st(1, 7, 7), None), "an older one");
+        assert!(!s.holds(&st(3, 1, 1), None), "a newer object write");
+        assert!(
+            s.holds(&st(3, 1, 1), Some("mail")),
+            "superseded by the attribute"
+        );
+        assert!(s.holds(&st(4, 2, 9), Some("mail")));
+        assert!(!s.holds(&st(5, 1, 1), Some("mail")));
+        assert!(!s.holds(&st(3, 1, 1), Some("title")), "no such attribute");
+        assert!(
+            s.tombstone(st(3, 1, 6)).holds(&st(9, 9, 9), None),
+            "a tombstone holds everything"
+        );
+    }
+
+    #[test]
+    fn tombstones_absorb_and_the_higher_tombstone_wins() {
+        let live = obj(st(5, 1, 5), vec![]);
+        let dead = obj(st(2, 1, 2), vec![]).tombstone(st(3, 1, 3));
+        let later_dead = obj(st(2, 1, 2), vec![]).tombstone(st(4, 2, 4));
+        for g in [Granularity::Object, Granularity::Attribute] {
+            assert!(matches!(merge(&dead, &live, g), Merge::Keep));
+            assert!(matches!(merge(&live, &dead, g), Merge::Take));
+            assert!(matches!(merge(&dead, &later_dead, g), Merge::Take));
+            assert!(matches!(merge(&later_dead, &dead, g), Merge::Keep));
+            assert!(matches!(merge(&dead, &dead, g), Merge::Keep));
+        }
+    }
+
+    #[test]
+    fn object_granularity_takes_the_higher_stamp_whole() {
+        let old = obj(st(2, 1, 2), vec![attr("mail", Some("a"), st(2, 1, 2))]);
+        let new = obj(st(3, 2, 1), vec![attr("title", Some("b"), st(3, 2, 1))]);
+        let g = Granularity::Object;
+        assert!(matches!(merge(&old, &new, g), Merge::Take));
+        assert!(matches!(merge(&new, &old, g), Merge::Keep));
+        assert!(matches!(merge(&new, &new, g), Merge::Keep));
+        // Equal stamps (a USN rollback's reuse): the content hash decides,
+        // the same way from both sides.
+        let twin = obj(st(3, 2, 1), vec![attr("title", Some("c"), st(3, 2, 1))]);
+        let a = matches!(merge(&new, &twin, g), Merge::Take);
+        let b = matches!(merge(&twin, &new, g), Merge::Take);
+        assert_ne!(a, b, "exactly one side wins the tie");
+        assert_eq!(a, twin.hash > new.hash);
+    }
+
+    #[test]
+    fn attribute_granularity_mixes_the_newer_attributes_of_both() {
+        let g = Granularity::Attribute;
+        let base = obj(
+            st(1, 1, 1),
+            vec![
+                attr("mail", Some("m0"), st(1, 1, 1)),
+                attr("title", Some("t0"), st(1, 1, 1)),
+            ],
+        );
+        // Server 2 changed mail, server 3 title and added phone.
+        let mail = obj(
+            st(2, 2, 5),
+            vec![
+                attr("mail", Some("m2"), st(2, 2, 5)),
+                attr("title", Some("t0"), st(1, 1, 1)),
+            ],
+        );
+        let title = obj(
+            st(2, 3, 7),
+            vec![
+                attr("mail", Some("m0"), st(1, 1, 1)),
+                attr("phone", Some("p3"), st(1, 3, 7)),
+                attr("title", Some("t3"), st(2, 3, 7)),
+            ],
+        );
+        assert!(matches!(merge(&base, &mail, g), Merge::Take), "only newer");
+        assert!(matches!(merge(&mail, &base, g), Merge::Keep), "only older");
+        assert!(matches!(merge(&mail, &mail, g), Merge::Keep));
+        let want = vec![
+            ("mail".to_string(), Some("m2".to_string()), st(2, 2, 5)),
+            ("phone".to_string(), Some("p3".to_string()), st(1, 3, 7)),
+            ("title".to_string(), Some("t3".to_string()), st(2, 3, 7)),
+        ];
+        for (cur, inc) in [(&mail, &title), (&title, &mail)] {
+            let m = merge(cur, inc, g);
+            assert!(matches!(m, Merge::New(_)), "both sides contribute");
+            assert_eq!(attrs_of(&m, cur, inc), want);
+            let Merge::New(n) = m else { unreachable!() };
+            assert_eq!(n.stamp, st(2, 3, 7), "the higher object stamp");
+            assert_eq!(
+                (n.guid, n.created, n.deleted),
+                (cur.guid, cur.created, false)
+            );
+        }
+        // An attribute only the current state has stays; an equal one is shared.
+        let extra = obj(
+            st(2, 2, 5),
+            vec![
+                attr("mail", Some("m2"), st(2, 2, 5)),
+                attr("title", Some("t0"), st(1, 1, 1)),
+                attr("zone", Some("z"), st(1, 2, 4)),
+            ],
+        );
+        assert!(matches!(merge(&extra, &mail, g), Merge::Keep));
+        assert!(matches!(merge(&mail, &extra, g), Merge::Take));
+    }
+
+    #[test]
+    fn a_newer_removal_beats_an_older_value() {
+        let g = Granularity::Attribute;
+        let set = obj(st(2, 1, 2), vec![attr("mail", Some("m"), st(2, 1, 2))]);
+        let removed = obj(st(3, 2, 3), vec![attr("mail", None, st(3, 2, 3))]);
+        assert!(matches!(merge(&set, &removed, g), Merge::Take));
+        assert!(matches!(merge(&removed, &set, g), Merge::Keep));
+    }
+}

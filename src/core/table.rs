@@ -893,4 +893,365 @@ mod tests {
         );
         assert_eq!(t.scan().count(), 100);
     }
+
+    /// A live object with one attribute per stamp in `attrs` (name, inv, usn).
+    fn with_attrs(guid: u128, created: Stamp, attrs: &[(&str, u64, u64)]) -> Arc<ObjectState> {
+        let attrs: Vec<Attr> = attrs
+            .iter()
+            .map(|(n, inv, usn)| Attr {
+                name: (*n).into(),
+                value: Some("v".into()),
+                stamp: stamp(*inv, *usn),
+            })
+            .collect();
+        let top = attrs
+            .iter()
+            .map(|a| a.stamp)
+            .max()
+            .unwrap_or(created)
+            .max(created);
+        Arc::new(ObjectState::new(
+            Guid(guid),
+            format!("cn={guid}").into(),
+            created,
+            top,
+            false,
+            attrs,
+        ))
+    }
+
+    /// What the by-origin index must answer, from the states themselves.
+    fn expected_origins(states: &[&ObjectState], inv: u64, after: u64) -> Vec<(Usn, Guid)> {
+        let mut v = Vec::new();
+        for s in states {
+            let mut keys: Vec<u64> = [s.created, s.stamp]
+                .iter()
+                .chain(s.attrs.iter().map(|a| &a.stamp))
+                .filter(|st| st.invocation == InvocationId(inv) && st.usn.0 > after)
+                .map(|st| st.usn.0)
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            v.extend(keys.into_iter().map(|u| (Usn(u), s.guid)));
+        }
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn the_origin_index_follows_objects_with_many_stamps() {
+        // Nine distinct stamps: more than the inline keys hold.
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let attrs: Vec<(&str, u64, u64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (*n, 1 + (i as u64 % 2), 10 + i as u64))
+            .collect();
+        let one = with_attrs(1, stamp(1, 1), &attrs);
+        let mut t = ObjectTable::new();
+        t.put(one.clone(), Usn(1));
+        for (inv, after) in [(1, 0), (2, 0), (1, 12), (2, 13), (3, 0)] {
+            let got: Vec<_> = t.originated_by(InvocationId(inv), Usn(after)).collect();
+            assert_eq!(
+                got,
+                expected_origins(&[&one], inv, after),
+                "inv {inv} after {after}"
+            );
+            assert_eq!(t.originated_by_scan(InvocationId(inv), Usn(after)), got);
+        }
+        // Rewritten: some stamps kept, some replaced, one new past a block.
+        let mut attrs2 = attrs.clone();
+        attrs2[0] = ("a", 2, 9000);
+        attrs2[7] = ("h", 1, 30);
+        let two = with_attrs(1, stamp(1, 1), &attrs2);
+        t.put(two.clone(), Usn(2));
+        for inv in [1, 2] {
+            let got: Vec<_> = t.originated_by(InvocationId(inv), Usn(0)).collect();
+            assert_eq!(got, expected_origins(&[&two], inv, 0), "inv {inv}");
+        }
+        assert_eq!(t.max_origin_usn(InvocationId(2)), Some(Usn(9000)));
+        assert_eq!(t.max_origin_usn(InvocationId(1)), Some(Usn(30)));
+        assert_eq!(t.max_origin_usn(InvocationId(3)), None);
+        // Back to the first state: the block holding 9000 empties and goes.
+        t.put(one.clone(), Usn(3));
+        assert_eq!(t.max_origin_usn(InvocationId(2)), Some(Usn(17)));
+        t.remove(Guid(1));
+        assert_eq!(t.originated_by(InvocationId(1), Usn(0)).count(), 0);
+        assert_eq!(t.max_origin_usn(InvocationId(1)), None);
+        assert!(t.by_origin.is_empty());
+    }
+
+    #[test]
+    fn a_reused_stamp_keeps_the_other_objects_entry() {
+        // After a USN rollback two objects can carry one stamp.
+        let mut t = ObjectTable::new();
+        t.put(obj(1, "cn=a", stamp(1, 5), false), Usn(1));
+        t.put(obj(2, "cn=b", stamp(1, 5), false), Usn(2));
+        t.remove(Guid(1));
+        let got: Vec<_> = t.originated_by(InvocationId(1), Usn(0)).collect();
+        assert_eq!(got, vec![(Usn(5), Guid(2))]);
+    }
+
+    #[test]
+    fn counts_and_digest_follow_every_change() {
+        let mut t = ObjectTable::new();
+        assert!(t.is_empty());
+        let a = obj(1, "cn=a", stamp(1, 1), false);
+        let b = obj(2, "cn=b", stamp(1, 2), false);
+        let b_dead = obj(2, "cn=b", stamp(1, 3), true);
+        t.put(a.clone(), Usn(1));
+        t.put(b.clone(), Usn(2));
+        let sum = |xs: &[&Arc<ObjectState>]| Digest {
+            sum: xs.iter().fold(0u128, |s, x| s.wrapping_add(x.hash)),
+            count: xs.len(),
+        };
+        assert_eq!(t.digest(), sum(&[&a, &b]));
+        assert_eq!(
+            (t.len(), t.live(), t.tombstones(), t.is_empty()),
+            (2, 2, 0, false)
+        );
+        t.put(b_dead.clone(), Usn(3));
+        assert_eq!(t.digest(), sum(&[&a, &b_dead]));
+        assert_eq!((t.len(), t.live(), t.tombstones()), (2, 1, 1));
+        let r = t.get(Guid(2)).unwrap();
+        assert_eq!((r.usn_created, r.usn_changed), (Usn(2), Usn(3)));
+        assert_eq!(t.get_ref(Guid(2)).unwrap().state, b_dead);
+        assert_eq!(t.remove(Guid(2)).unwrap().state, b_dead);
+        assert!(t.remove(Guid(2)).is_none());
+        assert_eq!(t.digest(), sum(&[&a]));
+        assert_eq!((t.len(), t.live(), t.tombstones()), (1, 1, 0));
+        let order: Vec<(Usn, Guid)> = t.scan().collect();
+        assert_eq!(order, vec![(Usn(1), Guid(1))]);
+    }
+
+    #[test]
+    fn merge_in_stores_only_what_changes() {
+        let mut t = ObjectTable::new();
+        let a = obj(1, "cn=a", stamp(1, 1), false);
+        let mut next = 10;
+        let mut usn = || {
+            next += 1;
+            Usn(next)
+        };
+        assert!(t.merge_in(&a, Granularity::Object, &mut usn));
+        assert!(
+            !t.merge_in(&a, Granularity::Object, &mut usn),
+            "already held"
+        );
+        let dead = obj(1, "cn=a", stamp(2, 2), true);
+        assert!(t.merge_in(&dead, Granularity::Object, &mut usn));
+        let r = t.get(Guid(1)).unwrap();
+        assert_eq!((r.usn_created, r.usn_changed), (Usn(11), Usn(12)));
+        assert!(r.state.deleted);
+    }
+
+    #[test]
+    fn changed_after_lists_later_local_usns_in_order() {
+        let mut t = ObjectTable::new();
+        for g in 1..=5u128 {
+            t.put(
+                obj(g, &format!("cn={g}"), stamp(1, g as u64), false),
+                Usn(g as u64 * 10),
+            );
+        }
+        // Object 2 changes again: it moves to the end.
+        t.put(obj(2, "cn=2", stamp(1, 9), false), Usn(60));
+        let got: Vec<(u64, u128)> = t.changed_after(Usn(20)).map(|(u, g)| (u.0, g.0)).collect();
+        assert_eq!(got, vec![(30, 3), (40, 4), (50, 5), (60, 2)]);
+        let origins: Vec<Origin> = t
+            .changed_after_with_origin(Usn(40))
+            .map(|(_, _, o)| o)
+            .collect();
+        let sole = |usn| Origin {
+            invocation: InvocationId(1),
+            usn: Usn(usn),
+        };
+        assert_eq!(origins, vec![sole(5), sole(9)]);
+    }
+
+    #[test]
+    fn origin_is_the_sole_invocation_or_none() {
+        let mixed = with_attrs(1, stamp(1, 1), &[("a", 1, 4), ("b", 2, 3)]);
+        let o = Origin::of(&mixed);
+        assert_eq!(
+            o,
+            Origin {
+                invocation: InvocationId(1),
+                usn: Usn(u64::MAX)
+            }
+        );
+        let mut top = (*with_attrs(1, stamp(1, 1), &[("a", 1, 4)])).clone();
+        top.stamp = stamp(2, 2);
+        assert_eq!(
+            Origin::of(&top).usn,
+            Usn(u64::MAX),
+            "the object stamp from another"
+        );
+        let sole = with_attrs(1, stamp(1, 2), &[("a", 1, 7), ("b", 1, 3)]);
+        assert_eq!(
+            Origin::of(&sole),
+            Origin {
+                invocation: InvocationId(1),
+                usn: Usn(7)
+            }
+        );
+        let mut created_last = (*sole).clone();
+        created_last.created = stamp(1, 9);
+        created_last.stamp = stamp(1, 8);
+        assert_eq!(Origin::of(&created_last).usn, Usn(9));
+    }
+
+    #[test]
+    fn cnf_names_find_the_loser_of_a_name_conflict() {
+        let mut t = ObjectTable::new();
+        t.put(obj(1, "cn=a", stamp(1, 1), false), Usn(1));
+        t.put(obj(2, "cn=a", stamp(2, 2), false), Usn(2));
+        let loser = t.get(Guid(1)).unwrap().state;
+        let winner = t.get(Guid(2)).unwrap().state;
+        let cnf = format!("cn=a CNF:{}", Guid(1));
+        assert_eq!(t.shown_dn(&winner), "cn=a");
+        assert_eq!(t.shown_dn(&loser), cnf);
+        assert_eq!(t.find_live("cn=a").unwrap().state.guid, Guid(2));
+        assert_eq!(t.find_live(&cnf).unwrap().state.guid, Guid(1));
+        assert!(
+            t.find_live(&format!("cn=a CNF:{}", Guid(2))).is_none(),
+            "the holder has no CNF name"
+        );
+        assert!(
+            t.find_live(&format!("cn=b CNF:{}", Guid(1))).is_none(),
+            "another base"
+        );
+        assert!(t.find_live("cn=a CNF:zz").is_none());
+        assert!(t.find_live("cn=zz").is_none());
+        // A deleted loser is shown with its own dn and found by no name.
+        t.put(obj(1, "cn=a", stamp(1, 3), true), Usn(3));
+        let dead = t.get(Guid(1)).unwrap().state;
+        assert_eq!(t.shown_dn(&dead), "cn=a");
+        assert!(t.find_live(&cnf).is_none());
+    }
+
+    #[test]
+    fn tombstones_before_includes_the_cutoff() {
+        let mut t = ObjectTable::new();
+        for (g, time) in [(1u128, 5u64), (2, 10), (3, 15)] {
+            let mut s = stamp(1, g as u64);
+            s.time = time;
+            let live = obj(g, &format!("cn={g}"), stamp(1, g as u64), false);
+            t.put(live.clone(), Usn(g as u64));
+            t.put(Arc::new(live.tombstone(s)), Usn(10 + g as u64));
+        }
+        assert_eq!(t.tombstones_before(4), Vec::<Guid>::new());
+        assert_eq!(t.tombstones_before(10), vec![Guid(1), Guid(2)]);
+        assert_eq!(t.tombstones_before(99), vec![Guid(1), Guid(2), Guid(3)]);
+    }
+
+    #[test]
+    fn usn_log_replaces_an_entry_at_an_existing_usn() {
+        let mut l = UsnLog::default();
+        for u in [2u64, 4, 6] {
+            l.insert(Usn(u), u as Slot);
+        }
+        l.insert(Usn(4), 40);
+        let got: Vec<(u64, Slot)> = l.after(Usn(0)).map(|(u, s)| (u.0, s)).collect();
+        assert_eq!(got, vec![(2, 2), (4, 40), (6, 6)]);
+        // A removed entry taken again is no longer counted as gone.
+        l.remove(Usn(6));
+        assert_eq!(l.gone, 1);
+        l.remove(Usn(6));
+        assert_eq!(l.gone, 1, "removing twice counts once");
+        l.remove(Usn(5));
+        assert_eq!(l.gone, 1, "no entry at 5");
+        l.insert(Usn(6), 60);
+        assert_eq!(l.gone, 0);
+        l.insert(Usn(6), 61);
+        assert_eq!(l.gone, 0);
+        let got: Vec<(u64, Slot)> = l.after(Usn(2)).map(|(u, s)| (u.0, s)).collect();
+        assert_eq!(got, vec![(4, 40), (6, 61)]);
+    }
+
+    #[test]
+    fn usn_log_compacts_once_more_than_half_are_marks() {
+        // Marks compact when more than 32 and more than half the entries.
+        let mut l = UsnLog::default();
+        for u in 1..=60u64 {
+            l.insert(Usn(u), u as Slot);
+        }
+        for u in 1..=32u64 {
+            l.remove(Usn(u));
+        }
+        assert_eq!((l.usns.len(), l.gone), (60, 32), "32 marks: not yet");
+        l.remove(Usn(33));
+        assert_eq!((l.usns.len(), l.gone), (27, 0), "33 of 60: compacted");
+        let mut l = UsnLog::default();
+        for u in 1..=100u64 {
+            l.insert(Usn(u), u as Slot);
+        }
+        for u in 1..=50u64 {
+            l.remove(Usn(u));
+        }
+        assert_eq!(l.usns.len(), 100, "exactly half: not yet");
+        l.remove(Usn(51));
+        assert_eq!(l.usns.len(), 49);
+        let got: Vec<u64> = l.after(Usn(0)).map(|(u, _)| u.0).collect();
+        assert_eq!(got, (52..=100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn usn_log_lower_bound_on_a_sparse_log() {
+        // Irregular gaps: the interpolated guess misses, under (dense runs
+        // first) or over (sparse runs first), and the fallback runs.
+        for dense_first in [true, false] {
+            let mut l = UsnLog::default();
+            let mut u = 0u64;
+            for i in 0..2000u64 {
+                u += if (i % 100 < 50) == dense_first {
+                    1
+                } else {
+                    1000
+                };
+                l.insert(Usn(u), i as Slot);
+            }
+            // Every stored USN and its neighbours: somewhere the guess
+            // overshoots so that the entry just below the window is the
+            // probe itself.
+            let stored: Vec<u64> = l.usns.iter().map(|u| u.0).collect();
+            let near = stored.iter().flat_map(|u| [u - 1, *u, u + 1]);
+            for probe in (0..=u + 2).step_by(97).chain(near) {
+                let want = l.usns.iter().filter(|x| x.0 < probe).count();
+                assert_eq!(l.lower_bound(Usn(probe)), want, "lower bound of {probe}");
+            }
+        }
+        assert_eq!(UsnLog::default().lower_bound(Usn(5)), 0);
+    }
+
+    #[test]
+    fn rewriting_an_object_copies_only_the_origin_blocks_it_changes() {
+        // Created in invocation 1's block 0, rewritten in its block 1: a
+        // backup taken before keeps sharing block 0 (DOMAIN: a restored
+        // server copies only the blocks it writes to).
+        let mut t = ObjectTable::new();
+        for g in 1..=3u128 {
+            t.put(
+                obj(g, &format!("cn={g}"), stamp(1, g as u64), false),
+                Usn(g as u64),
+            );
+        }
+        let backup = t.clone();
+        let mut s = (*t.get(Guid(1)).unwrap().state).clone();
+        s.stamp = stamp(1, 5000);
+        t.put(
+            Arc::new(ObjectState::new(
+                s.guid, s.dn, s.created, s.stamp, false, s.attrs,
+            )),
+            Usn(4),
+        );
+        let b0 = block(InvocationId(1), Usn(1));
+        assert!(
+            Arc::ptr_eq(&t.by_origin[&b0], &backup.by_origin[&b0]),
+            "block 0 untouched"
+        );
+        let got: Vec<(Usn, Guid)> = t.originated_by(InvocationId(1), Usn(0)).collect();
+        let want = [(1, 1), (2, 2), (3, 3), (5000, 1)].map(|(u, g)| (Usn(u), Guid(g)));
+        assert_eq!(got, want);
+    }
 }

@@ -56,3 +56,60 @@ impl UpToDatenessVector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(inv: u64, usn: u64) -> Stamp {
+        Stamp {
+            version: 1,
+            time: 0,
+            invocation: InvocationId(inv),
+            usn: Usn(usn),
+        }
+    }
+
+    #[test]
+    fn an_entry_covers_up_to_and_including_its_usn() {
+        let mut v = UpToDatenessVector::default();
+        assert_eq!(v.get(InvocationId(1)), Usn(0), "absent reads as zero");
+        v.raise(InvocationId(1), Usn(10));
+        assert_eq!(v.get(InvocationId(1)), Usn(10));
+        assert!(v.covers(&stamp(1, 10)));
+        assert!(v.covers(&stamp(1, 9)));
+        assert!(!v.covers(&stamp(1, 11)));
+        assert!(
+            !v.covers(&stamp(2, 1)),
+            "another invocation's entry is zero"
+        );
+    }
+
+    #[test]
+    fn raise_never_lowers() {
+        let mut v = UpToDatenessVector::default();
+        v.raise(InvocationId(1), Usn(10));
+        v.raise(InvocationId(1), Usn(4));
+        assert_eq!(v.get(InvocationId(1)), Usn(10));
+        v.raise(InvocationId(1), Usn(12));
+        assert_eq!(v.get(InvocationId(1)), Usn(12));
+    }
+
+    #[test]
+    fn merge_takes_the_higher_entries_except_the_skipped_one() {
+        let mut a = UpToDatenessVector::default();
+        a.raise(InvocationId(1), Usn(5));
+        a.raise(InvocationId(2), Usn(50));
+        let mut b = UpToDatenessVector::default();
+        b.raise(InvocationId(1), Usn(7));
+        b.raise(InvocationId(2), Usn(20));
+        b.raise(InvocationId(3), Usn(30));
+        b.raise(InvocationId(9), Usn(90));
+        a.merge_from(&b, InvocationId(9));
+        let want: BTreeMap<InvocationId, Usn> = [(1, 7), (2, 50), (3, 30)]
+            .into_iter()
+            .map(|(i, u)| (InvocationId(i), Usn(u)))
+            .collect();
+        assert_eq!(a.0, want);
+    }
+}
