@@ -1133,6 +1133,75 @@ mod tests {
         assert!(a.apply(reply, 1).ignored);
     }
 
+    #[test]
+    fn a_backup_holds_the_writes_made_before_it_and_not_after() {
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        a.create(Guid(1), "cn=early", &[], 1).unwrap();
+        let backup = a.backup(2);
+        a.create(Guid(2), "cn=late", &[], 3).unwrap();
+        let writes = a.own_writes_after(Usn(0));
+        assert_eq!(writes.len(), 2);
+        let held: Vec<bool> = writes.iter().map(|w| backup.holds(w)).collect();
+        assert_eq!(held, [true, false], "{writes:?}");
+    }
+
+    #[test]
+    fn the_scan_baseline_answers_a_backsync_as_the_index_does() {
+        let (sa, sb): (Arc<str>, Arc<str>) = ("A".into(), "B".into());
+        let mut a = Dsa::new(sa.clone(), InvocationId(1), cfg());
+        let mut b = Dsa::new(sb.clone(), InvocationId(2), cfg());
+        let backup = a.backup(0);
+        for k in 1..=4u128 {
+            a.create(Guid(k), &format!("cn=a{k}"), &[], k as u64)
+                .unwrap();
+        }
+        b.create(Guid(9), "cn=b", &[], 5).unwrap();
+        let req = b.pull(&sa, PullKind::Normal, 100, 6).unwrap();
+        b.apply(a.answer(&req), 6);
+        let mut a = Dsa::restore(&backup, cfg(), opts(RestoreStrategy::Backsync, &["B"], 7));
+        let req = a.pull(&sb, PullKind::Backsync, 2, 7).unwrap();
+        let by_index = b.answer(&req);
+        let by_scan = b.answer_backsync_by_scan(&req);
+        let guids = |r: &ChangesReply| r.changes.iter().map(|s| s.guid).collect::<Vec<_>>();
+        // A's own objects only, never B's, paged at two.
+        assert_eq!(guids(&by_index), [Guid(1), Guid(2)]);
+        assert_eq!(guids(&by_scan), guids(&by_index));
+        assert_eq!(
+            (by_scan.more, by_scan.watermark, by_scan.seen_requester_usn),
+            (
+                by_index.more,
+                by_index.watermark,
+                by_index.seen_requester_usn
+            )
+        );
+    }
+
+    #[test]
+    fn finishing_a_backsync_restamps_what_it_applied_above_what_partners_saw() {
+        let (sa, sb): (Arc<str>, Arc<str>) = ("A".into(), "B".into());
+        let mut a = Dsa::new(sa.clone(), InvocationId(1), cfg());
+        let mut b = Dsa::new(sb.clone(), InvocationId(2), cfg());
+        let backup = a.backup(0);
+        for k in 1..=3u128 {
+            a.create(Guid(k), &format!("cn=a{k}"), &[], k as u64)
+                .unwrap();
+        }
+        let req = b.pull(&sa, PullKind::Normal, 100, 4).unwrap();
+        b.apply(a.answer(&req), 4);
+        // Restored at USN 0; B has seen A up to USN 3.
+        let mut a = Dsa::restore(&backup, cfg(), opts(RestoreStrategy::Backsync, &["B"], 5));
+        let req = a.pull(&sb, PullKind::Backsync, 100, 5).unwrap();
+        let done = a.apply(b.answer(&req), 5);
+        assert!(matches!(done.event, Some(CoreEvent::BacksyncDone { .. })));
+        assert_eq!(a.mode().name(), "running");
+        // The three objects came back at local USNs 1 to 3, which B has
+        // passed: each is re-stamped above 3, and the counter follows.
+        assert_eq!(a.usn(), Usn(6));
+        for k in 1..=3u128 {
+            assert!(a.table().get(Guid(k)).unwrap().usn_changed > Usn(3), "a{k}");
+        }
+    }
+
     fn attr_cfg() -> CoreConfig {
         CoreConfig {
             granularity: Granularity::Attribute,

@@ -282,6 +282,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn an_attribute_merge_keeps_names_from_both_sides_in_order() {
+        // Names only the incoming side has, before and after the local one.
+        let cur = obj(st(2, 1, 2), vec![attr("m", Some("cur"), st(1, 1, 2))]);
+        let inc = obj(
+            st(2, 2, 3),
+            vec![
+                attr("a", Some("inc-a"), st(1, 2, 3)),
+                attr("z", Some("inc-z"), st(1, 2, 3)),
+            ],
+        );
+        let m = merge(&cur, &inc, Granularity::Attribute);
+        let names: Vec<String> = attrs_of(&m, &cur, &inc).into_iter().map(|a| a.0).collect();
+        assert_eq!(names, ["a", "m", "z"]);
+    }
+
     fn obj(stamp: Stamp, attrs: Vec<Attr>) -> ObjectState {
         ObjectState::new(Guid(1), "cn=x".into(), st(1, 1, 1), stamp, false, attrs)
     }
