@@ -296,6 +296,19 @@ mod tests {
         let m = merge(&cur, &inc, Granularity::Attribute);
         let names: Vec<String> = attrs_of(&m, &cur, &inc).into_iter().map(|a| a.0).collect();
         assert_eq!(names, ["a", "m", "z"]);
+        // Local names left over once the incoming side is done.
+        let cur = obj(
+            st(2, 1, 2),
+            vec![
+                attr("m", Some("m"), st(1, 1, 2)),
+                attr("n", Some("n"), st(1, 1, 2)),
+                attr("o", Some("o"), st(1, 1, 2)),
+            ],
+        );
+        let inc = obj(st(2, 2, 3), vec![attr("a", Some("a"), st(1, 2, 3))]);
+        let m = merge(&cur, &inc, Granularity::Attribute);
+        let names: Vec<String> = attrs_of(&m, &cur, &inc).into_iter().map(|a| a.0).collect();
+        assert_eq!(names, ["a", "m", "n", "o"]);
     }
 
     fn obj(stamp: Stamp, attrs: Vec<Attr>) -> ObjectState {
