@@ -448,7 +448,7 @@ impl Cluster {
         Ok(self.rt.block_on(self.net.send(NetControl::Faults(f)))?)
     }
 
-    /// Deletes the connector between two sites (DOMAIN.md section 7);
+    /// Deletes the connector between two sites (docs/DOMAIN.md section 7);
     /// returns the object replicas purged.
     pub fn delete_connector(&mut self, a: &str, b: &str) -> Result<usize, ClusterError> {
         let layout = self.shared.layout();

@@ -1,4 +1,4 @@
-//! Profiles and replication settings: the defaults of DOMAIN.md, each overridable.
+//! Profiles and replication settings: the defaults of docs/DOMAIN.md, each overridable.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,7 +17,7 @@ pub enum Granularity {
     Attribute,
 }
 
-/// What a server does when it is started from a backup (DOMAIN.md section 6).
+/// What a server does when it is started from a backup (docs/DOMAIN.md section 6).
 ///
 /// ```
 /// use backsync::RestoreStrategy;
@@ -184,7 +184,7 @@ pub struct ReplicationConfig {
 }
 
 impl ReplicationConfig {
-    /// The defaults of a profile (DOMAIN.md; values marked there as vendor defaults).
+    /// The defaults of a profile (docs/DOMAIN.md section 1).
     pub fn for_profile(p: Profile) -> Self {
         let s = Duration::from_secs;
         match p {

@@ -1,5 +1,5 @@
 //! Integration tests of the engine through the library API: one test per
-//! story of DOMAIN.md. Each would fail if replication, backsync or one of
+//! story of docs/DOMAIN.md. Each would fail if replication, backsync or one of
 //! the restore strategies were wrong.
 //!
 //! Simulated time is free (the runtime jumps to the next timer), so the
@@ -651,7 +651,7 @@ fn writes_are_refused_while_backsync_runs_and_accepted_after_its_timeout() {
         event_log(&c)
     );
     c.create("Server1", "cn=Late", &[]).unwrap();
-    // DOMAIN.md: an aborted backsync leaves its USNs too low, and its
+    // docs/DOMAIN.md: an aborted backsync leaves its USNs too low, and its
     // partners ignore its new writes.
     c.heal().unwrap();
     let r = c.converge(DAY).unwrap();

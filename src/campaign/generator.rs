@@ -20,7 +20,7 @@
 //! once a server is restored from a backup, its backups taken after that
 //! one are abandoned, never restored later (they hold a timeline the
 //! directory rolled back past). Breaking these makes lingering objects,
-//! aborted backsyncs and reused USNs, failures by design that DOMAIN.md
+//! aborted backsyncs and reused USNs, failures by design that docs/DOMAIN.md
 //! describes and scenario tests cover.
 
 use std::collections::BTreeMap;

@@ -166,7 +166,7 @@ impl std::fmt::Display for WriteKind {
 }
 
 /// Whether `state` holds write `w`, or a later write that supersedes it
-/// (a tombstone supersedes everything; DOMAIN.md sections 4 and 5).
+/// (a tombstone supersedes everything; docs/DOMAIN.md sections 4 and 5).
 pub fn holds(state: &ObjectState, w: &WriteRec, g: Granularity) -> bool {
     if state.guid != w.guid {
         return false;

@@ -159,7 +159,7 @@ pub struct Applied {
     pub event: Option<CoreEvent>,
 }
 
-/// A consistent snapshot of one server (DOMAIN.md section 6).
+/// A consistent snapshot of one server (docs/DOMAIN.md section 6).
 #[derive(Debug, Clone)]
 pub struct Backup {
     /// The server it was taken from.
@@ -835,7 +835,7 @@ impl Dsa {
         Some(event)
     }
 
-    /// Gives up a backsync past its deadline (the aborted case of DOMAIN.md).
+    /// Gives up a backsync past its deadline (the timeout of docs/DOMAIN.md section 6).
     pub fn backsync_deadline(&mut self, now: SimTime) -> Option<CoreEvent> {
         match &self.mode {
             Mode::Backsync(b) if now >= b.deadline => self.finish_backsync(),
@@ -968,7 +968,7 @@ impl Dsa {
 
     /// Forgets its watermark for a source it can no longer reach. A running
     /// backsync stops waiting for it: a partner across a deleted connector
-    /// sends nothing (DOMAIN.md section 6). A full copy drops it from its
+    /// sends nothing (docs/DOMAIN.md section 6). A full copy drops it from its
     /// partners. Returns the event when that was the last partner.
     pub fn forget_source(&mut self, source: &str) -> Option<CoreEvent> {
         self.hwm.remove(source);

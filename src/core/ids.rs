@@ -65,7 +65,7 @@ impl std::str::FromStr for Guid {
 /// Simulated time in milliseconds since the cluster started.
 pub type SimTime = u64;
 
-/// The metadata that travels with a write (DOMAIN.md section 2).
+/// The metadata that travels with a write (docs/DOMAIN.md section 2).
 ///
 /// Stamps are totally ordered: version, then originating time, then
 /// originating invocation, then originating USN. Both conflict rules of

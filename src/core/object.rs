@@ -1,4 +1,4 @@
-//! Objects, tombstones and the conflict rules of DOMAIN.md section 4.
+//! Objects, tombstones and the conflict rules of docs/DOMAIN.md section 4.
 //!
 //! An [`ObjectState`] is immutable and shared (`Arc`) by every replica that
 //! holds the same state: replication moves pointers, not copies.

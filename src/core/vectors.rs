@@ -1,4 +1,4 @@
-//! Watermarks and up-to-dateness vectors (DOMAIN.md section 3).
+//! Watermarks and up-to-dateness vectors (docs/DOMAIN.md section 3).
 
 use std::collections::BTreeMap;
 
