@@ -160,6 +160,14 @@ fn run_scenario(s: &Scenario, out: &Outputs, seed: Option<u64>) -> anyhow::Resul
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`backsync ... |
+    // head -1`) would panic; like other Unix filters, end quietly instead.
+    #[cfg(unix)]
+    // SAFETY: called first thing, before any thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -546,3 +546,22 @@ fn campaign_json_counts_hazards_and_losses() {
         (0.into(), 0.into())
     );
 }
+
+/// Output piped into a reader that stops early ends quietly: no panic, no
+/// message (the process ends by SIGPIPE, as other Unix filters do).
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let bin = env!("CARGO_BIN_EXE_backsync");
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{bin}' campaign --seeds 300 --servers 2 --objects 5 --strategy naive --shrink 0 | head -1"
+        ))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.contains("Broken pipe"), "{err}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+}
