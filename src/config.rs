@@ -300,8 +300,8 @@ pub struct BadDuration(pub String);
 
 /// Parses a scenario duration: an integer with a unit (`ms`, `s`, `m`, `h`, `d`).
 ///
-/// The contract is stricter than `humantime` (no spaces, no compound values),
-/// so this is parsed here and `humantime` only formats.
+/// The format is stricter than `humantime`'s (no spaces, no compound values),
+/// so it is parsed here.
 ///
 /// ```
 /// use std::time::Duration;
@@ -331,8 +331,45 @@ pub fn parse_duration(s: &str) -> Result<Duration, BadDuration> {
         .ok_or_else(bad)
 }
 
-/// Formats a simulated duration for people: `1h 5m 3s`, `250ms`.
+/// Formats a simulated duration for people, in one short form used by every
+/// report, event and violation line: the two largest units, days at most
+/// (months and years have no fixed length).
+///
+/// ```
+/// use std::time::Duration;
+/// use backsync::fmt_duration;
+/// assert_eq!(fmt_duration(Duration::from_millis(250)), "250ms");
+/// assert_eq!(fmt_duration(Duration::from_millis(12_500)), "12.5s");
+/// assert_eq!(fmt_duration(Duration::from_secs(330)), "5m 30s");
+/// assert_eq!(fmt_duration(Duration::from_secs(17 * 3600 + 300)), "17h 5m");
+/// assert_eq!(fmt_duration(Duration::from_secs(3650 * 86_400)), "3650d");
+/// ```
 pub fn fmt_duration(d: Duration) -> String {
     // Whole milliseconds: simulated time has no finer grain.
-    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+    let ms = d.as_millis().min(u128::from(u64::MAX)) as u64;
+    let (s, m, h, days) = (ms / 1_000, ms / 60_000, ms / 3_600_000, ms / 86_400_000);
+    let two = |big: u64, bu: &str, small: u64, su: &str| {
+        if small == 0 {
+            format!("{big}{bu}")
+        } else {
+            format!("{big}{bu} {small}{su}")
+        }
+    };
+    if days > 0 {
+        two(days, "d", h % 24, "h")
+    } else if h > 0 {
+        two(h, "h", m % 60, "m")
+    } else if m > 0 {
+        two(m, "m", s % 60, "s")
+    } else if s > 0 {
+        let frac = format!("{:03}", ms % 1_000);
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() {
+            format!("{s}s")
+        } else {
+            format!("{s}.{frac}s")
+        }
+    } else {
+        format!("{ms}ms")
+    }
 }
