@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use backsync::report::{self, CompareRow};
 use backsync::run::{self, RunOptions, RunReport};
 use backsync::{RestoreStrategy, Scenario};
-use clap::{Parser, Subcommand};
+use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The built-in scenario: `cargo run --release` with no arguments runs it.
@@ -29,6 +29,36 @@ KB Q190703 scenario and prints its report.",
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Less output: no progress bars, only error logs.
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "verbose")]
+    quiet: u8,
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG, when set, wins).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    verbose: u8,
+    /// Colour in log output: auto (only on a terminal, and not when NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, default_value_t = Color::Auto, value_name = "WHEN")]
+    color: Color,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+impl Color {
+    fn enabled(self) -> bool {
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            // https://no-color.org: a set, non-empty NO_COLOR turns colour off.
+            Color::Auto => {
+                std::io::stderr().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -52,14 +82,15 @@ enum Command {
         /// The scenario file.
         file: PathBuf,
     },
-    /// Run a scenario once per restore strategy and print them side by side.
+    /// Run a scenario once per restore strategy and print them side by side
+    /// (exit 0 every strategy passed its steps, 1 at least one failed, 2 invalid).
     #[command(
-        after_help = "Example:\n  backsync compare scenarios/strategies.toml --json compare.json"
+        after_help = "Examples:\n  backsync compare scenarios/strategies.toml --json compare.json\n  backsync compare my.toml -q && echo \"every strategy passes\""
     )]
     Compare {
         /// The scenario file.
         file: PathBuf,
-        /// Write the table as JSON here.
+        /// Write the table as JSON here (`-` for stdout; the table then goes to stderr).
         #[arg(long, value_name = "OUT.json")]
         json: Option<PathBuf>,
         /// Seed to use instead of the file's.
@@ -80,22 +111,47 @@ enum Command {
 
 #[derive(clap::Args)]
 struct Outputs {
-    /// Write the run as JSON here.
+    /// Write the run as JSON here (`-` for stdout; the report then goes to stderr).
     #[arg(long, value_name = "OUT.json")]
     json: Option<PathBuf>,
-    /// Write the report as Markdown here.
+    /// Write the report as Markdown here (`-` for stdout).
     #[arg(long, value_name = "OUT.md")]
     report: Option<PathBuf>,
-    /// Plot each server's distance from the converged directory over simulated time.
+    /// Plot each server's distance from the converged directory over simulated time
+    /// (`-` for stdout).
     #[arg(long, value_name = "OUT.svg")]
     svg: Option<PathBuf>,
 }
 
+/// `-` names standard output, as in most command-line tools.
+fn is_stdout(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+impl Outputs {
+    /// Whether one of the files is stdout; two would interleave, so that is refused.
+    fn takes_stdout(&self) -> Result<bool, Invalid> {
+        let n = [&self.json, &self.report, &self.svg]
+            .into_iter()
+            .flatten()
+            .filter(|p| is_stdout(p))
+            .count();
+        if n > 1 {
+            return Err(Invalid(
+                "only one of --json, --report and --svg can be `-` (stdout)".into(),
+            ));
+        }
+        Ok(n == 1)
+    }
+}
+
 static BAR: OnceLock<ProgressBar> = OnceLock::new();
+/// `-q`: no progress bars.
+static QUIET: OnceLock<bool> = OnceLock::new();
 
 fn progress(done: u64, total: u64) {
     // Small loads finish before a bar is worth drawing.
-    if total < 10_000 {
+    if total < 10_000 || QUIET.get().copied().unwrap_or(false) {
         return;
     }
     let bar = BAR.get_or_init(|| {
@@ -132,7 +188,25 @@ fn load(file: &Path) -> Result<Scenario, Invalid> {
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    if is_stdout(path) {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        if !text.ends_with('\n') {
+            out.write_all(b"\n")?;
+        }
+        return Ok(out.flush()?);
+    }
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The human-readable text goes to stdout, or to stderr when a machine output took stdout.
+fn show(text: &str, to_stderr: bool) {
+    if to_stderr {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
 }
 
 fn outputs(r: &RunReport, out: &Outputs) -> anyhow::Result<()> {
@@ -148,9 +222,10 @@ fn outputs(r: &RunReport, out: &Outputs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_scenario(s: &Scenario, out: &Outputs, seed: Option<u64>) -> anyhow::Result<ExitCode> {
-    let r = run::run(s, &options(seed, None, out.svg.is_some()))?;
-    print!("{}", report::text(&r));
+fn run_scenario(s: &Scenario, out: &Outputs, seed: Option<u64>) -> Result<ExitCode, Failure> {
+    let to_stderr = out.takes_stdout()?;
+    let r = run::run(s, &options(seed, None, out.svg.is_some())).map_err(anyhow::Error::from)?;
+    show(&report::text(&r), to_stderr);
     outputs(&r, out)?;
     Ok(if r.passed {
         ExitCode::SUCCESS
@@ -168,14 +243,25 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (q, _) if q > 0 => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
+        .with_ansi(cli.color.enabled())
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    QUIET
+        .set(cli.quiet > 0)
+        .expect("set once, before any progress");
     match dispatch(cli) {
         Ok(code) => code,
         Err(Failure::Invalid(Invalid(m))) => {
@@ -215,11 +301,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         None => {
             let s = Scenario::from_str(KB_Q190703, "<built-in kb_q190703.toml>")
                 .map_err(|e| Invalid(e.to_string()))?;
-            Ok(run_scenario(&s, &none, None)?)
+            run_scenario(&s, &none, None)
         }
         Some(Command::Run { file, out, seed }) => {
             let s = load(&file)?;
-            Ok(run_scenario(&s, &out, seed)?)
+            run_scenario(&s, &out, seed)
         }
         Some(Command::Check { file }) => {
             let s = load(&file)?;
@@ -246,12 +332,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Some(Command::Compare { file, json, seed }) => {
             let s = load(&file)?;
             let mut rows = Vec::new();
+            let mut all_passed = true;
             for st in RestoreStrategy::ALL {
                 let r =
                     run::run(&s, &options(seed, Some(st), false)).map_err(anyhow::Error::from)?;
+                all_passed &= r.passed;
                 rows.push(CompareRow::from_run(st, &r));
             }
-            print!("{}", report::compare_table(&s.name, &rows));
+            let to_stderr = json.as_deref().is_some_and(is_stdout);
+            show(&report::compare_table(&s.name, &rows), to_stderr);
             if let Some(p) = json {
                 let v = serde_json::json!({ "scenario": s.name, "rows": rows });
                 write(
@@ -259,7 +348,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                     &serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?,
                 )?;
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if all_passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }

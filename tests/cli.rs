@@ -404,7 +404,8 @@ fn compare_shows_the_four_strategies_side_by_side() {
         "--json",
         j.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(0));
+    // Naive rollback fails the file's checks: 1, as documented in `--help`.
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let out = stdout(&o);
     let row = |s: &str| {
         out.lines()
@@ -564,4 +565,88 @@ fn a_closed_pipe_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(!err.contains("Broken pipe"), "{err}");
     assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+}
+
+#[test]
+fn compare_exits_0_only_when_every_strategy_passes() {
+    let o = backsync(&["compare", &scenario("kb_q190703.toml"), "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o)
+            .lines()
+            .filter(|l| l.ends_with("all passed"))
+            .count()
+            == 4
+    );
+    assert!(backsync(&["compare", "--help"]).status.success());
+    let help = stdout(&backsync(&["compare", "--help"]));
+    assert!(help.contains("exit 0 every strategy passed its steps, 1 at least one failed"));
+}
+
+#[test]
+fn a_dash_sends_json_to_stdout_and_the_report_to_stderr() {
+    let o = backsync(&["run", &scenario("kb_q190703.toml"), "--json", "-"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON alone");
+    assert_eq!(v["passed"], true);
+    assert!(stderr(&o).contains("PASSED: all 9 steps"));
+    assert!(!Path::new("-").exists(), "no file named `-`");
+
+    let o = backsync(&["compare", &scenario("kb_q190703.toml"), "--json", "-"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON alone");
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(4));
+
+    let o = backsync(&[
+        "run",
+        &scenario("kb_q190703.toml"),
+        "--json",
+        "-",
+        "--report",
+        "-",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("only one of --json, --report and --svg can be `-`"));
+    assert!(o.stdout.is_empty());
+}
+
+/// Logs at `-v` and above, with the colour setting and environment given.
+fn logs(color: &[&str], no_color: Option<&str>) -> String {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_backsync"));
+    c.args(["run", &scenario("kb_q190703.toml"), "-v"])
+        .args(color)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR");
+    if let Some(v) = no_color {
+        c.env("NO_COLOR", v);
+    }
+    let o = c.output().expect("the binary runs");
+    assert!(o.status.success());
+    stderr(&o)
+}
+
+#[test]
+fn colour_only_on_a_terminal_unless_asked_and_never_with_no_color() {
+    const ESC: char = '\u{1b}';
+    // stderr is a pipe here: auto means no colour.
+    let plain = logs(&[], None);
+    assert!(plain.contains("INFO"), "-v shows info logs:\n{plain}");
+    assert!(!plain.contains(ESC));
+    assert!(logs(&["--color", "always"], None).contains(ESC));
+    assert!(!logs(&["--color", "never"], None).contains(ESC));
+    assert!(!logs(&["--color", "auto"], Some("1")).contains(ESC));
+}
+
+#[test]
+fn quiet_and_verbose_set_the_log_level() {
+    let quiet = backsync(&["-q", "run", &scenario("kb_q190703.toml")]);
+    assert!(quiet.status.success());
+    assert!(stderr(&quiet).is_empty(), "{}", stderr(&quiet));
+    assert!(stdout(&quiet).contains("PASSED"), "-q keeps the report");
+    let normal = backsync(&["run", &scenario("kb_q190703.toml")]);
+    assert!(!stderr(&normal).contains("INFO"));
+    let debug = backsync(&["run", &scenario("kb_q190703.toml"), "-vv"]);
+    assert!(stderr(&debug).contains("DEBUG"));
+    assert!(!stderr(&backsync(&["run", &scenario("kb_q190703.toml"), "-v"])).contains("DEBUG"));
+    let both = backsync(&["run", &scenario("kb_q190703.toml"), "-q", "-v"]);
+    assert_eq!(both.status.code(), Some(2), "-q and -v conflict");
 }
