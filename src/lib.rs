@@ -24,7 +24,10 @@ pub mod throughput;
 pub mod view;
 
 pub use cluster::{Cluster, LoadReport, LoadSpec};
-pub use config::*;
+pub use config::{
+    BadDuration, ConfigError, Granularity, Profile, ReplicationConfig, RestoreStrategy, UnknownName,
+    fmt_duration, parse_duration,
+};
 pub use error::ClusterError;
 pub use scenario::{Scenario, ScenarioError};
 pub use shell::network::LinkFaults;
