@@ -25,8 +25,8 @@ pub mod view;
 
 pub use cluster::{Cluster, LoadReport, LoadSpec};
 pub use config::{
-    BadDuration, ConfigError, Granularity, Profile, ReplicationConfig, RestoreStrategy, UnknownName,
-    fmt_duration, parse_duration,
+    BadDuration, ConfigError, Granularity, Profile, ReplicationConfig, RestoreStrategy,
+    UnknownName, fmt_duration, parse_duration,
 };
 pub use error::ClusterError;
 pub use scenario::{Scenario, ScenarioError};

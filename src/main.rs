@@ -197,6 +197,10 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
         }
         return Ok(out.flush()?);
     }
+    // `--svg out/run.svg` works on a fresh clone: the directory is made.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
