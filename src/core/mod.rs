@@ -12,10 +12,13 @@ pub mod object;
 pub mod table;
 pub mod vectors;
 
-pub use dsa::*;
+pub use dsa::{
+    Applied, BacksyncRun, Backup, CoreConfig, CoreEvent, Dsa, Mode, OwnWrite, RestoreOptions,
+    WriteError,
+};
 pub use hash::StableHasher;
-pub use ids::*;
-pub use messages::*;
-pub use object::*;
-pub use table::*;
-pub use vectors::*;
+pub use ids::{Guid, InvocationId, SimTime, Stamp, Usn};
+pub use messages::{ChangesReply, GetChanges, PullKind};
+pub use object::{Attr, Merge, ObjectState, merge};
+pub use table::{Digest, ObjectTable, Origin, Replica};
+pub use vectors::{HighWatermark, UpToDatenessVector};
