@@ -614,6 +614,17 @@ impl Cluster {
         self.shared.obs.hazards()
     }
 
+    /// Every backsync step so far: starts, answers, ends.
+    pub fn backsync_notes(&self) -> Vec<crate::shell::observe::BacksyncNote> {
+        self.shared.obs.backsync_notes()
+    }
+
+    /// Replication components now: groups of server indices that sites and
+    /// connectors still join (convergence is judged inside each).
+    pub fn components(&self) -> Vec<Vec<usize>> {
+        self.shared.layout().components()
+    }
+
     /// A hash of every delivery, apply and write so far (determinism checks).
     pub fn trace_hash(&self) -> u64 {
         self.shared.obs.trace_hash()

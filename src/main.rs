@@ -218,7 +218,8 @@ fn outputs(r: &RunReport, out: &Outputs) -> anyhow::Result<()> {
         write(p, &serde_json::to_string_pretty(r)?)?;
     }
     if let Some(p) = &out.report {
-        write(p, &report::markdown(r))?;
+        let plot = out.svg.as_deref().map(|s| report::link_from(p, s));
+        write(p, &report::markdown_with_plot(r, plot.as_deref()))?;
     }
     if let Some(p) = &out.svg {
         write(p, &backsync::plot::svg(r)?)?;
@@ -346,7 +347,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             let to_stderr = json.as_deref().is_some_and(is_stdout);
             show(&report::compare_table(&s.name, &rows), to_stderr);
             if let Some(p) = json {
-                let v = serde_json::json!({ "scenario": s.name, "rows": rows });
+                let v = serde_json::json!({ "schema_version": run::SCHEMA_VERSION, "scenario": s.name, "rows": rows });
                 write(
                     &p,
                     &serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?,

@@ -2,6 +2,7 @@
 //! the side-by-side table of `compare`.
 
 use std::fmt::Write;
+use std::path::{Component, Path};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -18,6 +19,117 @@ fn t(ms: u64) -> String {
     }
 }
 
+/// `1 object`, `2 objects`.
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// What the run came to, one line each: restores, who answered each
+/// backsync and what came back, what was lost, how it ended.
+pub fn outcome(r: &RunReport) -> Vec<String> {
+    let mut o = Vec::new();
+    let restores: Vec<_> = (r.steps.iter())
+        .filter(|s| s.action == "restore" && s.ok)
+        .collect();
+    if restores.is_empty() {
+        o.push("restores: none".to_string());
+    }
+    for s in restores {
+        o.push(format!("restore at {}: {}", t(s.sim_ms), s.detail));
+    }
+    for b in &r.backsyncs {
+        let answered = if b.answers.is_empty() {
+            "no partner answered".to_string()
+        } else {
+            let who: Vec<String> = (b.answers.iter())
+                .map(|a| format!("{} ({} back)", a.from, count(a.restored, "object")))
+                .collect();
+            format!("answered by {}", who.join(", "))
+        };
+        let silent = b.silent.join(", ");
+        let end = match (b.outcome, b.ended_ms) {
+            ("complete", Some(e)) => format!("complete at {}", t(e)),
+            (_, Some(e)) => format!("gave up at {} without {silent}", t(e)),
+            _ if b.silent.is_empty() => "unfinished at the end".to_string(),
+            _ => format!("unfinished at the end, waiting for {silent}"),
+        };
+        o.push(format!(
+            "backsync of {} from {}: {answered}; {end}",
+            b.server,
+            t(b.started_ms)
+        ));
+    }
+    if !r.backsyncs.is_empty() {
+        let total: usize = r.backsyncs.iter().map(|b| b.restored()).sum();
+        let mut from: Vec<(&str, usize)> = Vec::new();
+        for a in r.backsyncs.iter().flat_map(|b| &b.answers) {
+            match from.iter_mut().find(|f| f.0 == a.from) {
+                Some(f) => f.1 += a.restored,
+                None => from.push((&a.from, a.restored)),
+            }
+        }
+        let by: Vec<String> = (from.iter().filter(|f| f.1 > 0))
+            .map(|(n, k)| format!("{n}: {k}"))
+            .collect();
+        o.push(if by.is_empty() {
+            format!("came back by backsync: {}", count(total, "object"))
+        } else {
+            format!(
+                "came back by backsync: {} ({})",
+                count(total, "object"),
+                by.join(", ")
+            )
+        });
+    }
+    for s in r.steps.iter().filter(|s| s.action == "crash" && s.ok) {
+        o.push(format!("crash: {}", s.detail));
+    }
+    o.push(format!(
+        "lost for good: {} (held by no running server, in no backup that could still be restored)",
+        count(r.lost_unreplicated as usize, "acknowledged write")
+    ));
+    if let Some(c) = r.convergence.last() {
+        let (step, f) = (c.step, &c.figures);
+        o.push(if f.converged {
+            format!("end: converged at step {step} (after {})", t(f.sim_ms))
+        } else {
+            let expected = if c.expected == "diverged" {
+                "as expected"
+            } else {
+                "convergence was expected"
+            };
+            format!(
+                "end: not converged at step {step} (within {}; {expected})",
+                t(f.sim_ms)
+            )
+        });
+    }
+    o
+}
+
+/// The path of `target` as a link from a file at `from` (relative to the
+/// directory `from` is in, `/`-separated).
+pub fn link_from(from: &Path, target: &Path) -> String {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (from, target) = (abs(from), abs(target));
+    let dir: Vec<Component> = from
+        .parent()
+        .map_or(Vec::new(), |d| d.components().collect());
+    let to: Vec<Component> = target.components().collect();
+    let same = dir.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".to_string(); dir.len() - same];
+    parts.extend(
+        to[same..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
 /// The report printed by `backsync run`.
 pub fn text(r: &RunReport) -> String {
     let mut o = String::new();
@@ -32,6 +144,10 @@ pub fn text(r: &RunReport) -> String {
             .map(|s| format!(", every restore with {s}"))
             .unwrap_or_default()
     );
+    let _ = writeln!(o, "\noutcome");
+    for l in outcome(r) {
+        let _ = writeln!(o, "  {l}");
+    }
     let _ = writeln!(o, "\nsteps");
     for s in &r.steps {
         let _ = writeln!(
@@ -100,6 +216,12 @@ pub fn text(r: &RunReport) -> String {
 
 /// The same report as Markdown.
 pub fn markdown(r: &RunReport) -> String {
+    markdown_with_plot(r, None)
+}
+
+/// The Markdown report, linking the plot written with it (`plot`: its
+/// path relative to the report's directory, see [`link_from`]).
+pub fn markdown_with_plot(r: &RunReport, plot: Option<&str>) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# {}\n", r.scenario);
     let _ = writeln!(
@@ -114,9 +236,26 @@ pub fn markdown(r: &RunReport) -> String {
             format!("Failed: {} steps", r.failures.len())
         }
     );
+    let _ = writeln!(o, "## Outcome\n");
+    for l in outcome(r) {
+        let _ = writeln!(o, "- {}", l.replace('|', "\\|"));
+    }
+    if let Some(p) = plot {
+        let p = if p.contains(' ') {
+            format!("<{p}>")
+        } else {
+            p.to_string()
+        };
+        let _ = writeln!(
+            o,
+            "\nPlot: [{}]({p}). {}",
+            p.trim_matches(['<', '>']),
+            crate::plot::REFERENCE
+        );
+    }
     let _ = writeln!(
         o,
-        "## Steps\n\n| # | do | ok | at | detail |\n|---|---|---|---|---|"
+        "\n## Steps\n\n| # | do | ok | at | detail |\n|---|---|---|---|---|"
     );
     for s in &r.steps {
         let _ = writeln!(
@@ -271,4 +410,25 @@ pub fn compare_table(scenario: &str, rows: &[CompareRow]) -> String {
         );
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_relative_to_the_report_directory() {
+        let l = |a: &str, b: &str| link_from(Path::new(a), Path::new(b));
+        assert_eq!(l("/o/r.md", "/o/r.svg"), "r.svg");
+        assert_eq!(l("/o/a/r.md", "/o/b/p.svg"), "../b/p.svg");
+        assert_eq!(l("/o/r.md", "/o/plots/p.svg"), "plots/p.svg");
+        assert_eq!(l("r.md", "plots/p.svg"), "plots/p.svg");
+    }
+
+    #[test]
+    fn counts_have_the_right_plural() {
+        assert_eq!(count(1, "object"), "1 object");
+        assert_eq!(count(0, "object"), "0 objects");
+        assert_eq!(count(2, "acknowledged write"), "2 acknowledged writes");
+    }
 }

@@ -5,12 +5,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cluster::{Cluster, LoadSpec};
-use crate::config::RestoreStrategy;
+use crate::config::{Granularity, RestoreStrategy};
 use crate::core::WriteError;
 use crate::error::ClusterError;
 use crate::scenario::{Action, ConvergeExpect, ExpectCheck, Scenario};
 use crate::shell::network::LinkFaults;
-use crate::shell::observe::{Change, Event};
+use crate::shell::observe::{BacksyncNote, BacksyncStep, Change, Event};
 use crate::shell::supervisor::Convergence;
 use crate::shell::topology::Topology;
 use crate::view::ServerStatus;
@@ -60,9 +60,114 @@ pub struct ConvergenceReport {
     pub figures: Convergence,
 }
 
+/// The version of the JSON layout `--json` and `compare --json` write:
+/// raised when a field changes meaning or goes away (added fields keep it).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One partner's answers to a backsync, summed over its reply pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BacksyncAnswer {
+    /// The partner.
+    pub from: String,
+    /// Simulated ms of its first answer.
+    pub sim_ms: u64,
+    /// Objects its replies carried.
+    pub objects_sent: usize,
+    /// Objects that changed on the restored server: what came back from it.
+    pub restored: usize,
+}
+
+/// One backsync: who was asked, who answered, how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BacksyncReport {
+    /// The restored server.
+    pub server: String,
+    /// Simulated ms of the restore that started it.
+    pub started_ms: u64,
+    /// The partners asked.
+    pub asked: Vec<String>,
+    /// The partners that answered, in order of their first answer.
+    pub answers: Vec<BacksyncAnswer>,
+    /// Simulated ms when it ended (`None`: still running at the end, or
+    /// cut short by a crash or another restore).
+    pub ended_ms: Option<u64>,
+    /// `complete` (every partner answered), `gave up` (the timeout, or the
+    /// partners left were cut off by a connector deletion) or `unfinished`.
+    pub outcome: &'static str,
+    /// The partners asked that never answered.
+    pub silent: Vec<String>,
+}
+
+impl BacksyncReport {
+    /// Objects that came back, from every partner.
+    pub fn restored(&self) -> usize {
+        self.answers.iter().map(|a| a.restored).sum()
+    }
+}
+
+/// Pairs the backsync notes of a run into one report per backsync.
+pub fn backsyncs(notes: &[BacksyncNote], names: &[String]) -> Vec<BacksyncReport> {
+    let mut out: Vec<BacksyncReport> = Vec::new();
+    // Per server, the index in `out` of its backsync under way.
+    let mut open: Vec<Option<usize>> = vec![None; names.len()];
+    for n in notes {
+        match &n.kind {
+            BacksyncStep::Started(asked) => {
+                open[n.server] = Some(out.len());
+                out.push(BacksyncReport {
+                    server: names[n.server].clone(),
+                    started_ms: n.sim_ms,
+                    asked: asked.iter().map(|&i| names[i].clone()).collect(),
+                    answers: Vec::new(),
+                    ended_ms: None,
+                    outcome: "unfinished",
+                    silent: Vec::new(),
+                });
+            }
+            BacksyncStep::Answer {
+                from,
+                sent,
+                restored,
+            } => {
+                let Some(b) = open[n.server].map(|i| &mut out[i]) else {
+                    continue;
+                };
+                match b.answers.iter_mut().find(|a| a.from == names[*from]) {
+                    Some(a) => {
+                        a.objects_sent += sent;
+                        a.restored += restored;
+                    }
+                    None => b.answers.push(BacksyncAnswer {
+                        from: names[*from].clone(),
+                        sim_ms: n.sim_ms,
+                        objects_sent: *sent,
+                        restored: *restored,
+                    }),
+                }
+            }
+            BacksyncStep::Done { missing } => {
+                let Some(b) = open[n.server].take().map(|i| &mut out[i]) else {
+                    continue;
+                };
+                b.ended_ms = Some(n.sim_ms);
+                b.outcome = if *missing == 0 { "complete" } else { "gave up" };
+            }
+        }
+    }
+    for b in &mut out {
+        b.silent = (b.asked.iter())
+            .filter(|p| !b.answers.iter().any(|a| &a.from == *p))
+            .cloned()
+            .collect();
+    }
+    out
+}
+
 /// Everything a run produced: what `--json` writes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunReport {
+    /// The JSON layout's version: [`SCHEMA_VERSION`].
+    pub schema_version: u32,
     /// Scenario name.
     pub scenario: String,
     /// The seed used.
@@ -86,6 +191,8 @@ pub struct RunReport {
     pub refused_writes: u64,
     /// Failed steps, one line each.
     pub failures: Vec<String>,
+    /// Every backsync, in the order the restores started them.
+    pub backsyncs: Vec<BacksyncReport>,
     /// The event log.
     pub events: Vec<Event>,
     /// Simulated ms at the end.
@@ -96,6 +203,14 @@ pub struct RunReport {
     /// Recorded table changes (with `RunOptions::record`).
     #[serde(skip)]
     pub changes: Vec<Change>,
+    /// Replication components over time: from each simulated ms on, the
+    /// groups of server indices that sites and connectors join (a new
+    /// entry after each step that changed them).
+    #[serde(skip)]
+    pub components: Vec<(u64, Vec<Vec<usize>>)>,
+    /// The conflict granularity the run used (to merge recorded states).
+    #[serde(skip)]
+    pub granularity: Granularity,
 }
 
 /// The topology a scenario describes.
@@ -128,6 +243,7 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunReport, ClusterError> {
     let mut steps = Vec::new();
     let mut convergence = Vec::new();
     let mut failures = Vec::new();
+    let mut components = vec![(0, c.components())];
     for step in &s.steps {
         let wall = std::time::Instant::now();
         let (ok, detail) = match run_step(&mut c, &step.action, opts, step.index, &mut convergence)
@@ -152,8 +268,14 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunReport, ClusterError> {
             detail,
             line: step.line,
         });
+        let now = c.components();
+        if components.last().is_none_or(|(_, last)| *last != now) {
+            components.push((c.now().as_millis() as u64, now));
+        }
     }
+    let names = c.servers().to_vec();
     Ok(RunReport {
+        schema_version: SCHEMA_VERSION,
         scenario: s.name.clone(),
         seed,
         profile: s.profile.to_string(),
@@ -165,10 +287,13 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunReport, ClusterError> {
         lost_unreplicated: c.lost_unreplicated()?,
         refused_writes: c.refused_writes(),
         failures,
+        backsyncs: backsyncs(&c.backsync_notes(), &names),
         events: c.events(),
         sim_ms: c.now().as_millis() as u64,
-        names: c.servers().to_vec(),
+        names,
         changes: c.take_changes(),
+        components,
+        granularity: c.config().granularity,
     })
 }
 

@@ -36,6 +36,9 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
         &[
             "backsync answer from Server2",
             "backsync complete, 3 partners answered",
+            "  backsync of Server1 from 20m 4s: answered by Server2 (1 object back), Server4 (0 objects back), Server3 (0 objects back); complete at 20m 8s",
+            "  came back by backsync: 1 object (Server2: 1)",
+            "  end: converged at step 7 (after 4.02s)",
             "cn=UserA,ou=Users is present on Server1",
             "PASSED: all 9 steps",
         ],
@@ -47,6 +50,9 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
             "backsync answer from Server3",
             "refused as expected",
             "backsync timed out, 2 answered, 1 never did",
+            "  backsync of Server1 from 20m 4s: answered by Server3 (1 object back), Server4 (0 objects back); gave up at 16h 20m without Server2",
+            "  came back by backsync: 1 object (Server3: 1)",
+            "  lost for good: 0 acknowledged writes",
             "hazard: backsync-timeout: Server1: backsync gave up waiting for Server2: its own writes above USN 200",
             "PASSED",
         ],
@@ -63,7 +69,12 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
     (
         "naive_rollback.toml",
         0,
-        &["diverged as expected", "PASSED"],
+        &[
+            "  restore at 10m: Server1 restored from `snapshot` with naive",
+            "  end: not converged at step 8 (within 6h; as expected)",
+            "diverged as expected",
+            "PASSED",
+        ],
     ),
     ("strategies.toml", 0, &["PASSED: all 11 steps"]),
     (
@@ -156,6 +167,13 @@ fn every_shipped_scenario_runs_with_its_exit_code_and_key_lines() {
         for l in *lines {
             assert!(out.contains(l), "{name}: report lacks `{l}`:\n{out}");
         }
+        // The outcome comes first, right after the two header lines.
+        let sections: Vec<&str> = out.lines().filter(|l| !l.starts_with(' ')).collect();
+        assert_eq!(sections.get(3), Some(&"outcome"), "{name}:\n{out}");
+        assert!(
+            out.find("\noutcome\n") < out.find("\nsteps\n"),
+            "{name}: the outcome is not first:\n{out}"
+        );
     }
 }
 
@@ -304,7 +322,9 @@ fn same_file_and_seed_give_the_same_json_apart_from_wall_time() {
     let a = run("a.json", "11");
     assert_eq!(a, run("b.json", "11"));
     assert_ne!(a, run("c.json", "12"), "the seed drives the load");
+    assert_eq!(a["schema_version"], 1);
     for field in [
+        "backsyncs",
         "scenario",
         "seed",
         "passed",
@@ -390,6 +410,14 @@ fn report_and_svg_are_written() {
     let md = std::fs::read_to_string(md).unwrap();
     assert!(md.starts_with("# KB Q190703"), "{md}");
     assert!(md.contains("| step | result |"));
+    // The outcome first, then the plot's link, then the steps.
+    let outcome = md.find("## Outcome").expect("an outcome section");
+    assert!(outcome < md.find("## Steps").unwrap(), "{md}");
+    assert!(
+        md.contains("- came back by backsync: 1 object (Server2: 1)"),
+        "{md}"
+    );
+    assert!(md.contains("Plot: [r.svg](r.svg)."), "{md}");
     let svg = std::fs::read_to_string(svg).unwrap();
     assert!(svg.contains("<svg") && svg.contains("Server1") && svg.contains("restore"));
 }
@@ -419,6 +447,7 @@ fn compare_shows_the_four_strategies_side_by_side() {
     assert!(row("full-resync").contains("converged"));
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(j).unwrap()).unwrap();
     assert_eq!(v["rows"].as_array().unwrap().len(), 4);
+    assert_eq!(v["schema_version"], 1);
     // Full resync copies the whole directory; backsync only what was lost.
     let sent = |i: usize| v["rows"][i]["objects_sent"].as_u64().unwrap();
     assert!(

@@ -43,20 +43,23 @@ pub struct Event {
 }
 
 /// One change to one server's table, recorded for plots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeKind {
-    /// The object now has this content hash.
-    Put(Guid, u128),
+    /// The object now holds this replicated state.
+    Put(Guid, Arc<ObjectState>),
     /// The object is gone (garbage collection, purge).
     Remove(Guid),
     /// The server went down: it holds nothing until restored.
     Down,
     /// The table was replaced (restore); `Put`s of its content follow.
     Reset,
+    /// The server's mode changed (`running`, `backsync`, `resync`,
+    /// `quarantined`, `down`): see [`ServerObs::mode`].
+    Mode(&'static str),
 }
 
 /// A recorded change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// Simulated ms.
     pub sim_ms: u64,
@@ -64,6 +67,40 @@ pub struct Change {
     pub server: usize,
     /// What changed.
     pub kind: ChangeKind,
+}
+
+/// One step of a backsync, as it happened (the structured twin of the
+/// `backsync ...` event lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BacksyncNote {
+    /// Simulated ms.
+    pub sim_ms: u64,
+    /// The restored server (index).
+    pub server: usize,
+    /// What happened.
+    pub kind: BacksyncStep,
+}
+
+/// What a [`BacksyncNote`] records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BacksyncStep {
+    /// A restore started a backsync, asking these partners (indices).
+    Started(Vec<usize>),
+    /// A partner answered: objects its reply carried, objects that changed.
+    Answer {
+        /// The partner (index).
+        from: usize,
+        /// Objects carried.
+        sent: usize,
+        /// Objects that changed on the restored server.
+        restored: usize,
+    },
+    /// The backsync ended: every partner answered (`missing == 0`), the
+    /// timeout passed, or the rest were cut off by a connector deletion.
+    Done {
+        /// Partners that never answered.
+        missing: usize,
+    },
 }
 
 /// Traffic counters, read as differences around a step.
@@ -107,6 +144,7 @@ pub struct Observatory {
     trace_hash: AtomicU64,
     recording: AtomicBool,
     changes: Mutex<Vec<Change>>,
+    backsyncs: Mutex<Vec<BacksyncNote>>,
     /// Campaign hook: facts for the invariant checker (`crate::campaign`).
     facts_on: AtomicBool,
     facts: Mutex<Vec<Fact>>,
@@ -136,6 +174,7 @@ impl Observatory {
             trace_hash: AtomicU64::new(0xcbf2_9ce4_8422_2325),
             recording: AtomicBool::new(false),
             changes: Mutex::new(Vec::new()),
+            backsyncs: Mutex::new(Vec::new()),
             facts_on: AtomicBool::new(false),
             hazards: Mutex::new(Vec::new()),
             facts: Mutex::new(Vec::new()),
@@ -189,8 +228,11 @@ impl Observatory {
         }
     }
 
-    pub(crate) fn publish(&self, idx: usize, obs: ServerObs) {
+    pub(crate) fn publish(&self, sim_ms: u64, idx: usize, obs: ServerObs) {
         let mut s = self.servers.lock().expect("observatory lock");
+        if s[idx].mode != obs.mode && self.recording() {
+            self.record(sim_ms, idx, [ChangeKind::Mode(obs.mode)]);
+        }
         if s[idx] != obs {
             s[idx] = obs;
             drop(s);
@@ -254,6 +296,16 @@ impl Observatory {
     /// Takes the recorded changes.
     pub fn take_changes(&self) -> Vec<Change> {
         std::mem::take(&mut *self.changes.lock().expect("observatory lock"))
+    }
+
+    /// Notes a step of a backsync (always on: reports tell who answered).
+    pub(crate) fn backsync_note(&self, note: BacksyncNote) {
+        self.backsyncs.lock().expect("observatory lock").push(note);
+    }
+
+    /// Every backsync step noted so far, in order.
+    pub fn backsync_notes(&self) -> Vec<BacksyncNote> {
+        self.backsyncs.lock().expect("observatory lock").clone()
     }
 
     /// The event log so far.

@@ -20,7 +20,8 @@ use crate::core::{
 use crate::shell::Shared;
 use crate::shell::network::{Envelope, Network, Payload};
 use crate::shell::observe::{
-    ChangeKind, Fact, Hazard, HazardKind, PutCause, RemoveCause, ServerObs,
+    BacksyncNote, BacksyncStep, ChangeKind, Fact, Hazard, HazardKind, PutCause, RemoveCause,
+    ServerObs,
 };
 use crate::view::ObjectView;
 
@@ -159,7 +160,7 @@ impl DirectoryServer {
         }
         let Some(c) = self.core.as_ref() else { return };
         let kinds = guids.iter().map(|g| match c.table().get(*g) {
-            Some(r) => ChangeKind::Put(*g, r.state.hash),
+            Some(r) => ChangeKind::Put(*g, r.state.clone()),
             None => ChangeKind::Remove(*g),
         });
         self.shared.obs.record(self.now(), self.idx, kinds);
@@ -234,10 +235,17 @@ impl DirectoryServer {
                 mode: c.mode().name(),
             },
         };
-        self.shared.obs.publish(self.idx, obs);
+        self.shared.obs.publish(self.now(), self.idx, obs);
     }
 
     fn report(&self, e: CoreEvent) {
+        if let CoreEvent::BacksyncDone { missing, .. } = e {
+            self.shared.obs.backsync_note(BacksyncNote {
+                sim_ms: self.now(),
+                server: self.idx,
+                kind: BacksyncStep::Done { missing },
+            });
+        }
         let text = match e {
             CoreEvent::BacksyncDone {
                 answered,
@@ -561,6 +569,15 @@ impl DirectoryServer {
             self.heard_from(from, now);
         }
         if kind == PullKind::Backsync {
+            self.shared.obs.backsync_note(BacksyncNote {
+                sim_ms: now,
+                server: self.idx,
+                kind: BacksyncStep::Answer {
+                    from,
+                    sent: applied.sent,
+                    restored: applied.changed,
+                },
+            });
             let text = format!(
                 "{}: backsync answer from {}: {} objects sent, {} restored",
                 self.name,
@@ -810,6 +827,11 @@ impl Handler<RestoreServer> for DirectoryServer {
                     partners = waiting.len(),
                     "backsync: asking every known directory"
                 );
+                self.shared.obs.backsync_note(BacksyncNote {
+                    sim_ms: self.now(),
+                    server: self.idx,
+                    kind: BacksyncStep::Started(waiting.clone()),
+                });
                 self.pull_all(waiting, PullKind::Backsync);
                 if let Some(h) = self.deadline.take() {
                     ctx.cancel_future(h);
