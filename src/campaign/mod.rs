@@ -592,8 +592,8 @@ pub fn run_campaign(
 ///
 /// ```text
 /// seed 16: 36 violations (convergence 3, no-lost-write 14, usn-monotonic 5, no-silent-loss 14)
-///   convergence     not converged 1d 17h after healing (bound 13h 47m)
-///   no-lost-write   the create of `cn=x35` by S3 at 20h 7m (...) is missing on S1 at the end
+///   convergence      not converged 1d 17h after healing (bound 13h 47m)
+///   no-lost-write    the create of `cn=x35` by S3 at 20h 7m (...) is missing on S1 at the end
 ///   ...
 ///   reproduce: backsync campaign --seeds 1 --first-seed 16 ...
 /// ```
