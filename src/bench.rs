@@ -27,14 +27,30 @@ use crate::throughput::{self, ThroughputRun};
 
 /// `backsync bench` options.
 #[derive(clap::Args, Debug, Clone, Default)]
+#[command(after_help = "Examples:
+  backsync bench --quick
+  backsync bench --json bench.json
+  backsync bench --quick --json - > bench.json
+
+Each figure prints on two lines: what is measured and its ratio to the
+baseline against the target, then the figure next to the baseline's.
+With `--json -` the JSON goes to stdout and the text to stderr.")]
 pub struct BenchArgs {
     /// Fewer repetitions and a smaller simulated week: under 2 minutes.
     #[arg(long)]
     pub quick: bool,
-    /// Write the figures as JSON here.
+    /// Write the figures as JSON here; `-`: to stdout, the text then going
+    /// to stderr.
     #[arg(long, value_name = "OUT.json")]
     pub json: Option<PathBuf>,
 }
+
+/// The version of the JSON `--json` writes (its `schema_version`), raised
+/// when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Bench lines fit this many columns.
+pub const WIDTH: usize = 100;
 
 /// Why a bench run failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +61,7 @@ pub enum BenchError {
     /// A workload did not end as it must (a measurement of a wrong run is no measurement).
     #[error("bench workload failed: {0}")]
     Workload(String),
-    /// The JSON could not be written.
+    /// The JSON or the text could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
         /// Where.
@@ -58,11 +74,11 @@ pub enum BenchError {
 /// One printed figure.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Figure {
-    /// What is measured.
+    /// What is measured, in the words of a directory's administrator.
     pub name: String,
     /// The value.
     pub value: f64,
-    /// Its unit.
+    /// Its unit: `B`, `objects/s`, `us`, `ms`, `copies/s` or `x real time`.
     pub unit: String,
     /// What it is judged against.
     pub baseline: String,
@@ -79,6 +95,8 @@ pub struct Figure {
 /// Everything a bench run measured: what `--json` writes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchReport {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
     /// `--quick` was given.
     pub quick: bool,
     /// Cores available.
@@ -578,6 +596,55 @@ pub fn sim_week(sites: usize, per_site: usize, objects: u64) -> Result<SimWeek, 
     })
 }
 
+/// What each figure measures and what its baseline is, as printed.
+pub mod titles {
+    /// (what is measured, the baseline).
+    pub const MEMORY: (&str, &str) = (
+        "Memory per object copy (64 servers, 100,000 objects each)",
+        "the ceiling aimed for",
+    );
+    /// (what is measured, the baseline).
+    pub const APPLY: (&str, &str) = (
+        "Apply replicated changes: 100,000 objects created then modified",
+        "a plain hash-map merge of the same changes",
+    );
+    /// (what is measured, the baseline).
+    pub const ANSWER_1M: (&str, &str) = (
+        "Answer a backsync: 1,000 lost objects among 1,000,000",
+        "the same among 10,000 objects",
+    );
+    /// (what is measured, the baseline).
+    pub const ANSWER_INDEX: (&str, &str) = (
+        "Answer a backsync from the index vs by scanning all objects",
+        "scanning all 1,000,000 objects for the lost ones",
+    );
+    /// (what is measured, the baseline).
+    pub const CATCH_UP: (&str, &str) = (
+        "Catch up after a backsync restore (100,000 objects, 1,000 lost)",
+        "catching up by a full resync",
+    );
+    /// (what is measured, the baseline).
+    pub const RESTORE_FULL: (&str, &str) = (
+        "Restore and catch up, backsync (100,000 objects, 1,000 lost)",
+        "restoring and catching up by a full resync",
+    );
+    /// (what is measured, the baseline).
+    pub const RESTORE_NEW_ID: (&str, &str) = (
+        "Restore and catch up, backsync (100,000 objects, 1,000 lost)",
+        "the same with a new invocation id",
+    );
+    /// (what is measured, the baseline).
+    pub const REPLICATE: (&str, &str) = (
+        "Replicate 100,000 new objects to 16 servers: copies made",
+        "the floor aimed for",
+    );
+    /// The simulated week's, its object count (`{}`) left to fill in.
+    pub const WEEK: (&str, &str) = (
+        "Simulate a week of 20 sites, 60 servers, {} objects",
+        "the floor aimed for",
+    );
+}
+
 fn figure(
     name: &str,
     value: f64,
@@ -603,43 +670,180 @@ fn figure(
     }
 }
 
-fn say(f: &Figure) {
-    println!(
-        "{:<34} {:>14.1} {:<14} | {:<36} {:>14.1} | ratio {:>10.3} (target {}) {}",
-        f.name,
-        f.value,
-        f.unit,
-        f.baseline,
-        f.baseline_value,
-        f.ratio,
-        f.target,
+/// `x` to three significant digits (`21.7`, `1.62`, `531`).
+fn sig3(x: f64) -> String {
+    let decimals = if x.abs() >= 100.0 || x == 0.0 {
+        0
+    } else if x.abs() >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{x:.decimals$}")
+}
+
+/// A quantity with an SI prefix, three significant digits: `3.79 M`,
+/// `531 k`, `145 `; the unit follows the space.
+///
+/// ```
+/// use backsync::bench::si;
+/// assert_eq!(si(3_790_000.0, "objects/s"), "3.79 M objects/s");
+/// assert_eq!(si(530_767.6, "copies/s"), "531 k copies/s");
+/// assert_eq!(si(145.0, "B"), "145 B");
+/// assert_eq!(si(1.2e9, "B"), "1.20 GB");
+/// ```
+pub fn si(x: f64, unit: &str) -> String {
+    let mut v = x;
+    let mut prefix = "";
+    for p in ["k", "M", "G", "T"] {
+        // 999.5 k rounds to 1.00 M, not 1000 k.
+        if v.abs() < 999.5 {
+            break;
+        }
+        v /= 1000.0;
+        prefix = p;
+    }
+    // Bytes take the prefix as one word (`GB`); other units a space after it.
+    if unit == "B" {
+        format!("{} {prefix}B", sig3(v))
+    } else if prefix.is_empty() {
+        format!("{} {unit}", sig3(v))
+    } else {
+        format!("{} {prefix} {unit}", sig3(v))
+    }
+}
+
+/// A wall time given in seconds, three significant digits in the unit
+/// that suits it.
+///
+/// ```
+/// use backsync::bench::wall;
+/// assert_eq!(wall(21.7e-6), "21.7 µs");
+/// assert_eq!(wall(0.0862675), "86.3 ms");
+/// assert_eq!(wall(2.5), "2.50 s");
+/// ```
+pub fn wall(s: f64) -> String {
+    if s < 1e-3 {
+        format!("{} µs", sig3(s * 1e6))
+    } else if s < 1.0 {
+        format!("{} ms", sig3(s * 1e3))
+    } else {
+        format!("{} s", sig3(s))
+    }
+}
+
+/// A ratio: two decimals under 10, one under 100, then whole and grouped.
+///
+/// ```
+/// use backsync::bench::ratio;
+/// assert_eq!(ratio(0.7061), "0.71");
+/// assert_eq!(ratio(53.785), "53.8");
+/// assert_eq!(ratio(3976.561), "3,977");
+/// ```
+pub fn ratio(r: f64) -> String {
+    if !r.is_finite() {
+        format!("{r}")
+    } else if r >= 99.95 {
+        crate::config::group(r.round() as u64)
+    } else if r >= 9.995 {
+        format!("{r:.1}")
+    } else {
+        format!("{r:.2}")
+    }
+}
+
+/// A figure's value (or its baseline's) with its unit, for people.
+pub fn show_value(v: f64, unit: &str) -> String {
+    match unit {
+        "us" => wall(v * 1e-6),
+        "ms" => wall(v * 1e-3),
+        "x real time" if v >= 999.5 => {
+            format!("{}x real time", crate::config::group(v.round() as u64))
+        }
+        "x real time" => format!("{}x real time", sig3(v)),
+        _ => si(v, unit),
+    }
+}
+
+/// A figure as `bench` prints it: what is measured, with the ratio and
+/// the target on the right; below it the figure next to the baseline's,
+/// and what the baseline is. Both lines fit [`WIDTH`] columns (for names
+/// and baselines as long as [`titles`]).
+///
+/// ```
+/// use backsync::bench::{Figure, render_figure};
+/// let f = Figure {
+///     name: "Apply replicated changes: 100,000 objects created then modified".into(),
+///     value: 1.62e6,
+///     unit: "objects/s".into(),
+///     baseline: "a plain hash-map merge of the same changes".into(),
+///     baseline_value: 2.30e6,
+///     ratio: 0.704,
+///     target: ">= 0.5".into(),
+///     met: true,
+/// };
+/// let text = render_figure(&f);
+/// assert!(text.contains("1.62 M objects/s  vs  2.30 M objects/s, a plain"), "{text}");
+/// assert!(text.contains("ratio  0.70 (target >= 0.5) met"), "{text}");
+/// assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
+/// ```
+pub fn render_figure(f: &Figure) -> String {
+    let target = format!("(target {})", f.target);
+    let verdict = format!(
+        "ratio {:>5} {target:<15} {}",
+        ratio(f.ratio),
         if f.met { "met" } else { "MISSED" }
     );
+    let room = WIDTH.saturating_sub(verdict.chars().count() + 1);
+    let head = format!("{:<room$} {verdict}", f.name);
+    let value = show_value(f.value, &f.unit);
+    let base = show_value(f.baseline_value, &f.unit);
+    let body = format!("  {value:>18}  vs  {base}, {}", f.baseline);
+    format!("{}\n{}\n", head.trim_end(), body.trim_end())
 }
 
 /// Runs every measurement, prints each figure with its baseline and ratio,
 /// and writes the JSON if asked.
 pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
+    use std::io::Write as _;
     let quick = args.quick;
     let reps = if quick { 3 } else { 7 };
+    let json_to_stdout = args.json.as_ref().is_some_and(|p| p.as_os_str() == "-");
+    let write_err = |source| BenchError::Write {
+        path: PathBuf::from("<output>"),
+        source,
+    };
+    // With the JSON on stdout, the text goes to stderr.
+    let mut text: Box<dyn std::io::Write> = if json_to_stdout {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    writeln!(
+        text,
+        "backsync bench{}, {}: each figure against a baseline measured in the same run",
+        if quick { " --quick" } else { "" },
+        crate::config::count(throughput::default_arbiters() as u64, "core")
+    )
+    .map_err(write_err)?;
     let mut figures = Vec::new();
+    let mut printed = Ok(());
     let mut out = |f: Figure| {
-        say(&f);
+        if printed.is_ok() {
+            printed = text
+                .write_all(render_figure(&f).as_bytes())
+                .and_then(|()| text.flush());
+        }
         figures.push(f);
     };
-    println!(
-        "backsync bench{} ({} cores)",
-        if quick { " --quick" } else { "" },
-        throughput::default_arbiters()
-    );
 
     // Memory first: the peak is the process's.
     let (bytes, memory) = memory_per_replica(64, 100_000);
     out(figure(
-        "bytes per object replica",
+        titles::MEMORY.0,
         bytes,
         "B",
-        "the issue's ceiling",
+        titles::MEMORY.1,
         200.0,
         bytes / 200.0,
         ("<=", 1.0),
@@ -647,10 +851,10 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
 
     let (apply, apply_base) = apply_rates(100_000, reps);
     out(figure(
-        "core apply (insert + update)",
+        titles::APPLY.0,
         apply,
         "objects/s",
-        "plain HashMap merge",
+        titles::APPLY.1,
         apply_base,
         apply / apply_base,
         (">=", 0.5),
@@ -665,19 +869,19 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     let s1m = backsync_answer_us(&p1m, &r1m, 3, true);
     drop(p1m);
     out(figure(
-        "backsync answer, 1M objects",
+        titles::ANSWER_1M.0,
         a1m,
         "us",
-        "the same on 10k objects",
+        titles::ANSWER_1M.1,
         a10k,
         a1m / a10k,
         ("<=", 2.0),
     ));
     out(figure(
-        "backsync answer by index, 1M",
+        titles::ANSWER_INDEX.0,
         a1m,
         "us",
-        "full-table scan answer, 1M",
+        titles::ANSWER_INDEX.1,
         s1m,
         s1m / a1m,
         (">=", 1.0),
@@ -719,28 +923,28 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     ];
     let [bs, fr, ni] = restore;
     out(figure(
-        "converge after restore, backsync",
+        titles::CATCH_UP.0,
         bs.converge_ms,
         "ms",
-        "the same, full resync",
+        titles::CATCH_UP.1,
         fr.converge_ms,
         fr.converge_ms / bs.converge_ms,
         (">=", 20.0),
     ));
     out(figure(
-        "restore + converge, backsync",
+        titles::RESTORE_FULL.0,
         bs.total_ms,
         "ms",
-        "the same, full resync",
+        titles::RESTORE_FULL.1,
         fr.total_ms,
         fr.total_ms / bs.total_ms,
         (">=", 20.0),
     ));
     out(figure(
-        "restore + converge, backsync",
+        titles::RESTORE_NEW_ID.0,
         bs.total_ms,
         "ms",
-        "the same, new invocation id",
+        titles::RESTORE_NEW_ID.1,
         ni.total_ms,
         ni.total_ms / bs.total_ms,
         (">=", 1.0),
@@ -768,10 +972,10 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     tps.sort_by(|a, b| a.applies_per_s.total_cmp(&b.applies_per_s));
     let tp = tps.swap_remove(tps.len() / 2);
     out(figure(
-        "cluster applies, throughput mode",
+        titles::REPLICATE.0,
         tp.applies_per_s,
-        "replicas/s",
-        "the issue's floor",
+        "copies/s",
+        titles::REPLICATE.1,
         1e6,
         tp.applies_per_s / 1e6,
         (">=", 1.0),
@@ -783,16 +987,20 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     }
     let sim_to_wall = week.sim_s / week.wall_s;
     out(figure(
-        "simulated week, 20 sites",
+        &titles::WEEK
+            .0
+            .replace("{}", &crate::config::group(week.objects)),
         sim_to_wall,
-        "sim s/wall s",
-        "the issue's floor",
+        "x real time",
+        titles::WEEK.1,
         1e4,
         sim_to_wall / 1e4,
         (">=", 1.0),
     ));
 
+    printed.map_err(write_err)?;
     let report = BenchReport {
+        schema_version: SCHEMA_VERSION,
         quick,
         cores: throughput::default_arbiters(),
         apply_objects_per_s: apply,
@@ -815,11 +1023,82 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         figures,
     };
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).expect("the report serialises");
-        std::fs::write(path, text + "\n").map_err(|source| BenchError::Write {
-            path: path.clone(),
-            source,
-        })?;
+        let json = serde_json::to_string_pretty(&report).expect("the report serialises") + "\n";
+        if json_to_stdout {
+            let mut so = std::io::stdout().lock();
+            so.write_all(json.as_bytes())
+                .and_then(|()| so.flush())
+                .map_err(write_err)?;
+        } else {
+            std::fs::write(path, json).map_err(|source| BenchError::Write {
+                path: path.clone(),
+                source,
+            })?;
+        }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worst(name: &str, baseline: &str, unit: &str) -> Figure {
+        Figure {
+            name: name.into(),
+            value: 987_654_321.0,
+            unit: unit.into(),
+            baseline: baseline.into(),
+            baseline_value: 123_456_789.0,
+            ratio: 123_456.7,
+            target: ">= 0.5".into(),
+            met: false,
+        }
+    }
+
+    /// Every figure, with values as wide as they come, fits 100 columns.
+    #[test]
+    fn every_figure_fits_the_width() {
+        let week = titles::WEEK.0.replace("{}", &crate::config::group(100_000));
+        let all = [
+            (titles::MEMORY, "B"),
+            (titles::APPLY, "objects/s"),
+            (titles::ANSWER_1M, "us"),
+            (titles::ANSWER_INDEX, "us"),
+            (titles::CATCH_UP, "ms"),
+            (titles::RESTORE_FULL, "ms"),
+            (titles::RESTORE_NEW_ID, "ms"),
+            (titles::REPLICATE, "copies/s"),
+            ((week.as_str(), titles::WEEK.1), "x real time"),
+        ];
+        for ((name, baseline), unit) in all {
+            let text = render_figure(&worst(name, baseline, unit));
+            assert_eq!(text.lines().count(), 2, "{text}");
+            for line in text.lines() {
+                assert!(
+                    line.chars().count() <= WIDTH,
+                    "{} columns: {line}",
+                    line.len()
+                );
+            }
+            assert!(text.contains(name) && text.contains(baseline), "{text}");
+        }
+    }
+
+    #[test]
+    fn values_carry_units_and_grouped_digits() {
+        assert_eq!(show_value(145.0, "B"), "145 B");
+        assert_eq!(show_value(1.2e9, "B"), "1.20 GB");
+        assert_eq!(show_value(3_790_000.0, "objects/s"), "3.79 M objects/s");
+        assert_eq!(show_value(999_700.0, "copies/s"), "1.00 M copies/s");
+        assert_eq!(show_value(21.7, "us"), "21.7 µs");
+        assert_eq!(show_value(86_267.5, "us"), "86.3 ms");
+        assert_eq!(show_value(1.6, "ms"), "1.60 ms");
+        assert_eq!(show_value(84_800.0, "ms"), "84.8 s");
+        assert_eq!(show_value(366_129.9, "x real time"), "366,130x real time");
+        assert_eq!(show_value(10_000.0, "x real time"), "10,000x real time");
+        assert_eq!(ratio(1.0), "1.00");
+        assert_eq!(ratio(25.907), "25.9");
+        assert_eq!(ratio(1_234_567.0), "1,234,567");
+    }
 }

@@ -373,3 +373,71 @@ pub fn fmt_duration(d: Duration) -> String {
         format!("{ms}ms")
     }
 }
+
+/// `n` with its digits grouped by thousands, for people: `12,345`.
+///
+/// ```
+/// assert_eq!(backsync::group(999), "999");
+/// assert_eq!(backsync::group(12_345), "12,345");
+/// assert_eq!(backsync::group(1_000_000), "1,000,000");
+/// ```
+pub fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The plural of an English noun (of its last word): `-y` after a
+/// consonant becomes `-ies`; `-s`, `-sh`, `-ch`, `-x` and `-z` take
+/// `-es`; others take `-s`. Irregular nouns are not handled: word the
+/// text around them.
+///
+/// ```
+/// use backsync::plural;
+/// assert_eq!(plural("object"), "objects");
+/// assert_eq!(plural("reply"), "replies");
+/// assert_eq!(plural("delay"), "delays");
+/// assert_eq!(plural("crash"), "crashes");
+/// assert_eq!(plural("link-fault period"), "link-fault periods");
+/// ```
+pub fn plural(noun: &str) -> String {
+    let consonant_y = noun.len() >= 2
+        && noun.ends_with('y')
+        && !noun[..noun.len() - 1].ends_with(['a', 'e', 'i', 'o', 'u']);
+    if consonant_y {
+        format!("{}ies", &noun[..noun.len() - 1])
+    } else if ["s", "sh", "ch", "x", "z"]
+        .iter()
+        .any(|e| noun.ends_with(e))
+    {
+        format!("{noun}es")
+    } else {
+        format!("{noun}s")
+    }
+}
+
+/// A count with its noun, singular or plural as the count asks, the count
+/// grouped by thousands ([`group`], [`plural`]): the one way campaign and
+/// bench texts say how many of something there are.
+///
+/// ```
+/// use backsync::count;
+/// assert_eq!(count(1, "object"), "1 object");
+/// assert_eq!(count(0, "seed"), "0 seeds");
+/// assert_eq!(count(2, "crash"), "2 crashes");
+/// assert_eq!(count(3, "reply"), "3 replies");
+/// assert_eq!(count(12_345, "write"), "12,345 writes");
+/// ```
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{} {}", group(n), plural(noun))
+    }
+}

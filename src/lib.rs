@@ -26,7 +26,7 @@ pub mod view;
 pub use cluster::{Cluster, LoadReport, LoadSpec};
 pub use config::{
     BadDuration, ConfigError, Granularity, Profile, ReplicationConfig, RestoreStrategy,
-    UnknownName, fmt_duration, parse_duration,
+    UnknownName, count, fmt_duration, group, parse_duration, plural,
 };
 pub use error::ClusterError;
 pub use scenario::{Scenario, ScenarioError};

@@ -99,13 +99,9 @@ enum Command {
     },
     /// Run many seeded random fault schedules and check the invariants
     /// (exit 0 no violation, 1 a violation, 2 bad arguments).
-    #[command(
-        after_help = "Examples:\n  backsync campaign --seeds 1000\n  backsync campaign --seeds 200 --strategy naive\n  backsync campaign --seeds 1 --first-seed 17 --check-determinism"
-    )]
     Campaign(backsync::campaign::CampaignArgs),
     /// Measure apply, backsync and cluster speed and memory against baselines
     /// measured in the same run.
-    #[command(after_help = "Example:\n  backsync bench --quick --json bench.json")]
     Bench(backsync::bench::BenchArgs),
 }
 

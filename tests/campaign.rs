@@ -201,6 +201,40 @@ fn run_cli_is_false_on_violations_true_without_and_writes_json() {
     assert!(v["summary"]["faults"]["crashes"].as_u64().unwrap() > 0);
 }
 
+/// `--jobs` defaults to the cores available; `--show` to 10.
+#[test]
+fn jobs_default_to_the_cores_and_show_to_ten() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(CampaignArgs::default().jobs, cores);
+    assert_eq!(CampaignArgs::default().show, 10);
+}
+
+/// A failing seed is shown as one line naming each invariant it broke and
+/// how often, the first detail of each, and its reproduction command.
+#[test]
+fn a_failing_seed_renders_its_invariants_on_one_line() {
+    let r = run_campaign(&small("naive", 10), &|| {}).unwrap();
+    let f = r.failures.first().expect("naive restores are caught");
+    let text = backsync::campaign::render_failure(f);
+    let lines: Vec<&str> = text.lines().collect();
+    let total: usize = f.violation_counts.values().sum();
+    assert!(
+        lines[0].starts_with(&format!("seed {}: {total} violation", f.seed)),
+        "{text}"
+    );
+    for (inv, n) in &f.violation_counts {
+        assert!(lines[0].contains(&format!("{inv} {n}")), "{text}");
+    }
+    assert_eq!(lines.len(), f.violation_counts.len() + 2, "{text}");
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .starts_with("  reproduce: backsync campaign --seeds 1")
+    );
+    assert!(!text.contains(" ms"), "{text}");
+}
+
 #[test]
 fn bad_arguments_are_errors_with_a_message() {
     let bad = |f: &dyn Fn(&mut CampaignArgs), needle: &str| {
@@ -244,13 +278,19 @@ fn threads_change_nothing_and_runs_are_deterministic() {
         "{:?}",
         one.failures.first().map(|f| &f.violations)
     );
-    a.jobs = 3;
-    let three = run_campaign(&a, &|| {}).unwrap();
     let strip = |mut s: backsync::campaign::Summary| {
         s.wall_s = 0.0;
         s
     };
-    assert_eq!(strip(one.summary), strip(three.summary));
+    for jobs in [2, 3] {
+        a.jobs = jobs;
+        let other = run_campaign(&a, &|| {}).unwrap();
+        assert_eq!(
+            strip(one.summary.clone()),
+            strip(other.summary),
+            "--jobs {jobs}"
+        );
+    }
     let r = run_seed(&a.params().unwrap(), 5, true);
     assert!(r.violations.is_empty());
 }

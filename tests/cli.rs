@@ -275,6 +275,8 @@ fn help_explains_every_command_with_an_example() {
         &["run", "--help"],
         &["check", "--help"],
         &["compare", "--help"],
+        &["campaign", "--help"],
+        &["bench", "--help"],
     ] {
         let o = backsync(cmd);
         assert_eq!(o.status.code(), Some(0));
@@ -678,4 +680,168 @@ fn quiet_and_verbose_set_the_log_level() {
     assert!(!stderr(&backsync(&["run", &scenario("kb_q190703.toml"), "-v"])).contains("DEBUG"));
     let both = backsync(&["run", &scenario("kb_q190703.toml"), "-q", "-v"]);
     assert_eq!(both.status.code(), Some(2), "-q and -v conflict");
+}
+
+/// A small naive campaign (caught, exit 1) through the binary.
+fn naive_campaign(extra: &[&str]) -> Output {
+    let mut args = vec![
+        "campaign",
+        "--seeds",
+        "12",
+        "--servers",
+        "4",
+        "--objects",
+        "60",
+        "--strategy",
+        "naive",
+        "--shrink",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let o = backsync(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    o
+}
+
+/// The lines naming a failing seed (`seed 3: 41 violations (...)`).
+fn seed_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| l.starts_with("seed ") && l.contains(" violation"))
+        .collect()
+}
+
+/// The summary comes first; then at most `--show` failing seeds, one line
+/// each naming its invariants, and a line saying how many more there are.
+#[test]
+fn campaign_shows_the_summary_then_at_most_show_failing_seeds() {
+    let o = naive_campaign(&["--show", "2"]);
+    let out = stdout(&o);
+    let at = |needle: &str| {
+        out.find(needle)
+            .unwrap_or_else(|| panic!("{needle} in\n{out}"))
+    };
+    assert!(
+        at("summary\n") < at("failing seeds: the lowest 2 of "),
+        "{out}"
+    );
+    let seeds = seed_lines(&out);
+    assert_eq!(seeds.len(), 2, "{out}");
+    assert!(seeds[0].contains("convergence"), "{out}");
+    let failing: usize = out
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("violations"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("a violations line");
+    assert!(failing > 2, "{out}");
+    let more = format!("{} more failing seeds not shown", failing - 2);
+    assert!(out.contains(&more), "{more} in\n{out}");
+    assert!(out.contains("--json OUT.json (or --json - for stdout) has all of them"));
+    // One reproduction command per seed shown, and every line but the
+    // copyable commands fits 100 columns... as long as the details allow:
+    // the summary's do.
+    assert_eq!(out.matches("  reproduce: backsync campaign").count(), 2);
+    let summary = &out[at("summary\n")..at("failing seeds")];
+    for l in summary.lines().filter(|l| !l.contains("backsync campaign")) {
+        assert!(l.chars().count() <= 100, "{l}");
+    }
+
+    let none = stdout(&naive_campaign(&["--show", "0"]));
+    assert!(seed_lines(&none).is_empty(), "{none}");
+    assert!(!none.contains("failing seeds:"), "{none}");
+    assert!(
+        none.contains(&format!("{failing} failing seeds not shown")),
+        "{none}"
+    );
+
+    // The default shows 10 at most.
+    let all = stdout(&naive_campaign(&[]));
+    assert_eq!(seed_lines(&all).len(), failing.min(10), "{all}");
+}
+
+/// No raw milliseconds: simulated times are short durations (`13h 49m`).
+#[test]
+fn campaign_times_are_short_durations() {
+    let out = stdout(&naive_campaign(&["--show", "12"]));
+    let raw_ms = out
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|w| w[0].chars().all(|c| c.is_ascii_digit()) && !w[0].is_empty() && w[1] == "ms");
+    assert!(!raw_ms, "{out}");
+    assert!(out.contains("after healing (bound "), "{out}");
+    assert!(!out.contains(" ms"), "{out}");
+}
+
+/// `--json -` writes the JSON, all failing seeds included, to stdout and
+/// the text to stderr.
+#[test]
+fn campaign_json_dash_is_valid_json_on_stdout() {
+    let o = naive_campaign(&["--json", "-", "--show", "1"]);
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
+    assert_eq!(v["schema_version"], 1);
+    let failing = v["summary"]["violating_seeds"].as_array().unwrap().len();
+    assert!(failing > 1);
+    assert_eq!(v["failures"].as_array().unwrap().len(), failing);
+    let err = stderr(&o);
+    assert!(err.contains("summary\n"), "{err}");
+    assert_eq!(seed_lines(&err).len(), 1, "{err}");
+    assert!(err.contains("the JSON on stdout has all of them"), "{err}");
+}
+
+/// A campaign's text and JSON do not depend on `--jobs` (wall times aside).
+#[test]
+fn campaign_output_does_not_depend_on_jobs() {
+    let run = |jobs: &str| {
+        let o = naive_campaign(&["--jobs", jobs, "--json", "-"]);
+        let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["summary"]["wall_s"] = 0.into();
+        let text: Vec<String> = stderr(&o)
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("seeds "))
+            .map(str::to_string)
+            .collect();
+        (v, text)
+    };
+    assert_eq!(run("1"), run("2"));
+}
+
+/// Counts read "1 seed", "1 site", never "1 seeds".
+#[test]
+fn campaign_counts_are_singular_for_one() {
+    let o = backsync(&[
+        "campaign",
+        "--seeds",
+        "1",
+        "--first-seed",
+        "3",
+        "--servers",
+        "2",
+        "--sites",
+        "1",
+        "--objects",
+        "1",
+        "--no-hazards",
+    ]);
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("backsync campaign: 1 seed from 3, 2 servers in 1 site, 1 object,"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  seeds          1 seed (seed 3) in "),
+        "{out}"
+    );
+    assert!(out.contains("1 run"), "{out}");
+    for wrong in [
+        "1 seeds",
+        "1 sites",
+        "1 objects",
+        "1 runs",
+        "1 crashes",
+        "1 restores",
+    ] {
+        assert!(!out.contains(&format!(" {wrong}")), "{wrong} in\n{out}");
+    }
 }

@@ -144,11 +144,11 @@ impl WriteRec {
     /// A short description for messages.
     pub fn describe(&self, servers: &[String]) -> String {
         format!(
-            "{} of `{}` by {} at {} ms (invocation {}, USN {})",
+            "{} of `{}` by {} at {} (invocation {}, USN {})",
             self.kind,
             self.state.dn,
             servers.get(self.server).map_or("?", String::as_str),
-            self.sim_ms,
+            crate::campaign::invariants::at(self.sim_ms),
             self.invocation,
             self.stamp.usn
         )

@@ -26,10 +26,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::time::Duration;
+
 use serde::Serialize;
 
 use crate::campaign::history::{History, Replay, WriteKind, holds};
 use crate::campaign::oracle::{self, Verdict};
+use crate::config::{count, fmt_duration};
 use crate::core::Guid;
 
 /// An invariant (or a harness check), as reports name it.
@@ -215,6 +218,11 @@ pub fn check_with_oracle(h: &History) -> (Vec<Violation>, Verdict) {
     (v, verdict)
 }
 
+/// A simulated time (since the run's start) or span, as reports show it.
+pub(crate) fn at(ms: u64) -> String {
+    fmt_duration(Duration::from_millis(ms))
+}
+
 fn name(h: &History, s: usize) -> &str {
     h.servers.get(s).map_or("?", String::as_str)
 }
@@ -250,16 +258,18 @@ pub fn convergence(h: &History) -> Vec<Violation> {
         v.push(Violation::new(
             c,
             format!(
-                "not converged {} ms after healing (bound {} ms)",
-                h.convergence_ms, h.bound_ms
+                "not converged {} after healing (bound {})",
+                at(h.convergence_ms),
+                at(h.bound_ms)
             ),
         ));
     } else if h.convergence_ms > h.bound_ms {
         v.push(Violation::new(
             c,
             format!(
-                "converged {} ms after healing, over the bound of {} ms",
-                h.convergence_ms, h.bound_ms
+                "converged {} after healing, over the bound of {}",
+                at(h.convergence_ms),
+                at(h.bound_ms)
             ),
         ));
     }
@@ -304,11 +314,11 @@ pub fn convergence(h: &History) -> Vec<Violation> {
             v.push(Violation::new(
                 c,
                 format!(
-                    "{} and {} hold different directories ({} vs {} objects): {} is {} on {} but {} on {}",
+                    "{} and {} hold different directories ({} vs {}): {} is {} on {} but {} on {}",
                     name(h, *first),
                     name(h, *s),
-                    base.len(),
-                    d.len(),
+                    count(base.len() as u64, "object"),
+                    count(d.len() as u64, "object"),
                     guid.map_or("?".into(), |g| g.to_string()),
                     show(base),
                     name(h, *first),
@@ -334,10 +344,10 @@ fn no_lost_write_in(h: &History, r: &Replay) -> Vec<Violation> {
         v.push(Violation::new(
             c,
             format!(
-                "{} forgot the {} at {} ms: a later state that does not hold it replaced it",
+                "{} forgot the {} at {}: a later state that does not hold it replaced it",
                 name(h, g.server),
                 w.describe(&h.servers),
-                g.sim_ms
+                at(g.sim_ms)
             ),
         ));
     }
@@ -428,11 +438,11 @@ fn no_resurrection_in(h: &History, r: &Replay) -> Vec<Violation> {
             Violation::new(
                 c,
                 format!(
-                    "`{}` ({}) came back alive on {} at {} ms after its tombstone{}",
+                    "`{}` ({}) came back alive on {} at {} after its tombstone{}",
                     x.dn,
                     x.guid,
                     name(h, x.server),
-                    x.sim_ms,
+                    at(x.sim_ms),
                     if x.after_gc {
                         " was garbage-collected (a lingering object)"
                     } else {
@@ -495,7 +505,11 @@ fn unique_dns_in(h: &History, r: &Replay) -> Vec<Violation> {
         for (dn, k) in shown.iter().filter(|(_, k)| **k > 1) {
             v.push(Violation::new(
                 c,
-                format!("{}: `{dn}` is shown for {k} live objects", f.name),
+                format!(
+                    "{}: `{dn}` is shown for {}",
+                    f.name,
+                    count(*k as u64, "live object")
+                ),
             ));
         }
         // The name rule, from the replicas' creation stamps.
@@ -556,13 +570,13 @@ fn usn_monotonic_in(h: &History, r: &Replay) -> Vec<Violation> {
         v.push(Violation::new(
             c,
             format!(
-                "USN {} of invocation {} names two writes at once at {} ms: one made at {} ms on {}, one made at {} ms on {}",
+                "USN {} of invocation {} names two writes at once at {}: one made at {} on {}, one made at {} on {}",
                 a.usn,
                 a.invocation,
-                x.sim_ms,
-                a.time,
+                at(x.sim_ms),
+                at(a.time),
                 name(h, x.server),
-                b.time,
+                at(b.time),
                 name(h, x.other)
             ),
         ));
@@ -571,11 +585,11 @@ fn usn_monotonic_in(h: &History, r: &Replay) -> Vec<Violation> {
         v.push(Violation::new(
             c,
             format!(
-                "{}'s local USN went from {} back to {} at {} ms within one database instance",
+                "{}'s local USN went from {} back to {} at {} within one database instance",
                 name(h, x.server),
                 x.usns.0,
                 x.usns.1,
-                x.sim_ms
+                at(x.sim_ms)
             ),
         ));
     }
@@ -598,11 +612,11 @@ fn idempotence_in(h: &History, r: &Replay) -> Vec<Violation> {
                 v.push(Violation::new(
                     c,
                     format!(
-                        "{} ignored reply #{} from {} at {} ms as stale or duplicated, yet its table changed",
+                        "{} ignored reply #{} from {} at {} as stale or duplicated, yet its table changed",
                         name(h, d.server),
                         d.request_id,
                         name(h, d.from),
-                        d.sim_ms
+                        at(d.sim_ms)
                     ),
                 ));
             }
@@ -612,11 +626,12 @@ fn idempotence_in(h: &History, r: &Replay) -> Vec<Violation> {
             v.push(Violation::new(
                 c,
                 format!(
-                    "{} applied reply #{} from {} twice (at {first} ms and {} ms)",
+                    "{} applied reply #{} from {} twice (at {} and {})",
                     name(h, d.server),
                     d.request_id,
                     name(h, d.from),
-                    d.sim_ms
+                    at(first),
+                    at(d.sim_ms)
                 ),
             ));
         }

@@ -60,6 +60,14 @@ use crate::config::{Profile, RestoreStrategy};
 
 /// `backsync campaign`: runs seeded fault schedules and checks invariants.
 #[derive(clap::Args, Debug, Clone, PartialEq)]
+#[command(after_help = "Examples:
+  backsync campaign --seeds 1000
+  backsync campaign --seeds 200 --strategy naive --show 3
+  backsync campaign --seeds 200 --strategy naive --json - > campaign.json
+  backsync campaign --seeds 1 --first-seed 17 --check-determinism
+
+The summary comes first, then the lowest failing seeds (--show); --json has every one.
+With `--json -` the JSON goes to stdout and the text to stderr.")]
 pub struct CampaignArgs {
     /// Number of seeds to run.
     #[arg(long, default_value_t = 100)]
@@ -82,15 +90,21 @@ pub struct CampaignArgs {
     /// Profile: exchange55 or ad.
     #[arg(long, default_value = "exchange55")]
     pub profile: String,
-    /// Write the summary and every violation as JSON here.
+    /// Write the summary and every failing seed as JSON here; `-`: to
+    /// stdout, the text then going to stderr.
     #[arg(long, value_name = "OUT.json")]
     pub json: Option<PathBuf>,
+    /// Failing seeds to show after the summary, the lowest first; 0: none.
+    /// The JSON (`--json`) has every one.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_SHOW)]
+    pub show: usize,
     /// Run each seed twice and compare the event logs and trace hashes.
     #[arg(long)]
     pub check_determinism: bool,
-    /// Threads; each runs its seeds in its own single-threaded actor system.
-    /// Results are merged in seed order, so the output does not depend on it.
-    #[arg(long, default_value_t = 1)]
+    /// Threads (default: the cores available); each runs its seeds in its
+    /// own single-threaded actor system. Results are merged in seed order,
+    /// so the output does not depend on it.
+    #[arg(long, default_value_t = default_jobs())]
     pub jobs: usize,
     /// Where shrunk scenario files go (default: the current directory).
     #[arg(long, value_name = "DIR")]
@@ -119,14 +133,32 @@ impl Default for CampaignArgs {
             strategy: "backsync".into(),
             profile: "exchange55".into(),
             json: None,
+            show: DEFAULT_SHOW,
             check_determinism: false,
-            jobs: 1,
+            jobs: default_jobs(),
             shrink_dir: None,
             shrink: 3,
             shrink_budget: 150,
             no_hazards: false,
         }
     }
+}
+
+/// Failing seeds shown after the summary unless `--show` says otherwise.
+pub const DEFAULT_SHOW: usize = 10;
+
+/// The version of the JSON `--json` writes (its `schema_version`), raised
+/// when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The cores available (1 if unknown): `--jobs` by default.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// Whether a `--json` path means stdout.
+pub fn is_stdout(path: &std::path::Path) -> bool {
+    path.as_os_str() == "-"
 }
 
 /// Why a campaign could not run.
@@ -370,7 +402,9 @@ fn first_difference(a: &RunOutput, b: &RunOutput) -> Option<String> {
         (0..a.events.len().max(b.events.len())).find(|&i| a.events.get(i) != b.events.get(i))
     {
         let show = |e: Option<&crate::Event>| {
-            e.map_or("(none)".into(), |e| format!("{} ms: {}", e.sim_ms, e.text))
+            e.map_or("(none)".into(), |e| {
+                format!("{}: {}", invariants::at(e.sim_ms), e.text)
+            })
         };
         return Some(format!(
             "event {i} differs between two runs: `{}` vs `{}`",
@@ -389,6 +423,8 @@ fn first_difference(a: &RunOutput, b: &RunOutput) -> Option<String> {
 /// A campaign's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct CampaignReport {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
     /// The figures.
     pub summary: Summary,
     /// Seeds with violations, in seed order.
@@ -543,72 +579,95 @@ pub fn run_campaign(
     };
     let mut summary = Summary::of(&results, head);
     summary.wall_s = wall.elapsed().as_secs_f64();
-    Ok(CampaignReport { summary, failures })
+    Ok(CampaignReport {
+        schema_version: SCHEMA_VERSION,
+        summary,
+        failures,
+    })
 }
 
-/// Prints one failing seed.
+/// One failing seed, as `campaign` shows it: a line naming the seed and
+/// each invariant it broke with how many times, the first violation of
+/// each, and the command that reruns it.
+///
+/// ```text
+/// seed 16: 36 violations (convergence 3, no-lost-write 14, usn-monotonic 5, no-silent-loss 14)
+///   convergence      not converged 1d 17h after healing (bound 13h 47m)
+///   no-lost-write    the create of `cn=x35` by S3 at 20h 7m (...) is missing on S1 at the end
+///   ...
+///   reproduce: backsync campaign --seeds 1 --first-seed 16 ...
+/// ```
 pub fn render_failure(f: &Failure) -> String {
     use std::fmt::Write as _;
     let mut o = String::new();
-    let mut by: Vec<(Invariant, Vec<&Violation>)> = Vec::new();
-    for v in &f.violations {
-        match by.iter_mut().find(|(i, _)| *i == v.invariant) {
-            Some((_, l)) => l.push(v),
-            None => by.push((v.invariant, vec![v])),
+    let broken: Vec<(Invariant, usize)> =
+        f.violation_counts.iter().map(|(i, n)| (*i, *n)).collect();
+    let counts: Vec<String> = broken.iter().map(|(i, n)| format!("{i} {n}")).collect();
+    let total: usize = broken.iter().map(|(_, n)| n).sum();
+    let _ = writeln!(
+        o,
+        "seed {}: {} ({})",
+        f.seed,
+        crate::config::count(total as u64, "violation"),
+        counts.join(", ")
+    );
+    for (inv, _) in &broken {
+        if let Some(v) = f.violations.iter().find(|v| v.invariant == *inv) {
+            let _ = writeln!(o, "  {:<16} {}", inv.name(), v.detail);
         }
-    }
-    for (inv, vs) in &by {
-        let total = f.violation_counts.get(inv).copied().unwrap_or(vs.len());
-        let more = if total > 1 {
-            format!(" (and {} more)", total - 1)
-        } else {
-            String::new()
-        };
-        let _ = writeln!(
-            o,
-            "VIOLATION seed {} [{inv}] {}{more}",
-            f.seed, vs[0].detail
-        );
     }
     let _ = writeln!(o, "  reproduce: {}", f.reproduce);
-    if let Some(s) = &f.shrunk {
-        match &f.file {
-            Some(file) => {
-                let _ = writeln!(
-                    o,
-                    "  {}: {file} ({} of {} steps; fails as a scenario: `backsync run {file}`)",
-                    if s.shrunk_file {
-                        "shrunk"
-                    } else {
-                        "scenario (not shrunk)"
-                    },
-                    if s.shrunk_file {
-                        s.steps
-                    } else {
-                        s.original_steps
-                    },
-                    s.original_steps
-                );
-            }
-            None => {
-                let _ = writeln!(o, "  no scenario file: {}", s.note);
-            }
-        }
-    }
     o
 }
 
-/// `backsync campaign`: runs, prints each failing seed and the summary,
-/// writes `--json`. `Ok(true)` when no invariant broke.
+/// The line after the failing seeds shown: how many more there are and
+/// where to see them; `None` when every one was shown.
+pub fn more_line(failing: usize, shown: usize, json: Option<&std::path::Path>) -> Option<String> {
+    let more = failing.saturating_sub(shown);
+    if more == 0 {
+        return None;
+    }
+    let seeds = if shown > 0 {
+        crate::config::count(more as u64, "more failing seed")
+    } else {
+        crate::config::count(more as u64, "failing seed")
+    };
+    let all = match json {
+        Some(p) if is_stdout(p) => "the JSON on stdout has all of them".to_string(),
+        Some(p) => format!("{} has all of them", p.display()),
+        None => "--json OUT.json (or --json - for stdout) has all of them".to_string(),
+    };
+    Some(format!("{seeds} not shown: {all}; --show N shows more"))
+}
+
+fn out_err(source: std::io::Error) -> CampaignError {
+    CampaignError::Io {
+        path: PathBuf::from("<output>"),
+        source,
+    }
+}
+
+/// `backsync campaign`: runs, prints the summary and then the lowest
+/// `--show` failing seeds, writes `--json` (to stdout for `-`, the text then
+/// going to stderr). `Ok(true)` when no invariant broke.
 pub fn run_cli(args: &CampaignArgs) -> Result<bool, CampaignError> {
+    use crate::config::count;
+    use std::io::Write as _;
     let p = args.params()?;
-    println!(
-        "backsync campaign: {} seeds from {}, {} servers in {} sites, {} objects, strategy {}, profile {}{}",
-        args.seeds,
+    let json_to_stdout = args.json.as_deref().is_some_and(is_stdout);
+    let mut out: Box<dyn std::io::Write> = if json_to_stdout {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
+    writeln!(
+        out,
+        "backsync campaign: {} from {}, {} in {}, {}, strategy {}, profile {}{}",
+        count(args.seeds, "seed"),
         args.first_seed,
-        args.servers,
-        args.sites,
-        args.objects,
+        count(args.servers as u64, "server"),
+        count(args.sites as u64, "site"),
+        count(args.objects as u64, "object"),
         p.strategy,
         p.profile,
         if args.check_determinism {
@@ -616,7 +675,9 @@ pub fn run_cli(args: &CampaignArgs) -> Result<bool, CampaignError> {
         } else {
             ""
         }
-    );
+    )
+    .map_err(out_err)?;
+    out.flush().map_err(out_err)?;
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(args.seeds);
         b.set_style(
@@ -632,16 +693,45 @@ pub fn run_cli(args: &CampaignArgs) -> Result<bool, CampaignError> {
     };
     let report = run_campaign(args, &|| bar.inc(1))?;
     bar.finish_and_clear();
-    for f in &report.failures {
-        print!("{}", render_failure(f));
+    write!(out, "{}", report.summary.render()).map_err(out_err)?;
+    let shown = report.failures.len().min(args.show);
+    if shown > 0 {
+        writeln!(
+            out,
+            "{}",
+            if shown < report.failures.len() {
+                format!(
+                    "failing seeds: the lowest {} of {}",
+                    shown,
+                    report.failures.len()
+                )
+            } else {
+                "failing seeds".to_string()
+            }
+        )
+        .map_err(out_err)?;
     }
-    print!("{}", report.summary.render());
+    for f in &report.failures[..shown] {
+        write!(out, "{}", render_failure(f)).map_err(out_err)?;
+    }
+    if let Some(line) = more_line(report.failures.len(), shown, args.json.as_deref()) {
+        writeln!(out, "{line}").map_err(out_err)?;
+    }
+    out.flush().map_err(out_err)?;
+    drop(out);
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).expect("the report serialises");
-        std::fs::write(path, text).map_err(|source| CampaignError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let text = serde_json::to_string_pretty(&report).expect("the report serialises") + "\n";
+        if json_to_stdout {
+            let mut so = std::io::stdout().lock();
+            so.write_all(text.as_bytes())
+                .and_then(|()| so.flush())
+                .map_err(out_err)?;
+        } else {
+            std::fs::write(path, text).map_err(|source| CampaignError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
     }
     Ok(report.failures.is_empty())
 }

@@ -795,8 +795,8 @@ impl Runner<'_> {
                     });
                 if !same {
                     self_check.push(format!(
-                        "{name}: the recorded facts give {} objects, the server shows {}",
-                        from_facts.len(),
+                        "{name}: the recorded facts give {}, the server shows {}",
+                        crate::config::count(from_facts.len() as u64, "object"),
                         objs.len()
                     ));
                 }

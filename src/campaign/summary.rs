@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::campaign::SeedResult;
 use crate::campaign::invariants::Invariant;
 use crate::campaign::runner::FaultCounts;
-use crate::config::fmt_duration;
+use crate::config::{count, fmt_duration, group};
 use crate::shell::observe::HazardKind;
 
 /// Quantiles of a set of simulated durations, in ms.
@@ -45,20 +45,37 @@ impl Quantiles {
         }
     }
 
-    fn show(&self) -> String {
-        if self.count == 0 {
-            return "none".into();
-        }
+    /// The cells of a row: p50, p90, p99, max.
+    fn cells(&self) -> [String; 4] {
         let d = |ms: u64| fmt_duration(Duration::from_millis(ms));
-        format!(
-            "p50 {}, p90 {}, p99 {}, max {} ({} values)",
-            d(self.p50),
-            d(self.p90),
-            d(self.p99),
-            d(self.max),
-            self.count
-        )
+        [d(self.p50), d(self.p90), d(self.p99), d(self.max)]
     }
+}
+
+/// Summary lines wrap before this column (the command line does not).
+pub const WIDTH: usize = 100;
+
+/// `label` in the summary's first column, then `items` joined by `, `,
+/// wrapped at [`WIDTH`] under the second column.
+fn list(o: &mut String, label: &str, items: &[String]) {
+    let indent = " ".repeat(17);
+    let mut line = format!("  {label:<15}");
+    let mut first = true;
+    for (k, item) in items.iter().enumerate() {
+        let sep = if k + 1 < items.len() { "," } else { "" };
+        let piece = format!("{item}{sep}");
+        if !first && line.chars().count() + 1 + piece.chars().count() > WIDTH {
+            let _ = writeln!(o, "{}", line.trim_end());
+            line = indent.clone();
+            first = true;
+        }
+        if !first {
+            line.push(' ');
+        }
+        line.push_str(&piece);
+        first = false;
+    }
+    let _ = writeln!(o, "{}", line.trim_end());
 }
 
 /// A shrunk schedule, as the summary lists it.
@@ -172,74 +189,127 @@ impl Summary {
         s
     }
 
-    /// The human-readable summary.
+    /// The human-readable summary: counts with their nouns, durations in
+    /// one short form ([`fmt_duration`]), simulated times as a table whose
+    /// columns stay aligned whatever the durations, lines wrapped at
+    /// [`WIDTH`] columns (the command excepted, to copy it whole).
     pub fn render(&self) -> String {
         let f = &self.faults;
         let mut o = String::new();
         let per = if self.seeds > 0 {
-            self.wall_s * 1e3 / self.seeds as f64
+            self.wall_s / self.seeds as f64
         } else {
             0.0
         };
+        let wall = |s: f64| fmt_duration(Duration::from_secs_f64(s.max(0.0)));
+        let last = self.first_seed + self.seeds.saturating_sub(1);
         let _ = writeln!(o, "summary");
         let _ = writeln!(
             o,
-            "  seeds          {} ({}..={}) in {:.1} s, {:.0} ms per seed{}",
-            self.seeds,
-            self.first_seed,
-            self.first_seed + self.seeds.saturating_sub(1),
-            self.wall_s,
-            per,
+            "  seeds          {} ({}) in {}, {} per seed{}",
+            count(self.seeds, "seed"),
+            if self.seeds == 1 {
+                format!("seed {}", self.first_seed)
+            } else {
+                format!("{} to {last}", self.first_seed)
+            },
+            wall(self.wall_s),
+            wall(per),
             if self.determinism_checked {
                 ", each run twice"
             } else {
                 ""
             }
         );
-        let _ = writeln!(
-            o,
-            "  faults         {} crashes, {} restores ({} of running servers), {} partitions, {} heals, {} connector deletions, {} link-fault periods ({} messages lost, {} duplicated), {} backups",
-            f.crashes,
-            f.restores,
-            f.restores_of_running,
-            f.partitions,
-            f.heals,
-            f.connector_deletions,
-            f.link_fault_periods,
-            f.messages_lost,
-            f.messages_duplicated,
-            f.backups
+        list(
+            &mut o,
+            "faults",
+            &[
+                count(f.crashes, "crash"),
+                format!(
+                    "{} ({} of a running server)",
+                    count(f.restores, "restore"),
+                    group(f.restores_of_running)
+                ),
+                count(f.partitions, "partition"),
+                count(f.heals, "heal"),
+                count(f.connector_deletions, "connector deletion"),
+                format!(
+                    "{} ({} lost, {} duplicated)",
+                    count(f.link_fault_periods, "link-fault period"),
+                    count(f.messages_lost, "message"),
+                    group(f.messages_duplicated)
+                ),
+                count(f.backups, "backup"),
+            ],
         );
-        let _ = writeln!(o, "  outages        {}", self.outages.show());
-        let _ = writeln!(o, "  backup ages    {}", self.backup_ages.show());
-        let _ = writeln!(
-            o,
-            "  workload       {} writes applied, {} refused; {} lost by nature (counted, not flagged), {} purged by connector deletion",
-            f.writes, f.writes_refused, f.lost_by_nature, f.purged_by_design
+        list(
+            &mut o,
+            "workload",
+            &[
+                format!("{} applied", count(f.writes, "write")),
+                format!("{} refused", group(f.writes_refused)),
+                format!(
+                    "{} lost by nature (counted, not flagged)",
+                    group(f.lost_by_nature)
+                ),
+                format!("{} purged by connector deletion", group(f.purged_by_design)),
+            ],
         );
-        let kinds: Vec<String> = self
+        let mut kinds: Vec<String> = self
             .hazards
             .iter()
-            .map(|(k, n)| format!("{k} {n}"))
+            .map(|(k, n)| format!("{k} {}", group(*n)))
             .collect();
+        if !self.hazards_generated {
+            kinds.push("(--no-hazards: none generated)".into());
+        }
+        list(&mut o, "hazards", &kinds);
         let _ = writeln!(
             o,
-            "  hazards        {}{}",
-            kinds.join(", "),
-            if self.hazards_generated {
-                ""
+            "  oracle         differences in {}: {} announced, {} silent",
+            count(self.announced_losses + self.silent_losses, "object"),
+            group(self.announced_losses),
+            group(self.silent_losses)
+        );
+        // Simulated times, one row each, columns as wide as their widest cell.
+        let rows: [(&str, &Quantiles, &str); 5] = [
+            ("outages", &self.outages, "outage"),
+            ("backup ages", &self.backup_ages, "restore"),
+            ("run length", &self.run_lengths, "run"),
+            ("convergence", &self.convergence, "converged run"),
+            ("bounds", &self.bounds, "run"),
+        ];
+        let cells: Vec<[String; 4]> = rows.iter().map(|(_, q, _)| q.cells()).collect();
+        let heads = ["p50", "p90", "p99", "max"];
+        let widths: Vec<usize> = (0..4)
+            .map(|k| {
+                rows.iter()
+                    .zip(&cells)
+                    .filter(|((_, q, _), _)| q.count > 0)
+                    .map(|(_, c)| c[k].chars().count())
+                    .chain([heads[k].len()])
+                    .max()
+                    .unwrap_or(3)
+            })
+            .collect();
+        let mut head = format!("  {:<15}", "simulated");
+        for (k, h) in heads.iter().enumerate() {
+            let _ = write!(head, "{h:>w$}  ", w = widths[k]);
+        }
+        let _ = writeln!(o, "{}", head.trim_end());
+        for ((label, q, noun), c) in rows.iter().zip(&cells) {
+            let mut line = format!("  {label:<15}");
+            if q.count == 0 {
+                line.push_str("none");
             } else {
-                " (--no-hazards: none generated)"
+                for (k, cell) in c.iter().enumerate() {
+                    let _ = write!(line, "{cell:>w$}  ", w = widths[k]);
+                }
+                line.push_str(&count(q.count as u64, noun));
             }
-        );
-        let _ = writeln!(
-            o,
-            "  oracle         {} objects differ as announced, {} silently",
-            self.announced_losses, self.silent_losses
-        );
-        let _ = writeln!(o, "  run length     {}", self.run_lengths.show());
-        let _ = writeln!(o, "  convergence    {}", self.convergence.show());
-        let _ = writeln!(o, "  bounds         {}", self.bounds.show());
+            let _ = writeln!(o, "{}", line.trim_end());
+        }
         let by: Vec<String> = Invariant::ALL
             .iter()
             .filter(|i| {
@@ -251,16 +321,36 @@ impl Summary {
                 format!(
                     "{} {}",
                     i.name(),
-                    self.violations.get(i.name()).copied().unwrap_or(0)
+                    group(self.violations.get(i.name()).copied().unwrap_or(0))
                 )
             })
             .collect();
-        let _ = writeln!(
-            o,
-            "  violations     {} seeds: {}",
-            self.violating_seeds.len(),
-            by.join(", ")
+        let mut items = by;
+        items[0] = format!(
+            "{} failing, by invariant: {}",
+            count(self.violating_seeds.len() as u64, "seed"),
+            items[0]
         );
+        list(&mut o, "violations", &items);
+        for e in &self.shrunk {
+            let what = match &e.file {
+                Some(file) if e.shrunk => format!(
+                    "{file} ({} of {}; fails as a scenario: `backsync run {file}`)",
+                    e.steps.0,
+                    count(e.steps.1 as u64, "step"),
+                ),
+                Some(file) => format!(
+                    "{file} (not shrunk, all {}; fails as a scenario: `backsync run {file}`)",
+                    count(e.steps.1 as u64, "step"),
+                ),
+                None => format!("no scenario file: {}", e.note),
+            };
+            let _ = writeln!(
+                o,
+                "  shrunk         seed {} [{}]: {what}",
+                e.seed, e.invariant
+            );
+        }
         let _ = writeln!(o, "  command        {}", self.command);
         o
     }
@@ -279,5 +369,93 @@ mod tests {
         );
         assert_eq!(Quantiles::of(vec![7]).p50, 7);
         assert_eq!(Quantiles::of(Vec::new()), Quantiles::default());
+    }
+
+    fn sample() -> Summary {
+        Summary {
+            seeds: 1,
+            first_seed: 7,
+            servers: 2,
+            sites: 1,
+            objects: 1,
+            strategy: "backsync".into(),
+            profile: "exchange55".into(),
+            determinism_checked: false,
+            wall_s: 0.25,
+            faults: FaultCounts {
+                crashes: 1,
+                restores: 1,
+                backups: 12_345,
+                ..FaultCounts::default()
+            },
+            outages: Quantiles::of(vec![250, 3650 * 86_400_000 + 3_600_000]),
+            backup_ages: Quantiles::of(vec![12_500]),
+            convergence: Quantiles::default(),
+            bounds: Quantiles::of(vec![330_000]),
+            run_lengths: Quantiles::of(vec![17 * 3_600_000 + 300_000]),
+            hazards: BTreeMap::new(),
+            announced_losses: 0,
+            silent_losses: 1,
+            hazards_generated: true,
+            violations: BTreeMap::new(),
+            violating_seeds: vec![7],
+            shrunk: Vec::new(),
+            command: "backsync campaign --seeds 1".into(),
+        }
+    }
+
+    /// Durations from 250ms to 3650 days keep the columns aligned.
+    #[test]
+    fn time_columns_stay_aligned_for_long_durations() {
+        let text = sample().render();
+        let lines: Vec<&str> = text.lines().collect();
+        let head = lines
+            .iter()
+            .find(|l| l.trim_start().starts_with("simulated"))
+            .expect("a table head");
+        let ends: Vec<usize> = ["p50", "p90", "p99", "max"]
+            .iter()
+            .map(|h| head.find(h).unwrap() + h.len())
+            .collect();
+        for (label, q) in [
+            ("outages", sample().outages),
+            ("backup ages", sample().backup_ages),
+            ("run length", sample().run_lengths),
+            ("bounds", sample().bounds),
+        ] {
+            let row = lines
+                .iter()
+                .find(|l| l.trim_start().starts_with(label))
+                .unwrap();
+            let mut from = 17;
+            for (cell, end) in q.cells().iter().zip(&ends) {
+                let at = row[from..].find(cell.as_str()).unwrap() + from;
+                assert_eq!(at + cell.len(), *end, "{label}: {cell} in\n{text}");
+                from = at + cell.len();
+            }
+        }
+        assert!(text.contains("3650d 1h"), "{text}");
+        assert!(text.contains("  convergence    none"), "{text}");
+    }
+
+    /// Counts of one are singular; large ones grouped; lines fit 100 columns.
+    #[test]
+    fn counts_read_right() {
+        let text = sample().render();
+        for want in [
+            "1 seed (seed 7) in 250ms, 250ms per seed",
+            "1 crash, 1 restore (0 of a running server)",
+            "12,345 backups",
+            "differences in 1 object: 0 announced, 1 silent",
+            "1 seed failing",
+            "2 outages",
+            "1 restore\n",
+            "1 run\n",
+        ] {
+            assert!(text.contains(want), "{want} in\n{text}");
+        }
+        for l in text.lines().filter(|l| !l.contains("backsync campaign")) {
+            assert!(l.chars().count() <= WIDTH, "{l}");
+        }
     }
 }
