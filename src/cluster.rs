@@ -367,8 +367,9 @@ impl Cluster {
             }
         }
         self.event(format!(
-            "load: {} writes applied, {} refused",
-            report.applied, report.refused
+            "load: {} applied, {} refused",
+            crate::config::count(report.applied, "write"),
+            report.refused
         ));
         Ok(report)
     }

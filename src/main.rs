@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use anyhow::Context as _;
 use backsync::report::{self, CompareRow};
 use backsync::run::{self, RunOptions, RunReport};
-use backsync::{RestoreStrategy, Scenario};
+use backsync::{RestoreStrategy, Scenario, count};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -311,13 +311,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         Some(Command::Check { file }) => {
             let s = load(&file)?;
             println!(
-                "{}: valid: `{}`, {} servers in {} sites, {} connectors, {} steps",
+                "{}: valid: `{}`, {} in {}, {}, {}",
                 file.display(),
                 s.name,
-                s.server_names().len(),
-                s.sites.len(),
-                s.connectors.len(),
-                s.steps.len()
+                count(s.server_names().len() as u64, "server"),
+                count(s.sites.len() as u64, "site"),
+                count(s.connectors.len() as u64, "connector"),
+                count(s.steps.len() as u64, "step")
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cluster::{Cluster, LoadSpec};
-use crate::config::{Granularity, RestoreStrategy};
+use crate::config::{Granularity, RestoreStrategy, count};
 use crate::core::WriteError;
 use crate::error::ClusterError;
 use crate::scenario::{Action, ConvergeExpect, ExpectCheck, Scenario};
@@ -383,7 +383,11 @@ fn run_step(
             };
             (
                 true,
-                format!("{} writes applied, {} refused", r.applied, r.refused),
+                format!(
+                    "{} applied, {} refused",
+                    count(r.applied, "write"),
+                    r.refused
+                ),
             )
         }
         Action::Backup { server, name } => {
@@ -454,8 +458,10 @@ fn run_step(
             let t = crate::config::fmt_duration(Duration::from_millis(r.sim_ms));
             let detail = match (r.converged, want) {
                 (true, true) => format!(
-                    "converged after {t}: {} messages, {} objects sent, {} repaired",
-                    r.messages, r.objects_sent, r.objects_repaired
+                    "converged after {t}: {}, {} sent, {} repaired",
+                    count(r.messages, "message"),
+                    count(r.objects_sent, "object"),
+                    crate::config::group(r.objects_repaired)
                 ),
                 (false, false) => format!("diverged as expected: not converged within {t}"),
                 (true, false) => format!("converged after {t}, but divergence was expected"),
@@ -472,7 +478,10 @@ fn run_step(
                 && r.objects_sent > *m
             {
                 let n = r.objects_sent;
-                over.push(format!("sent {n} objects, more than max_objects_sent {m}"));
+                over.push(format!(
+                    "sent {}, more than max_objects_sent {m}",
+                    count(n, "object")
+                ));
             }
             if over.is_empty() {
                 (r.converged == want, detail)

@@ -91,7 +91,7 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
         "load_100k.toml",
         0,
         &[
-            "100000 writes applied",
+            "100,000 writes applied",
             "Server1 holds 101000 live objects",
             "PASSED",
         ],

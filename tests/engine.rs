@@ -340,7 +340,7 @@ fn backsync_survives_a_lossy_network_and_stays_deterministic() {
     );
 }
 
-const PINNED_TRACE_HASH: u64 = 0x3ab9_9883_7ec4_888c;
+const PINNED_TRACE_HASH: u64 = 0x0d08_a02f_7895_4852;
 
 // ---------------------------------------------------------------------------
 // No resurrection.

@@ -255,8 +255,9 @@ impl DirectoryServer {
             } => {
                 if missing == 0 {
                     format!(
-                        "{}: backsync complete, {answered} partners answered, USN resumes at {resumed_at}",
-                        self.name
+                        "{}: backsync complete, {} answered, USN resumes at {resumed_at}",
+                        self.name,
+                        crate::config::count(answered as u64, "partner")
                     )
                 } else {
                     format!(
@@ -454,11 +455,11 @@ impl DirectoryServer {
         }
         let layout = self.shared.layout();
         let text = format!(
-            "{} got a reply {} sent before its restore, with its writes up to USN {hi} (restored backup: USN {}, {} objects carried): {} may hand those USNs out again",
+            "{} got a reply {} sent before its restore, with its writes up to USN {hi} (restored backup: USN {}, {} carried): {} may hand those USNs out again",
             self.name,
             layout.servers[from],
             m.backup_usn,
-            objects.len(),
+            crate::config::count(objects.len() as u64, "object"),
             layout.servers[from],
         );
         Some(Hazard {
@@ -579,10 +580,10 @@ impl DirectoryServer {
                 },
             });
             let text = format!(
-                "{}: backsync answer from {}: {} objects sent, {} restored",
+                "{}: backsync answer from {}: {} sent, {} restored",
                 self.name,
                 self.shared.layout().servers[from],
-                applied.sent,
+                crate::config::count(applied.sent as u64, "object"),
                 applied.changed
             );
             self.shared.obs.event(now, text);

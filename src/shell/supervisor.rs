@@ -161,9 +161,9 @@ impl Supervisor {
                 server,
                 usns: Some((point.0, backup.usn.0)),
                 text: format!(
-                    "{who}: `{name}` was taken after the backup restored at {}: its {} objects changed since belong to a timeline the directory rolled back past, and their USNs (above {point} for its own writes) may have been handed out again",
+                    "{who}: `{name}` was taken after the backup restored at {}: its {} changed since belong to a timeline the directory rolled back past, and their USNs (above {point} for its own writes) may have been handed out again",
                     crate::config::fmt_duration(Duration::from_millis(*at)),
-                    objects.len()
+                    crate::config::count(objects.len() as u64, "object")
                 ),
                 objects,
             });
@@ -217,9 +217,9 @@ impl Handler<BackupCmd> for Supervisor {
                     let name = act.shared.layout().servers[m.server].to_string();
                     let b = r?.ok_or(ClusterError::ServerDown(name.clone()))?;
                     act.event(format!(
-                        "backup `{}` of {name}: {} objects, USN {}",
+                        "backup `{}` of {name}: {}, USN {}",
                         m.name,
-                        b.table.len(),
+                        crate::config::count(b.table.len() as u64, "object"),
                         b.usn
                     ));
                     act.newest_backup[m.server] = Some((b.invocation, b.usn));
@@ -248,7 +248,8 @@ impl Handler<CrashCmd> for Supervisor {
             let (lost, writes) = r?;
             act.remember(&writes);
             act.event(format!(
-                "crash {name}: {lost} writes held nowhere else now (lost unless a backup holds them)"
+                "crash {name}: {} held nowhere else now (lost unless a backup holds them)",
+                crate::config::count(lost, "write")
             ));
             Ok(lost)
         }))
@@ -557,11 +558,11 @@ async fn wait_converged(shared: Arc<Shared>, within: Duration) -> Convergence {
         shared.now(),
         if converged {
             format!(
-                "converged after {} ({} messages, {} objects sent, {} repaired)",
+                "converged after {} ({}, {} sent, {} repaired)",
                 crate::config::fmt_duration(Duration::from_millis(sim_ms)),
-                d.messages,
-                d.objects_sent,
-                d.objects_repaired
+                crate::config::count(d.messages, "message"),
+                crate::config::count(d.objects_sent, "object"),
+                crate::config::group(d.objects_repaired)
             )
         } else {
             format!(
