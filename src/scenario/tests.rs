@@ -99,19 +99,9 @@ fn example_parses_with_expected_values() {
     assert_eq!(s, Scenario::from_str(EXAMPLE, "other").unwrap());
 }
 
-#[test]
-fn defaults_and_overrides() {
-    let s = parse(HEAD).unwrap();
-    assert_eq!((s.seed, s.profile), (0, Profile::Exchange55));
-    assert!(s.steps.is_empty());
-    assert_eq!(s.connectors[0].schedule, None);
-
-    let s = parse(&format!(
-        "{HEAD}profile = \"ad\"\n" // after a table: belongs to it, so invalid
-    ));
-    assert!(s.unwrap_err().to_string().contains("connector[0].profile"));
-
-    let text = format!(
+/// Every `[replication]` and `[network]` field set.
+fn overrides() -> String {
+    format!(
         r#"profile = "ad"
 seed = 42
 {HEAD}
@@ -136,8 +126,22 @@ loss = 0.25
 duplicate = 1
 jitter = "50ms"
 "#
-    );
-    let s = parse(&text).unwrap();
+    )
+}
+
+#[test]
+fn defaults_and_overrides() {
+    let s = parse(HEAD).unwrap();
+    assert_eq!((s.seed, s.profile), (0, Profile::Exchange55));
+    assert!(s.steps.is_empty());
+    assert_eq!(s.connectors[0].schedule, None);
+
+    let s = parse(&format!(
+        "{HEAD}profile = \"ad\"\n" // after a table: belongs to it, so invalid
+    ));
+    assert!(s.unwrap_err().to_string().contains("connector[0].profile"));
+
+    let s = parse(&overrides()).unwrap();
     assert_eq!((s.seed, s.profile), (42, Profile::Ad));
     let ms = Duration::from_millis;
     let c = &s.config;
@@ -547,4 +551,82 @@ lost_unreplicated = 3
         }
     );
     assert!(a.iter().all(|a| ["converge", "expect"].contains(&a.name())));
+}
+
+/// `s` with every step's line set to 0: lines follow the text.
+fn unlined(mut s: Scenario) -> Scenario {
+    s.steps.iter_mut().for_each(|st| st.line = 0);
+    s
+}
+
+/// Writes `s` and reads it back: the same scenario, and the same text again.
+fn round_trip(s: &Scenario) -> String {
+    let text = s.to_toml();
+    let back = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(unlined(back.clone()), unlined(s.clone()), "{text}");
+    assert_eq!(back.to_toml(), text, "writing is stable");
+    text
+}
+
+#[test]
+fn every_shipped_scenario_reads_back_from_its_written_form() {
+    let mut n = 0;
+    for entry in std::fs::read_dir("scenarios").unwrap() {
+        let path = entry.unwrap().path();
+        let s = Scenario::from_path(&path).unwrap_or_else(|e| panic!("{e}"));
+        round_trip(&s);
+        n += 1;
+    }
+    assert!(n >= 10, "{n} scenarios");
+    for text in [all_actions(), overrides(), HEAD.to_string()] {
+        round_trip(&parse(&text).unwrap());
+    }
+}
+
+#[test]
+fn the_written_form_is_plain_toml_in_the_documented_shape() {
+    let text = round_trip(&parse(&all_actions()).unwrap());
+    for line in [
+        "name = \"t\"\nseed = 0\nprofile = \"exchange55\"\n",
+        "\n[[site]]\nname = \"A\"\nservers = [\"S1\", \"S2\"]\n",
+        "\n[[connector]]\nbetween = [\"A\", \"B\"]\nbridgeheads = [\"S2\", \"S3\"]\n",
+        "\n[[step]]\ndo = \"create\"\nserver = \"S1\"\ndn = \"cn=a\"\nexpect_refused = true\n",
+        "\n[step.attrs]\nx = \"1\"\n",
+        "\n[[step]]\ndo = \"wait\"\nfor = \"90s\"\n",
+        "\n[[step]]\ndo = \"heal\"\n",
+        "\n[[step]]\ndo = \"converge\"\nwithin = \"1h\"\nexpect = \"diverged\"\n",
+        "groups = [[\"S1\"], [\"S2\", \"S3\"]]\n",
+    ] {
+        assert!(text.contains(line), "{line:?} not in\n{text}");
+    }
+    assert!(
+        !text.contains("[replication]") && !text.contains("[network]"),
+        "{text}"
+    );
+    let text = round_trip(&parse(&overrides()).unwrap());
+    assert!(
+        text.contains("[replication]\nnotify_delay = \"1s\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[network]\nloss = 0.25\nduplicate = 1.0\njitter = \"50ms\"\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn durations_are_written_in_the_largest_exact_unit() {
+    use super::format::duration_text;
+    let cases = [
+        (Duration::from_secs(90), "90s"),
+        (Duration::from_secs(7200), "2h"),
+        (Duration::from_millis(1500), "1500ms"),
+        (Duration::from_secs(2 * 86_400), "2d"),
+        (Duration::from_secs(36 * 3600), "36h"),
+        (Duration::ZERO, "0ms"),
+    ];
+    for (d, text) in cases {
+        assert_eq!(duration_text(d), text);
+        assert_eq!(crate::config::parse_duration(text), Ok(d));
+    }
 }
