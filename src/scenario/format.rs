@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::marker::PhantomData;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -318,26 +317,17 @@ fn fields_of<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
 }
 
 /// A name, dn or attribute name: any string that is not blank.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(try_from = "String")]
 pub(super) struct Name(pub String);
 
-impl<'de> Deserialize<'de> for Name {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Name;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Name, E> {
-                if s.trim().is_empty() {
-                    return Err(E::custom("must not be empty"));
-                }
-                Ok(Name(s.to_string()))
-            }
+impl TryFrom<String> for Name {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match s.trim() {
+            "" => Err("must not be empty"),
+            _ => Ok(Name(s)),
         }
-        d.deserialize_str(V)
     }
 }
 
@@ -448,7 +438,10 @@ pub(super) fn duration_text(d: Duration) -> String {
         ("m", 60_000),
         ("s", 1_000),
     ];
-    match units.iter().find(|(_, per)| ms > 0 && ms.is_multiple_of(*per)) {
+    match units
+        .iter()
+        .find(|(_, per)| ms > 0 && ms.is_multiple_of(*per))
+    {
         Some((unit, per)) => format!("{}{unit}", ms / per),
         None => format!("{ms}ms"),
     }
@@ -489,23 +482,17 @@ impl<'de> Deserialize<'de> for Fraction {
 
 /// A name that parses as `T` (profile, granularity, strategy, state),
 /// written as `T` serializes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(
+    try_from = "String",
+    bound(deserialize = "T: FromStr<Err: fmt::Display>")
+)]
 pub(super) struct Parsed<T>(pub T);
 
-impl<'de, T: FromStr<Err: fmt::Display>> Deserialize<'de> for Parsed<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<T: FromStr<Err: fmt::Display>> Visitor<'_> for V<T> {
-            type Value = Parsed<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Parsed<T>, E> {
-                s.parse().map(Parsed).map_err(E::custom)
-            }
-        }
-        d.deserialize_str(V(PhantomData))
+impl<T: FromStr> TryFrom<String> for Parsed<T> {
+    type Error = T::Err;
+    fn try_from(s: String) -> Result<Self, T::Err> {
+        s.parse().map(Parsed)
     }
 }
 
