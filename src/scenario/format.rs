@@ -21,6 +21,8 @@ use crate::limits::{MAX_COUNT, MAX_OBJECTS_SENT, MAX_PACKET, check_count, check_
 
 /// A list of names, each with its span.
 pub(super) type Names = Spanned<Vec<Spanned<Name>>>;
+/// Two names (`between`, `bridgeheads`), with the span of the list.
+pub(super) type Pair = Spanned<Two>;
 /// Attribute name to value.
 pub(super) type Attrs = BTreeMap<Name, String>;
 
@@ -61,8 +63,8 @@ pub(super) struct SiteTable {
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConnectorTable {
-    pub between: Names,
-    pub bridgeheads: Names,
+    pub between: Pair,
+    pub bridgeheads: Pair,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Period>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,7 +241,7 @@ pub(super) struct NoFields {}
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BetweenStep {
-    pub between: Names,
+    pub between: Pair,
 }
 
 /// `wait`.
@@ -328,6 +330,22 @@ impl TryFrom<String> for Name {
             "" => Err("must not be empty"),
             _ => Ok(Name(s)),
         }
+    }
+}
+
+/// A list of exactly two names.
+#[derive(Deserialize, Serialize)]
+#[serde(try_from = "Vec<Spanned<Name>>")]
+pub(super) struct Two(pub [Spanned<Name>; 2]);
+
+impl TryFrom<Vec<Spanned<Name>>> for Two {
+    type Error = String;
+    fn try_from(v: Vec<Spanned<Name>>) -> Result<Self, String> {
+        let n = v.len();
+        let two = v
+            .try_into()
+            .map_err(|_| format!("expected a list of exactly two names, found {n}"));
+        two.map(Two)
     }
 }
 
@@ -585,6 +603,10 @@ fn names(v: &[String]) -> Names {
     unspanned(v.iter().map(|s| name(s)).collect())
 }
 
+fn two(v: &[String; 2]) -> Pair {
+    unspanned(Two(v.each_ref().map(|s| name(s))))
+}
+
 fn attrs(m: &BTreeMap<String, String>) -> Attrs {
     m.iter()
         .map(|(k, v)| (Name(k.clone()), v.clone()))
@@ -610,8 +632,8 @@ impl File<StepTable> {
             connector: (s.connectors.iter())
                 .map(|c| {
                     unspanned(ConnectorTable {
-                        between: names(&c.between),
-                        bridgeheads: names(&c.bridgeheads),
+                        between: two(&c.between),
+                        bridgeheads: two(&c.bridgeheads),
                         schedule: c.schedule.map(Dur),
                         latency: c.latency.map(Dur),
                     })
@@ -697,7 +719,7 @@ impl StepTable {
             }),
             Action::Heal => StepTable::Heal(NoFields {}),
             Action::DeleteConnector { between } => StepTable::DeleteConnector(BetweenStep {
-                between: names(between),
+                between: two(between),
             }),
             Action::Wait { duration } => StepTable::Wait(WaitStep {
                 duration: unspanned(Dur(*duration)),

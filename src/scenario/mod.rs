@@ -1,4 +1,5 @@
-//! Scenario files (docs/scenarios.md): parsed and fully validated before a run.
+//! Scenario files (docs/scenarios.md): parsed and fully validated before a
+//! run, and written back ([`Scenario::to_toml`]) by the same serde types.
 //!
 //! ```
 //! use backsync::scenario::{Action, Scenario};

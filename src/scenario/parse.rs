@@ -12,7 +12,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::error::{ScenarioError, Source};
 use super::format::{
-    ACTIONS, Attrs, ConnectorTable, ExpectStep, FileIn, Name, Names, SiteTable, StepTable,
+    ACTIONS, Attrs, ConnectorTable, ExpectStep, FileIn, Name, Names, Pair, SiteTable, StepTable,
 };
 use super::{Action, ConnectorSpec, ExpectCheck, NetworkSpec, Scenario, SiteSpec, Step};
 use crate::config::{Profile, ReplicationConfig};
@@ -325,18 +325,6 @@ fn strings(attrs: &Attrs) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// A list of exactly two names (`between`, `bridgeheads`).
-fn pair<'n>(p: &Place<'_>, key: &str, names: &'n Names) -> Result<&'n [Spanned<Name>; 2]> {
-    let items = names.get_ref();
-    <&[Spanned<Name>; 2]>::try_from(items.as_slice()).map_err(|_| {
-        let msg = format!(
-            "expected a list of exactly two names, found {}",
-            items.len()
-        );
-        p.error(names.span(), key, msg)
-    })
-}
-
 /// Sites and servers, with lookups by name.
 struct Topology {
     sites: Vec<SiteSpec>,
@@ -440,7 +428,7 @@ fn read_connectors(
     for (i, t) in tables.iter().enumerate() {
         let f = Place::new(src, format!("connector[{i}]"), t.span());
         let t = t.get_ref();
-        let [a, b] = pair(&f, "between", &t.between)?;
+        let [a, b] = &t.between.get_ref().0;
         let sites = [
             topo.site(&f, "between[0]", a)?,
             topo.site(&f, "between[1]", b)?,
@@ -460,7 +448,7 @@ fn read_connectors(
             );
             return Err(f.error(t.between.span(), "between", msg));
         }
-        let heads = pair(&f, "bridgeheads", &t.bridgeheads)?;
+        let heads = &t.bridgeheads.get_ref().0;
         for (i, head) in heads.iter().enumerate() {
             let key = format!("bridgeheads[{i}]");
             let site = topo.server(&f, &key, head)?;
@@ -779,9 +767,9 @@ impl StepCx<'_> {
         })
     }
 
-    fn delete_connector(&self, history: &mut History, between: &Names) -> Result<Action> {
+    fn delete_connector(&self, history: &mut History, between: &Pair) -> Result<Action> {
         let f = self.f;
-        let [a, b] = pair(f, "between", between)?;
+        let [a, b] = &between.get_ref().0;
         self.topo.site(f, "between[0]", a)?;
         self.topo.site(f, "between[1]", b)?;
         let Some(c) = (self.connectors.iter()).position(|(c, _)| same_pair(&c.between, a, b))
