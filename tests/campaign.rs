@@ -311,6 +311,10 @@ fn schedules_replay_as_scenario_files() {
         steps.extend(out.finale.iter().cloned().map(Op::Step));
         let text = to_scenario(&plan.setup, "replay", &steps, "").unwrap();
         let s = Scenario::from_str(&text, "replay.toml").unwrap();
+        // The written file reads back to the schedule it was written from.
+        let read: Vec<Op> = s.steps.iter().map(|x| Op::Step(x.action.clone())).collect();
+        assert_eq!(read, steps, "seed {seed}");
+        assert_eq!(s.to_toml(), text, "seed {seed}");
         let r = backsync::run::run(&s, &RunOptions::default()).unwrap();
         assert!(r.passed, "seed {seed}: {:?}", r.failures);
         assert_eq!(

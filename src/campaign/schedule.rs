@@ -2,11 +2,9 @@
 //! and the concrete steps run on it, and their scenario-file form.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::time::Duration;
 
 use crate::config::{Profile, ReplicationConfig, RestoreStrategy};
-use crate::scenario::{Action, ConvergeExpect, ExpectCheck};
+use crate::scenario::{Action, NetworkSpec, Scenario, Step};
 use crate::shell::network::LinkFaults;
 use crate::shell::topology::Topology;
 
@@ -63,229 +61,40 @@ pub enum Intent {
     },
 }
 
-/// A duration in the scenario format: the largest unit that divides it.
-pub fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis() as u64;
-    for (unit, per) in [
-        ("d", 86_400_000),
-        ("h", 3_600_000),
-        ("m", 60_000),
-        ("s", 1_000),
-    ] {
-        if ms > 0 && ms.is_multiple_of(per) {
-            return format!("\"{}{unit}\"", ms / per);
-        }
-    }
-    format!("\"{ms}ms\"")
-}
-
-/// A TOML basic string.
-fn q(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
-}
-
-fn list(items: &[String]) -> String {
-    let v: Vec<String> = items.iter().map(|s| q(s)).collect();
-    format!("[{}]", v.join(", "))
-}
-
-fn table(m: &BTreeMap<String, String>) -> String {
-    let v: Vec<String> = m
-        .iter()
-        .map(|(k, v)| format!("{} = {}", q(k), q(v)))
-        .collect();
-    format!("{{ {} }}", v.join(", "))
-}
-
-/// Writes a schedule as a scenario file (SCENARIOS.md). `None` when a
-/// step cannot be expressed (link faults that change during the run).
+/// Writes a schedule as a scenario file ([`Scenario::to_toml`]) headed by
+/// `comment` as `#` lines. `None` when a step cannot be expressed (link
+/// faults that change during the run).
 pub fn to_scenario(setup: &Setup, title: &str, steps: &[Op], comment: &str) -> Option<String> {
-    let mut out = String::new();
-    for line in comment.lines() {
-        let _ = writeln!(out, "# {line}");
-    }
-    let _ = writeln!(out, "name = {}", q(title));
-    let _ = writeln!(out, "seed = {}", setup.seed);
-    let _ = writeln!(out, "profile = {}", q(&setup.profile.to_string()));
-    for s in &setup.topology.sites {
-        let _ = writeln!(
-            out,
-            "\n[[site]]\nname = {}\nservers = {}",
-            q(&s.name),
-            list(&s.servers)
-        );
-    }
-    for c in &setup.topology.connectors {
-        let _ = writeln!(
-            out,
-            "\n[[connector]]\nbetween = {}\nbridgeheads = {}",
-            list(&c.between),
-            list(&c.bridgeheads)
-        );
-        if let Some(d) = c.schedule {
-            let _ = writeln!(out, "schedule = {}", fmt_duration(d));
-        }
-        if let Some(d) = c.latency {
-            let _ = writeln!(out, "latency = {}", fmt_duration(d));
-        }
-    }
-    for op in steps {
-        let Op::Step(a) = op else {
-            return None;
-        };
-        out.push_str("\n[[step]]\n");
-        step(&mut out, a);
-    }
-    Some(out)
-}
-
-fn step(out: &mut String, a: &Action) {
-    let _ = writeln!(out, "do = {}", q(a.name()));
-    let refused = |out: &mut String, r: bool| {
-        if r {
-            out.push_str("expect_refused = true\n");
-        }
+    let steps = (steps.iter().enumerate())
+        .map(|(index, op)| match op {
+            Op::Step(action) => Some(Step {
+                index,
+                line: 0,
+                action: action.clone(),
+            }),
+            Op::Faults(_) => None,
+        })
+        .collect::<Option<Vec<Step>>>()?;
+    let scenario = Scenario {
+        name: title.to_string(),
+        seed: setup.seed,
+        profile: setup.profile,
+        sites: setup.topology.sites.clone(),
+        connectors: setup.topology.connectors.clone(),
+        config: setup.config.clone(),
+        network: NetworkSpec::default(),
+        steps,
     };
-    match a {
-        Action::Create {
-            server,
-            dn,
-            attrs,
-            expect_refused,
-        } => {
-            let _ = writeln!(out, "server = {}\ndn = {}", q(server), q(dn));
-            if !attrs.is_empty() {
-                let _ = writeln!(out, "attrs = {}", table(attrs));
-            }
-            refused(out, *expect_refused);
-        }
-        Action::Modify {
-            server,
-            dn,
-            attrs,
-            remove,
-            expect_refused,
-        } => {
-            let _ = writeln!(out, "server = {}\ndn = {}", q(server), q(dn));
-            if !attrs.is_empty() {
-                let _ = writeln!(out, "attrs = {}", table(attrs));
-            }
-            if !remove.is_empty() {
-                let _ = writeln!(out, "remove = {}", list(remove));
-            }
-            refused(out, *expect_refused);
-        }
-        Action::Delete {
-            server,
-            dn,
-            expect_refused,
-        } => {
-            let _ = writeln!(out, "server = {}\ndn = {}", q(server), q(dn));
-            refused(out, *expect_refused);
-        }
-        Action::Load {
-            servers,
-            creates,
-            modifies,
-            deletes,
-            prefix,
-        } => {
-            let _ = writeln!(
-                out,
-                "creates = {creates}\nmodifies = {modifies}\ndeletes = {deletes}"
-            );
-            if let Some(s) = servers {
-                let _ = writeln!(out, "servers = {}", list(s));
-            }
-            if let Some(p) = prefix {
-                let _ = writeln!(out, "prefix = {}", q(p));
-            }
-        }
-        Action::Backup { server, name } => {
-            let _ = writeln!(out, "server = {}\nname = {}", q(server), q(name));
-        }
-        Action::Crash { server } => {
-            let _ = writeln!(out, "server = {}", q(server));
-        }
-        Action::Restore {
-            server,
-            backup,
-            strategy,
-        } => {
-            let _ = writeln!(out, "server = {}\nbackup = {}", q(server), q(backup));
-            if let Some(s) = strategy {
-                let _ = writeln!(out, "strategy = {}", q(s.as_str()));
-            }
-        }
-        Action::Partition { groups } => {
-            let g: Vec<String> = groups.iter().map(|g| list(g)).collect();
-            let _ = writeln!(out, "groups = [{}]", g.join(", "));
-        }
-        Action::Heal => {}
-        Action::DeleteConnector { between } => {
-            let _ = writeln!(out, "between = {}", list(between));
-        }
-        Action::Wait { duration } => {
-            let _ = writeln!(out, "for = {}", fmt_duration(*duration));
-        }
-        Action::Converge {
-            within,
-            expect,
-            max_sim,
-            max_objects_sent,
-        } => {
-            let _ = writeln!(out, "within = {}", fmt_duration(*within));
-            if *expect == ConvergeExpect::Diverged {
-                out.push_str("expect = \"diverged\"\n");
-            }
-            if let Some(m) = max_sim {
-                let _ = writeln!(out, "max_sim = {}", fmt_duration(*m));
-            }
-            if let Some(n) = max_objects_sent {
-                let _ = writeln!(out, "max_objects_sent = {n}");
-            }
-        }
-        Action::ExpectLost { lost_unreplicated } => {
-            let _ = writeln!(out, "lost_unreplicated = {lost_unreplicated}");
-        }
-        Action::Expect { server, check } => {
-            let _ = writeln!(out, "server = {}", q(server));
-            match check {
-                ExpectCheck::Objects(n) => {
-                    let _ = writeln!(out, "objects = {n}");
-                }
-                ExpectCheck::Dn { dn, present, attrs } => {
-                    let _ = writeln!(out, "dn = {}\npresent = {present}", q(dn));
-                    if *present && !attrs.is_empty() {
-                        let _ = writeln!(out, "attrs = {}", table(attrs));
-                    }
-                }
-                ExpectCheck::Tombstone { dn } => {
-                    let _ = writeln!(out, "dn = {}\ntombstone = true", q(dn));
-                }
-                ExpectCheck::State(state) => {
-                    let _ = writeln!(out, "state = {}", q(state.as_str()));
-                }
-                ExpectCheck::AnsweredBy(servers) => {
-                    let _ = writeln!(out, "answered_by = {}", list(servers));
-                }
-            }
-        }
-    }
+    let header: String = comment.lines().map(|l| format!("# {l}\n")).collect();
+    Some(format!("{header}{}", scenario.to_toml()))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
 
-    #[test]
-    fn durations_use_the_largest_exact_unit() {
-        assert_eq!(fmt_duration(Duration::from_secs(90)), "\"90s\"");
-        assert_eq!(fmt_duration(Duration::from_secs(7200)), "\"2h\"");
-        assert_eq!(fmt_duration(Duration::from_millis(1500)), "\"1500ms\"");
-        assert_eq!(fmt_duration(Duration::from_secs(2 * 86_400)), "\"2d\"");
-        assert_eq!(fmt_duration(Duration::ZERO), "\"0ms\"");
-    }
+    use super::*;
+    use crate::scenario::{ConvergeExpect, ExpectCheck};
 
     #[test]
     fn a_written_schedule_parses_back_to_the_same_steps() {
@@ -374,6 +183,10 @@ mod tests {
         ];
         let ops: Vec<Op> = steps.iter().cloned().map(Op::Step).collect();
         let text = to_scenario(&setup, "t", &ops, "a comment\nover two lines").unwrap();
+        assert!(
+            text.starts_with("# a comment\n# over two lines\nname = \"t\"\n"),
+            "{text}"
+        );
         let s =
             crate::Scenario::from_str(&text, "t.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(crate::run::topology(&s), setup.topology);

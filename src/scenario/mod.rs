@@ -1,4 +1,5 @@
-//! Scenario files (docs/scenarios.md): parsed and fully validated before a run.
+//! Scenario files (docs/scenarios.md): parsed and fully validated before a
+//! run, and written back ([`Scenario::to_toml`]) by the same serde types.
 //!
 //! ```
 //! use backsync::scenario::{Action, Scenario};
@@ -25,7 +26,7 @@
 //! ```
 
 mod error;
-mod fields;
+mod format;
 mod parse;
 
 use std::collections::BTreeMap;
@@ -226,7 +227,8 @@ impl Action {
 }
 
 /// The outcome a `converge` step expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ConvergeExpect {
     /// Fails unless convergence happens within the limit (the default).
     #[default]
@@ -278,7 +280,8 @@ pub enum ExpectCheck {
 }
 
 /// A server state an `expect` step checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ServerState {
     /// Up and replicating normally.
     Running,
@@ -325,6 +328,26 @@ impl Scenario {
     /// Parses and validates scenario text; `origin` (a path) names it in errors.
     pub fn from_str(text: &str, origin: &str) -> Result<Scenario, ScenarioError> {
         parse::parse(text, origin)
+    }
+
+    /// The scenario as a file that [`Scenario::from_str`] reads back to an
+    /// equal scenario (but for [`Step::line`], which follows the text).
+    /// Durations are written in their largest exact unit (`"90s"`, `"2h"`,
+    /// `"1500ms"`); `[replication]` and `[network]` hold only what differs
+    /// from the profile's defaults. Settings the format has no field for
+    /// (`connector_schedule`, `connector_latency` of [`ReplicationConfig`])
+    /// are not written.
+    ///
+    /// ```
+    /// use backsync::Scenario;
+    /// let text = "name = \"t\"\n[[site]]\nname = \"A\"\nservers = [\"S1\"]\n[[step]]\ndo = \"wait\"\nfor = \"5400s\"\n";
+    /// let s = Scenario::from_str(text, "t.toml").unwrap();
+    /// let written = s.to_toml();
+    /// assert!(written.contains("for = \"90m\""), "{written}");
+    /// assert_eq!(Scenario::from_str(&written, "again.toml").unwrap().steps[0].action, s.steps[0].action);
+    /// ```
+    pub fn to_toml(&self) -> String {
+        toml::to_string(&format::File::of(self)).expect("every scenario value has a TOML form")
     }
 
     /// Parses and validates raw bytes; anything not UTF-8 is an error.

@@ -1,96 +1,26 @@
-//! From text to a validated [`Scenario`]: syntax, then each table, then the
-//! cross-references (names a step uses, backups taken before use).
+//! From text to a validated [`Scenario`]: TOML syntax, then the serde types
+//! of [`super::format`] (which check each value's type and bounds), then
+//! what serde cannot see: names a step uses, backups taken before use,
+//! totals over steps, fields of `expect` that go together.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
+use serde::Deserialize;
 use toml::Spanned;
-use toml::de::{DeTable, DeValue};
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::error::{ScenarioError, Source};
-use super::fields::{
-    Bad, Fields, Value, attrs, boolean, count, count_at_most, duration, fraction, list, name,
-    packet, parsed, period, string,
+use super::format::{
+    ACTIONS, Attrs, ConnectorTable, ExpectStep, FileIn, Name, Names, Pair, SiteTable, StepTable,
 };
-use super::{
-    Action, ConnectorSpec, ConvergeExpect, ExpectCheck, NetworkSpec, Scenario, ServerState,
-    SiteSpec, Step,
-};
-use crate::config::{Granularity, Profile, ReplicationConfig, RestoreStrategy};
+use super::{Action, ConnectorSpec, ExpectCheck, NetworkSpec, Scenario, SiteSpec, Step};
+use crate::config::{Profile, ReplicationConfig};
 use crate::limits::{
-    MAX_COUNT, MAX_LOAD_TOTAL, MAX_OBJECTS_SENT, MAX_REPLICAS, MAX_SERVERS, MAX_TOTAL_DURATION,
-    MAX_TOTAL_DURATION_TEXT,
+    MAX_LOAD_TOTAL, MAX_REPLICAS, MAX_SERVERS, MAX_TOTAL_DURATION, MAX_TOTAL_DURATION_TEXT,
 };
 
 type Result<T> = std::result::Result<T, ScenarioError>;
-
-const TOP_FIELDS: &[&str] = &[
-    "name",
-    "seed",
-    "profile",
-    "site",
-    "connector",
-    "replication",
-    "network",
-    "step",
-];
-const SITE_FIELDS: &[&str] = &["name", "servers"];
-const CONNECTOR_FIELDS: &[&str] = &["between", "bridgeheads", "schedule", "latency"];
-const REPLICATION_FIELDS: &[&str] = &[
-    "notify_delay",
-    "notify_spacing",
-    "intrasite_latency",
-    "intrasite_packet",
-    "intersite_packet",
-    "granularity",
-    "tombstone_lifetime",
-    "gc_interval",
-    "restore",
-    "backsync_timeout",
-    "rollback_detection",
-    "startup_delay",
-    "intrasite_schedule",
-    "reply_timeout",
-];
-const NETWORK_FIELDS: &[&str] = &["loss", "duplicate", "jitter"];
-
-/// Every `do` value and the fields that action takes (besides `do`).
-const ACTIONS: &[(&str, &[&str])] = &[
-    ("create", &["server", "dn", "attrs", "expect_refused"]),
-    (
-        "modify",
-        &["server", "dn", "attrs", "remove", "expect_refused"],
-    ),
-    ("delete", &["server", "dn", "expect_refused"]),
-    (
-        "load",
-        &["servers", "creates", "modifies", "deletes", "prefix"],
-    ),
-    ("backup", &["server", "name"]),
-    ("crash", &["server"]),
-    ("restore", &["server", "backup", "strategy"]),
-    ("partition", &["groups"]),
-    ("heal", &[]),
-    ("delete_connector", &["between"]),
-    ("wait", &["for"]),
-    (
-        "converge",
-        &["within", "expect", "max_sim", "max_objects_sent"],
-    ),
-    ("expect", EXPECT_FIELDS),
-];
-
-/// The fields of `expect`; `lost_unreplicated` (last) goes alone.
-const EXPECT_FIELDS: &[&str] = &[
-    "server",
-    "dn",
-    "present",
-    "attrs",
-    "objects",
-    "tombstone",
-    "state",
-    "answered_by",
-    "lost_unreplicated",
-];
 
 /// Parses and validates a whole scenario.
 pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario> {
@@ -105,22 +35,36 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario> {
             None => src.error(None, message),
         }
     })?;
-    let top = Fields::new(&src, "", None, doc.get_ref());
-    top.only(TOP_FIELDS, |k| unknown(k, TOP_FIELDS))?;
+    let r = Reader {
+        src: &src,
+        doc: doc.get_ref(),
+    };
+    r.array_of_tables("site")?;
+    r.array_of_tables("connector")?;
+    let step_tables = r.array_of_tables("step")?;
+    let file: FileIn = r.read(Spanned::new(
+        doc.span(),
+        DeValue::Table(doc.get_ref().clone()),
+    ))?;
+    let steps = (step_tables.iter().enumerate())
+        .map(|(i, t)| r.step(i, t))
+        .collect::<Result<Vec<_>>>()?;
 
-    let name = top.req("name", name)?.into_inner();
-    let seed = top.opt("seed", count)?.map_or(0, Spanned::into_inner);
-    let profile = top
-        .opt("profile", parsed::<Profile>)?
-        .map_or(Profile::Exchange55, Spanned::into_inner);
-    let topo = read_sites(&top)?;
-    let connectors = read_connectors(&top, &topo)?;
-    let config = read_replication(&top, profile)?;
-    let network = read_network(&top)?;
-    let steps = read_steps(&top, &topo, &connectors)?;
+    let profile = file.profile.map_or(Profile::Exchange55, |p| p.0);
+    let topo = read_sites(&src, file.site)?;
+    let connectors = read_connectors(&src, &topo, file.connector)?;
+    let mut config = ReplicationConfig::for_profile(profile);
+    if let Some(r) = file.replication {
+        r.apply(&mut config);
+    }
+    let mut network = NetworkSpec::default();
+    if let Some(n) = file.network {
+        n.apply(&mut network);
+    }
+    let steps = read_steps(&topo, &connectors, &steps)?;
     Ok(Scenario {
-        name,
-        seed,
+        name: file.name.0,
+        seed: file.seed.map_or(0, |s| s.0),
         profile,
         sites: topo.sites,
         connectors: connectors.into_iter().map(|(c, _)| c).collect(),
@@ -130,11 +74,229 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario> {
     })
 }
 
-fn unknown(key: &str, allowed: &[&str]) -> String {
-    format!(
-        "unknown field `{key}` (expected one of: {})",
-        allowed.join(", ")
-    )
+/// The parsed document: turns serde's errors into positioned ones.
+struct Reader<'a, 'i> {
+    src: &'a Source<'a>,
+    doc: &'a DeTable<'i>,
+}
+
+impl<'i> Reader<'_, 'i> {
+    /// `value` as `T`.
+    fn read<T: Deserialize<'i>>(&self, value: Spanned<DeValue<'i>>) -> Result<T> {
+        T::deserialize(ValueDeserializer::from(value)).map_err(|e| self.error(e))
+    }
+
+    /// The positioned form of a serde error: the field path is that of the
+    /// key or value at the error's span.
+    fn error(&self, e: toml::de::Error) -> ScenarioError {
+        let Some(span) = e.span() else {
+            return self.src.error(None, e.message());
+        };
+        let missing =
+            (e.message().strip_prefix("missing field `")).and_then(|m| m.strip_suffix('`'));
+        if let Some(key) = missing {
+            // At the span of its table, which is the header of a [[table]].
+            let is_table = |s: Range<usize>, v: Option<&DeValue<'_>>| {
+                s == span && matches!(v, Some(DeValue::Table(_)))
+            };
+            return match find(self.doc, "", &is_table) {
+                Some((table, _)) => Place::new(self.src, table, span).missing(key),
+                None => self.src.error(Some(key), missing_message(key)),
+            };
+        }
+        let found = find(self.doc, "", &|s, _| s.contains(&span.start));
+        let (path, value) = found.map_or((None, None), |(p, v)| (Some(p), v));
+        let message = plain_words(e.message(), value.map(DeValue::type_str));
+        self.src.error_at(span, path.as_deref(), message)
+    }
+
+    /// The tables of `[[key]]`, checked to be an array of tables.
+    fn array_of_tables(&self, key: &str) -> Result<Vec<&Spanned<DeValue<'i>>>> {
+        let Some(v) = self.doc.get(key) else {
+            return Ok(Vec::new());
+        };
+        let not_array = |what: String| {
+            let msg = format!("expected an array of tables [[{key}]], found {what}");
+            self.src.error_at(v.span(), Some(key), msg)
+        };
+        let DeValue::Array(items) = v.get_ref() else {
+            let what = v.get_ref().type_str();
+            return Err(not_array(format!("a {what}: write [[{key}]]")));
+        };
+        if let Some(item) = items.iter().find(|i| !i.get_ref().is_table()) {
+            let what = item.get_ref().type_str();
+            return Err(not_array(format!("a list with an item of type {what}")));
+        }
+        Ok(items.iter().collect())
+    }
+
+    /// Step `index`: its `do` picks the table type, which lists its fields.
+    fn step(&self, index: usize, v: &Spanned<DeValue<'i>>) -> Result<(Place<'_>, StepTable)> {
+        let place = Place::new(self.src, format!("step[{index}]"), v.span());
+        let DeValue::Table(table) = v.get_ref() else {
+            unreachable!("array_of_tables checked it");
+        };
+        let act = table.get("do").ok_or_else(|| place.missing("do"))?;
+        let DeValue::String(act_name) = act.get_ref() else {
+            let msg = format!("expected a string, found {}", act.get_ref().type_str());
+            return Err(place.error(act.span(), "do", msg));
+        };
+        let Some(allowed) = StepTable::fields(act_name) else {
+            let msg = format!(
+                "unknown action `{act_name}` (expected one of: {})",
+                ACTIONS.join(", ")
+            );
+            return Err(place.error(act.span(), "do", msg));
+        };
+        let mut keys: Vec<_> = table.keys().filter(|k| k.get_ref() != "do").collect();
+        keys.sort_by_key(|k| k.span().start);
+        if let Some(k) = keys
+            .iter()
+            .find(|k| !allowed.contains(&k.get_ref().as_ref()))
+        {
+            let key = k.get_ref().as_ref();
+            let msg = unknown_step_field(act_name, key, &allowed);
+            return Err(place.error(k.span(), key, msg));
+        }
+        let mut fields = table.clone();
+        fields.remove("do");
+        let value = Spanned::new(v.span(), DeValue::Table(fields));
+        let table =
+            StepTable::read(act_name, ValueDeserializer::from(value)).map_err(|e| self.error(e))?;
+        Ok((place, table))
+    }
+}
+
+fn unknown_step_field(act: &str, key: &str, allowed: &[&str]) -> String {
+    let takes = if allowed.is_empty() {
+        format!("`{act}` takes no other fields")
+    } else {
+        format!("`{act}` takes: {}", allowed.join(", "))
+    };
+    let elsewhere = |a: &&str| StepTable::fields(a).is_some_and(|f| f.contains(&key));
+    if key == "expect_refused" {
+        format!("`expect_refused` is only allowed on create, modify and delete steps, not `{act}`")
+    } else if ACTIONS.iter().any(elsewhere) {
+        format!("`{key}` is not a field of `do = \"{act}\"` ({takes})")
+    } else {
+        format!("unknown field `{key}` ({takes})")
+    }
+}
+
+type Hit<'h> = &'h dyn Fn(Range<usize>, Option<&DeValue<'_>>) -> bool;
+
+/// The innermost key (given with no value) or value of `table` that `hit`
+/// picks by its span, with its field path below `path`.
+fn find<'a, 'i>(
+    table: &'a DeTable<'i>,
+    path: &str,
+    hit: Hit<'_>,
+) -> Option<(String, Option<&'a DeValue<'i>>)> {
+    table.iter().find_map(|(k, v)| {
+        let key = k.get_ref();
+        let bare = !key.is_empty()
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        let key = if bare {
+            key.to_string()
+        } else {
+            format!("{key:?}")
+        };
+        let path = if path.is_empty() {
+            key
+        } else {
+            format!("{path}.{key}")
+        };
+        if hit(k.span(), None) {
+            return Some((path, None));
+        }
+        find_in(v, path, hit)
+    })
+}
+
+fn find_in<'a, 'i>(
+    v: &'a Spanned<DeValue<'i>>,
+    path: String,
+    hit: Hit<'_>,
+) -> Option<(String, Option<&'a DeValue<'i>>)> {
+    let inner = match v.get_ref() {
+        DeValue::Table(t) => find(t, &path, hit),
+        DeValue::Array(items) => {
+            (items.iter().enumerate()).find_map(|(i, x)| find_in(x, format!("{path}[{i}]"), hit))
+        }
+        _ => None,
+    };
+    inner.or_else(|| hit(v.span(), Some(v.get_ref())).then(|| (path, Some(v.get_ref()))))
+}
+
+/// serde's "invalid type: integer `7`, expected a string" in the words of
+/// the format: "expected a string, found integer"; its "unknown field `x`,
+/// expected one of `a`, `b`" as "unknown field `x` (expected one of: a, b)".
+fn plain_words(message: &str, found: Option<&str>) -> String {
+    if message.starts_with("unknown field `")
+        && let Some((head, allowed)) = message.split_once(", expected ")
+    {
+        let allowed = allowed.strip_prefix("one of ").unwrap_or(allowed);
+        return format!("{head} (expected one of: {})", allowed.replace('`', ""));
+    }
+    let parts = (message.strip_prefix("invalid type: ")).and_then(|m| m.split_once(", expected "));
+    let Some((unexpected, expected)) = parts else {
+        return message.to_string();
+    };
+    let expected = match expected {
+        "a sequence" => "a list",
+        "a map" => "a table",
+        "a boolean" => "true or false",
+        e if e.starts_with("struct ") => "a table",
+        e => e,
+    };
+    format!("expected {expected}, found {}", found.unwrap_or(unexpected))
+}
+
+fn missing_message(key: &str) -> String {
+    format!("missing required field `{key}`")
+}
+
+/// A table being checked: its path in messages, its header for whole-table errors.
+struct Place<'s> {
+    src: &'s Source<'s>,
+    /// `step[3]`, `site[0]`.
+    path: String,
+    /// Span of the table header (`[[step]]`).
+    header: Range<usize>,
+}
+
+impl<'s> Place<'s> {
+    fn new(src: &'s Source<'s>, path: impl Into<String>, header: Range<usize>) -> Self {
+        Place {
+            src,
+            path: path.into(),
+            header,
+        }
+    }
+
+    /// 1-based line of the table header.
+    fn line(&self) -> usize {
+        self.src.line_of(self.header.start)
+    }
+
+    /// An error at `span` about field `key` of this table.
+    fn error(&self, span: Range<usize>, key: &str, msg: impl Into<String>) -> ScenarioError {
+        let field = format!("{}.{key}", self.path);
+        self.src.error_at(span, Some(&field), msg)
+    }
+
+    /// An error about the table as a whole, at its header.
+    fn table_error(&self, msg: impl Into<String>) -> ScenarioError {
+        self.src
+            .error_at(self.header.clone(), Some(&self.path), msg)
+    }
+
+    /// Required field `key` is not there.
+    fn missing(&self, key: &str) -> ScenarioError {
+        self.error(self.header.clone(), key, missing_message(key))
+    }
 }
 
 /// `a, b, c`, or the first ten and a count: for "known names" hints.
@@ -148,68 +310,19 @@ fn listing<'a>(names: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
-/// The value of `key` as an optional table (`[replication]` or inline).
-fn subtable<'a, 'i>(top: &Fields<'a, 'i>, key: &str) -> Result<Option<Fields<'a, 'i>>> {
-    let Some(v) = top.get(key) else {
-        return Ok(None);
-    };
-    match v.get_ref() {
-        DeValue::Table(t) => Ok(Some(Fields::new(top.src, key, Some(v.span()), t))),
-        other => Err(top.error(
-            v.span(),
-            key,
-            format!("expected a table [{key}], found {}", other.type_str()),
-        )),
-    }
+fn text(name: &Spanned<Name>) -> &str {
+    &name.get_ref().0
 }
 
-/// The elements of an array of tables (`[[step]]`), each as `key[i]`.
-fn tables<'a, 'i>(top: &Fields<'a, 'i>, key: &str) -> Result<Vec<Fields<'a, 'i>>> {
-    let Some(v) = top.get(key) else {
-        return Ok(Vec::new());
-    };
-    let not_array = |what: &str| {
-        top.error(
-            v.span(),
-            key,
-            format!("expected an array of tables [[{key}]], found {what}"),
-        )
-    };
-    let DeValue::Array(items) = v.get_ref() else {
-        return Err(not_array(&format!(
-            "a {}: write [[{key}]]",
-            v.get_ref().type_str()
-        )));
-    };
-    items
+fn plain(names: &[Spanned<Name>]) -> Vec<String> {
+    names.iter().map(|n| text(n).to_string()).collect()
+}
+
+fn strings(attrs: &Attrs) -> BTreeMap<String, String> {
+    attrs
         .iter()
-        .enumerate()
-        .map(|(i, item)| match item.get_ref() {
-            DeValue::Table(t) => Ok(Fields::new(
-                top.src,
-                format!("{key}[{i}]"),
-                Some(item.span()),
-                t,
-            )),
-            other => Err(not_array(&format!(
-                "a list with an item of type {}",
-                other.type_str()
-            ))),
-        })
+        .map(|(k, v)| (k.0.clone(), v.clone()))
         .collect()
-}
-
-/// Drops the spans once a list is checked.
-fn plain(names: Vec<Spanned<String>>) -> Vec<String> {
-    names.into_iter().map(Spanned::into_inner).collect()
-}
-
-/// A list of exactly two names (`between`, `bridgeheads`).
-fn pair(v: &Value<'_>) -> std::result::Result<[Spanned<String>; 2], Bad> {
-    let items = list(v, name)?;
-    let n = items.len();
-    <[Spanned<String>; 2]>::try_from(items)
-        .map_err(|_| Bad::new(format!("expected a list of exactly two names, found {n}")))
 }
 
 /// Sites and servers, with lookups by name.
@@ -222,93 +335,78 @@ struct Topology {
 }
 
 impl Topology {
-    /// Checks that `server` (field `key` of `f`) names a server; gives its site index.
-    fn server(&self, f: &Fields<'_, '_>, key: &str, server: &Spanned<String>) -> Result<usize> {
-        self.server_site
-            .get(server.get_ref())
-            .copied()
-            .ok_or_else(|| {
-                let all = self.sites.iter().flat_map(|s| s.servers.iter());
-                let msg = format!(
-                    "unknown server `{}` (servers: {})",
-                    server.get_ref(),
-                    listing(all)
-                );
-                f.error(server.span(), key, msg)
-            })
-    }
-
-    /// Checks that `site` (field `key` of `f`) names a site; gives its index.
-    fn site(&self, f: &Fields<'_, '_>, key: &str, site: &Spanned<String>) -> Result<usize> {
-        self.site_index.get(site.get_ref()).copied().ok_or_else(|| {
-            let all = self.sites.iter().map(|s| &s.name);
+    /// Checks that `server` (field `key` of `p`) names a server; gives its site index.
+    fn server(&self, p: &Place<'_>, key: &str, server: &Spanned<Name>) -> Result<usize> {
+        self.server_site.get(text(server)).copied().ok_or_else(|| {
+            let all = self.sites.iter().flat_map(|s| s.servers.iter());
             let msg = format!(
-                "unknown site `{}` (sites: {})",
-                site.get_ref(),
+                "unknown server `{}` (servers: {})",
+                text(server),
                 listing(all)
             );
-            f.error(site.span(), key, msg)
+            p.error(server.span(), key, msg)
+        })
+    }
+
+    /// Checks that `site` (field `key` of `p`) names a site; gives its index.
+    fn site(&self, p: &Place<'_>, key: &str, site: &Spanned<Name>) -> Result<usize> {
+        self.site_index.get(text(site)).copied().ok_or_else(|| {
+            let all = self.sites.iter().map(|s| &s.name);
+            let msg = format!("unknown site `{}` (sites: {})", text(site), listing(all));
+            p.error(site.span(), key, msg)
         })
     }
 }
 
-fn read_sites(top: &Fields<'_, '_>) -> Result<Topology> {
+fn read_sites(src: &Source<'_>, tables: Vec<Spanned<SiteTable>>) -> Result<Topology> {
     let mut topo = Topology {
         sites: Vec::new(),
         site_index: BTreeMap::new(),
         server_site: BTreeMap::new(),
     };
-    let src = top.src;
     let mut site_lines = Vec::new();
-    for f in tables(top, "site")? {
-        f.only(SITE_FIELDS, |k| unknown(k, SITE_FIELDS))?;
-        let site = f.req("name", name)?;
-        if let Some(&other) = topo.site_index.get(site.get_ref()) {
+    for (i, t) in tables.into_iter().enumerate() {
+        let f = Place::new(src, format!("site[{i}]"), t.span());
+        let SiteTable { name, servers } = t.into_inner();
+        if let Some(&other) = topo.site_index.get(text(&name)) {
             let msg = format!(
                 "duplicate site name `{}` (also on line {})",
-                site.get_ref(),
+                text(&name),
                 site_lines[other]
             );
-            return Err(f.error(site.span(), "name", msg));
+            return Err(f.error(name.span(), "name", msg));
         }
-        let servers = f.req("servers", |v| list(v, name))?;
         if servers.get_ref().is_empty() {
-            return Err(f.error(
-                servers.span(),
-                "servers",
-                "a site needs at least one server",
-            ));
+            let msg = "a site needs at least one server";
+            return Err(f.error(servers.span(), "servers", msg));
         }
         let index = topo.sites.len();
         for (j, server) in servers.get_ref().iter().enumerate() {
+            let key = format!("servers[{j}]");
             if topo.server_site.len() >= MAX_SERVERS {
                 let msg = format!("too many servers: a scenario has at most {MAX_SERVERS}");
-                return Err(f.error(server.span(), &format!("servers[{j}]"), msg));
+                return Err(f.error(server.span(), &key, msg));
             }
-            if let Some(&other) = topo.server_site.get(server.get_ref()) {
+            if let Some(&other) = topo.server_site.get(text(server)) {
                 let msg = if other == index {
-                    format!("server `{}` is listed twice in this site", server.get_ref())
+                    format!("server `{}` is listed twice in this site", text(server))
                 } else {
                     format!(
                         "server `{}` is already in site `{}` (line {}): a server is in exactly one site",
-                        server.get_ref(),
+                        text(server),
                         topo.sites[other].name,
                         site_lines[other]
                     )
                 };
-                return Err(f.error(server.span(), &format!("servers[{j}]"), msg));
+                return Err(f.error(server.span(), &key, msg));
             }
-            topo.server_site.insert(server.get_ref().clone(), index);
+            topo.server_site.insert(text(server).to_string(), index);
         }
         site_lines.push(f.line());
-        topo.site_index.insert(site.get_ref().clone(), index);
+        topo.site_index.insert(text(&name).to_string(), index);
         topo.sites.push(SiteSpec {
-            name: site.into_inner(),
-            servers: servers
-                .into_inner()
-                .into_iter()
-                .map(Spanned::into_inner)
-                .collect(),
+            name: name.into_inner().0,
+            servers: plain(servers.get_ref()),
         });
     }
     if topo.sites.is_empty() {
@@ -321,117 +419,63 @@ fn read_sites(top: &Fields<'_, '_>) -> Result<Topology> {
 }
 
 /// Connectors, each with the line of its `[[connector]]` header.
-fn read_connectors(top: &Fields<'_, '_>, topo: &Topology) -> Result<Vec<(ConnectorSpec, usize)>> {
+fn read_connectors(
+    src: &Source<'_>,
+    topo: &Topology,
+    tables: Vec<Spanned<ConnectorTable>>,
+) -> Result<Vec<(ConnectorSpec, usize)>> {
     let mut out: Vec<(ConnectorSpec, usize)> = Vec::new();
-    for f in tables(top, "connector")? {
-        f.only(CONNECTOR_FIELDS, |k| unknown(k, CONNECTOR_FIELDS))?;
-        let between = f.req("between", pair)?;
-        let [a, b] = between.get_ref();
+    for (i, t) in tables.iter().enumerate() {
+        let f = Place::new(src, format!("connector[{i}]"), t.span());
+        let t = t.get_ref();
+        let [a, b] = &t.between.get_ref().0;
         let sites = [
             topo.site(&f, "between[0]", a)?,
             topo.site(&f, "between[1]", b)?,
         ];
-        if a.get_ref() == b.get_ref() {
+        if text(a) == text(b) {
             let msg = format!(
                 "a connector joins two different sites (both are `{}`)",
-                a.get_ref()
+                text(a)
             );
             return Err(f.error(b.span(), "between[1]", msg));
         }
         if let Some((_, line)) = out.iter().find(|(c, _)| same_pair(&c.between, a, b)) {
             let msg = format!(
                 "sites `{}` and `{}` already have a connector (line {line}): at most one per pair",
-                a.get_ref(),
-                b.get_ref()
+                text(a),
+                text(b)
             );
-            return Err(f.error(between.span(), "between", msg));
+            return Err(f.error(t.between.span(), "between", msg));
         }
-        let heads = f.req("bridgeheads", pair)?;
-        for (i, head) in heads.get_ref().iter().enumerate() {
+        let heads = &t.bridgeheads.get_ref().0;
+        for (i, head) in heads.iter().enumerate() {
             let key = format!("bridgeheads[{i}]");
             let site = topo.server(&f, &key, head)?;
             if site != sites[i] {
                 let msg = format!(
                     "bridgehead `{}` is in site `{}`, not `{}` (bridgeheads follow the order of `between`)",
-                    head.get_ref(),
+                    text(head),
                     topo.sites[site].name,
                     topo.sites[sites[i]].name
                 );
                 return Err(f.error(head.span(), &key, msg));
             }
         }
-        let schedule = f.opt("schedule", period)?.map(Spanned::into_inner);
-        let latency = f.opt("latency", duration)?.map(Spanned::into_inner);
-        let line = f.line();
-        let [a, b] = between.into_inner().map(Spanned::into_inner);
-        let bridgeheads = heads.into_inner().map(Spanned::into_inner);
         let connector = ConnectorSpec {
-            between: [a, b],
-            bridgeheads,
-            schedule,
-            latency,
+            between: [a, b].map(|s| text(s).to_string()),
+            bridgeheads: heads.each_ref().map(|s| text(s).to_string()),
+            schedule: t.schedule.map(|d| d.0),
+            latency: t.latency.map(|d| d.0),
         };
-        out.push((connector, line));
+        out.push((connector, f.line()));
     }
     Ok(out)
 }
 
-fn same_pair(between: &[String; 2], a: &Spanned<String>, b: &Spanned<String>) -> bool {
-    let (a, b) = (a.get_ref(), b.get_ref());
-    (&between[0] == a && &between[1] == b) || (&between[0] == b && &between[1] == a)
-}
-
-/// Overwrites `slot` with field `key` when it is given.
-fn set<'i, T>(
-    f: &Fields<'_, 'i>,
-    key: &str,
-    conv: impl Fn(&Value<'i>) -> std::result::Result<T, Bad>,
-    slot: &mut T,
-) -> Result<()> {
-    if let Some(v) = f.opt(key, conv)? {
-        *slot = v.into_inner();
-    }
-    Ok(())
-}
-
-fn read_replication(top: &Fields<'_, '_>, profile: Profile) -> Result<ReplicationConfig> {
-    let mut c = ReplicationConfig::for_profile(profile);
-    let Some(f) = subtable(top, "replication")? else {
-        return Ok(c);
-    };
-    f.only(REPLICATION_FIELDS, |k| unknown(k, REPLICATION_FIELDS))?;
-    set(&f, "notify_delay", duration, &mut c.notify_delay)?;
-    set(&f, "notify_spacing", duration, &mut c.notify_spacing)?;
-    set(&f, "intrasite_latency", duration, &mut c.intrasite_latency)?;
-    set(&f, "intrasite_packet", packet, &mut c.intrasite_packet)?;
-    set(&f, "intersite_packet", packet, &mut c.intersite_packet)?;
-    set(&f, "granularity", parsed::<Granularity>, &mut c.granularity)?;
-    set(
-        &f,
-        "tombstone_lifetime",
-        duration,
-        &mut c.tombstone_lifetime,
-    )?;
-    set(&f, "gc_interval", period, &mut c.gc_interval)?;
-    set(&f, "restore", parsed::<RestoreStrategy>, &mut c.restore)?;
-    set(&f, "backsync_timeout", period, &mut c.backsync_timeout)?;
-    set(&f, "rollback_detection", boolean, &mut c.rollback_detection)?;
-    set(&f, "startup_delay", duration, &mut c.startup_delay)?;
-    set(&f, "intrasite_schedule", period, &mut c.intrasite_schedule)?;
-    set(&f, "reply_timeout", period, &mut c.reply_timeout)?;
-    Ok(c)
-}
-
-fn read_network(top: &Fields<'_, '_>) -> Result<NetworkSpec> {
-    let mut n = NetworkSpec::default();
-    let Some(f) = subtable(top, "network")? else {
-        return Ok(n);
-    };
-    f.only(NETWORK_FIELDS, |k| unknown(k, NETWORK_FIELDS))?;
-    set(&f, "loss", fraction, &mut n.loss)?;
-    set(&f, "duplicate", fraction, &mut n.duplicate)?;
-    set(&f, "jitter", duration, &mut n.jitter)?;
-    Ok(n)
+fn same_pair(between: &[String; 2], a: &Spanned<Name>, b: &Spanned<Name>) -> bool {
+    let (a, b) = (text(a), text(b));
+    (between[0] == a && between[1] == b) || (between[0] == b && between[1] == a)
 }
 
 /// What earlier steps left behind that later steps may refer to.
@@ -450,209 +494,146 @@ struct History {
 }
 
 fn read_steps(
-    top: &Fields<'_, '_>,
     topo: &Topology,
     connectors: &[(ConnectorSpec, usize)],
+    all: &[(Place<'_>, StepTable)],
 ) -> Result<Vec<Step>> {
-    let all = tables(top, "step")?;
     let mut history = History::default();
     let mut steps = Vec::with_capacity(all.len());
-    for (index, f) in all.iter().enumerate() {
+    for (index, (f, table)) in all.iter().enumerate() {
         let line = f.line();
         let cx = StepCx {
             f,
             topo,
             index,
             line,
-            all: &all,
+            all,
             connectors,
         };
-        let action = cx.action(&mut history)?;
         steps.push(Step {
             index,
             line,
-            action,
+            action: cx.action(&mut history, table)?,
         });
     }
     Ok(steps)
 }
 
-/// One step being read, with what it may refer to.
-struct StepCx<'s, 'a, 'i> {
-    f: &'s Fields<'a, 'i>,
+/// One step being checked, with what it may refer to.
+struct StepCx<'s> {
+    f: &'s Place<'s>,
     topo: &'s Topology,
     index: usize,
     line: usize,
     /// Every step, to say "taken later, by step[N]" when a backup is used too early.
-    all: &'s [Fields<'a, 'i>],
+    all: &'s [(Place<'s>, StepTable)],
     connectors: &'s [(ConnectorSpec, usize)],
 }
 
-impl<'i> StepCx<'_, '_, 'i> {
-    fn action(&self, history: &mut History) -> Result<Action> {
+impl StepCx<'_> {
+    fn action(&self, history: &mut History, table: &StepTable) -> Result<Action> {
         let f = self.f;
-        let act = f.req("do", string)?;
-        let Some(&(act, allowed)) = ACTIONS.iter().find(|(n, _)| n == act.get_ref()) else {
-            let names: Vec<&str> = ACTIONS.iter().map(|a| a.0).collect();
-            let msg = format!(
-                "unknown action `{}` (expected one of: {})",
-                act.get_ref(),
-                names.join(", ")
-            );
-            return Err(f.error(act.span(), "do", msg));
-        };
-        let takes = if allowed.is_empty() {
-            format!("`{act}` takes no other fields")
-        } else {
-            format!("`{act}` takes: {}", allowed.join(", "))
-        };
-        let valid: Vec<&str> = allowed.iter().copied().chain(["do"]).collect();
-        f.only(&valid, |k| {
-            if k == "expect_refused" {
-                format!("`expect_refused` is only allowed on create, modify and delete steps, not `{act}`")
-            } else if ACTIONS.iter().any(|(_, fs)| fs.contains(&k)) {
-                format!("`{k}` is not a field of `do = \"{act}\"` ({takes})")
-            } else {
-                format!("unknown field `{k}` ({takes})")
-            }
-        })?;
-
-        let refused = || {
-            Ok::<_, ScenarioError>(
-                f.opt("expect_refused", boolean)?
-                    .is_some_and(|b| *b.get_ref()),
-            )
-        };
-        let attrs_or_empty = || {
-            Ok::<_, ScenarioError>(
-                f.opt("attrs", attrs)?
-                    .map(Spanned::into_inner)
-                    .unwrap_or_default(),
-            )
-        };
-        Ok(match act {
-            "create" => Action::Create {
-                server: self.server("server")?,
-                dn: f.req("dn", name)?.into_inner(),
-                attrs: attrs_or_empty()?,
-                expect_refused: refused()?,
+        Ok(match table {
+            StepTable::Create(w) => Action::Create {
+                server: self.server("server", &w.server)?,
+                dn: w.dn.0.clone(),
+                attrs: strings(&w.attrs),
+                expect_refused: w.expect_refused,
             },
-            "modify" => {
-                let server = self.server("server")?;
-                let dn = f.req("dn", name)?.into_inner();
-                let set = attrs_or_empty()?;
-                let remove = f
-                    .opt("remove", |v| list(v, name))?
-                    .map(Spanned::into_inner)
-                    .unwrap_or_default();
-                if set.is_empty() && remove.is_empty() {
+            StepTable::Modify(w) => {
+                let server = self.server("server", &w.server)?;
+                if w.attrs.is_empty() && w.remove.is_empty() {
                     return Err(
                         f.table_error("`modify` needs `attrs` to set or `remove` to remove")
                     );
                 }
-                if let Some((i, a)) = remove
-                    .iter()
-                    .enumerate()
-                    .find(|(_, a)| set.contains_key(a.get_ref()))
+                if let Some((i, a)) =
+                    (w.remove.iter().enumerate()).find(|(_, a)| w.attrs.contains_key(a.get_ref()))
                 {
-                    let msg = format!(
-                        "attribute `{}` is both set in `attrs` and removed",
-                        a.get_ref()
-                    );
+                    let msg = format!("attribute `{}` is both set in `attrs` and removed", text(a));
                     return Err(f.error(a.span(), &format!("remove[{i}]"), msg));
                 }
                 Action::Modify {
                     server,
-                    dn,
-                    attrs: set,
-                    remove: plain(remove),
-                    expect_refused: refused()?,
+                    dn: w.dn.0.clone(),
+                    attrs: strings(&w.attrs),
+                    remove: plain(&w.remove),
+                    expect_refused: w.expect_refused,
                 }
             }
-            "delete" => Action::Delete {
-                server: self.server("server")?,
-                dn: f.req("dn", name)?.into_inner(),
-                expect_refused: refused()?,
+            StepTable::Delete(w) => Action::Delete {
+                server: self.server("server", &w.server)?,
+                dn: w.dn.0.clone(),
+                expect_refused: w.expect_refused,
             },
-            "load" => self.load(history)?,
-            "backup" => {
-                let server = self.server("server")?;
-                let backup = f.req("name", name)?;
+            StepTable::Load(_) => self.load(history, table)?,
+            StepTable::Backup(b) => {
+                let server = self.server("server", &b.server)?;
                 // Taking the same name again on the same server replaces the
                 // backup (a nightly job); on another server it would be ambiguous.
-                if let Some((owner, step, line)) = history
-                    .backups
-                    .get(backup.get_ref())
-                    .filter(|(owner, _, _)| *owner != server)
+                if let Some((owner, step, line)) =
+                    (history.backups.get(text(&b.name))).filter(|(owner, _, _)| *owner != server)
                 {
                     let msg = format!(
                         "backup name `{}` is already taken by step[{step}] (line {line}) for {owner}: use another name",
-                        backup.get_ref()
+                        text(&b.name)
                     );
-                    return Err(f.error(backup.span(), "name", msg));
+                    return Err(f.error(b.name.span(), "name", msg));
                 }
                 let info = (server.clone(), self.index, self.line);
-                history.backups.insert(backup.get_ref().clone(), info);
+                history.backups.insert(text(&b.name).to_string(), info);
                 Action::Backup {
                     server,
-                    name: backup.into_inner(),
+                    name: text(&b.name).to_string(),
                 }
             }
-            "crash" => Action::Crash {
-                server: self.server("server")?,
+            StepTable::Crash(c) => Action::Crash {
+                server: self.server("server", &c.server)?,
             },
-            "restore" => {
-                let server = self.server("server")?;
-                let backup = f.req("backup", name)?;
-                self.check_backup(history, &server, &backup)?;
+            StepTable::Restore(r) => {
+                let server = self.server("server", &r.server)?;
+                self.check_backup(history, &server, &r.backup)?;
                 Action::Restore {
                     server,
-                    backup: backup.into_inner(),
-                    strategy: f
-                        .opt("strategy", parsed::<RestoreStrategy>)?
-                        .map(Spanned::into_inner),
+                    backup: text(&r.backup).to_string(),
+                    strategy: r.strategy.map(|s| s.0),
                 }
             }
-            "partition" => self.partition()?,
-            "heal" => Action::Heal,
-            "delete_connector" => self.delete_connector(history)?,
-            "wait" => Action::Wait {
-                duration: self.sim_time(history, "for", duration)?,
+            StepTable::Partition(p) => self.partition(&p.groups)?,
+            StepTable::Heal(_) => Action::Heal,
+            StepTable::DeleteConnector(d) => self.delete_connector(history, &d.between)?,
+            StepTable::Wait(w) => Action::Wait {
+                duration: self.sim_time(
+                    history,
+                    "for",
+                    w.duration.span(),
+                    w.duration.get_ref().0,
+                )?,
             },
-            "converge" => Action::Converge {
-                within: self.sim_time(history, "within", period)?,
-                expect: f
-                    .opt("expect", parsed::<ConvergeExpect>)?
-                    .map(Spanned::into_inner)
-                    .unwrap_or_default(),
-                max_sim: f.opt("max_sim", duration)?.map(Spanned::into_inner),
-                max_objects_sent: f
-                    .opt("max_objects_sent", count_at_most(MAX_OBJECTS_SENT))?
-                    .map(Spanned::into_inner),
+            StepTable::Converge(c) => Action::Converge {
+                within: self.sim_time(history, "within", c.within.span(), c.within.get_ref().0)?,
+                expect: c.expect.map(|e| e.0).unwrap_or_default(),
+                max_sim: c.max_sim.map(|d| d.0),
+                max_objects_sent: c.max_objects_sent.map(|n| n.0),
             },
-            "expect" => self.expect()?,
-            _ => unreachable!("every name in ACTIONS is handled"),
+            StepTable::Expect(e) => self.expect(e)?,
         })
     }
 
     /// Field `key`: a known server.
-    fn server(&self, key: &str) -> Result<String> {
-        let server = self.f.req(key, name)?;
-        self.topo.server(self.f, key, &server)?;
-        Ok(server.into_inner())
+    fn server(&self, key: &str, server: &Spanned<Name>) -> Result<String> {
+        self.topo.server(self.f, key, server)?;
+        Ok(text(server).to_string())
     }
 
     /// Checks that list `key` names known servers, none twice.
-    fn servers(&self, key: &str, names: &[Spanned<String>]) -> Result<()> {
+    fn servers(&self, key: &str, names: &[Spanned<Name>]) -> Result<()> {
         for (i, s) in names.iter().enumerate() {
             let key = format!("{key}[{i}]");
             self.topo.server(self.f, &key, s)?;
-            if names[..i].iter().any(|t| t.get_ref() == s.get_ref()) {
-                return Err(self.f.error(
-                    s.span(),
-                    &key,
-                    format!("server `{}` is listed twice", s.get_ref()),
-                ));
+            if names[..i].iter().any(|t| text(t) == text(s)) {
+                let msg = format!("server `{}` is listed twice", text(s));
+                return Err(self.f.error(s.span(), &key, msg));
             }
         }
         Ok(())
@@ -664,46 +645,39 @@ impl<'i> StepCx<'_, '_, 'i> {
         &self,
         history: &mut History,
         key: &str,
-        conv: impl Fn(&Value<'i>) -> std::result::Result<std::time::Duration, Bad>,
+        span: Range<usize>,
+        d: std::time::Duration,
     ) -> Result<std::time::Duration> {
-        let d = self.f.req(key, conv)?;
-        history.sim_total += *d.get_ref();
+        history.sim_total += d;
         if history.sim_total > MAX_TOTAL_DURATION {
             let msg = format!(
                 "the `wait` and `converge` steps of a scenario may add up to at most {MAX_TOTAL_DURATION_TEXT} (about 100 years) of simulated time; this step goes past it"
             );
-            return Err(self.f.error(d.span(), key, msg));
+            return Err(self.f.error(span, key, msg));
         }
-        Ok(d.into_inner())
+        Ok(d)
     }
 
-    fn load(&self, history: &mut History) -> Result<Action> {
-        let f = self.f;
-        let servers = match f.opt("servers", |v| list(v, name))? {
-            None => None,
-            Some(list) if list.get_ref().is_empty() => {
+    fn load(&self, history: &mut History, table: &StepTable) -> Result<Action> {
+        let (f, StepTable::Load(l)) = (self.f, table) else {
+            unreachable!("called for load steps");
+        };
+        if let Some(list) = &l.servers {
+            if list.get_ref().is_empty() {
                 let msg =
                     "must name at least one server (leave it out to use every running server)";
                 return Err(f.error(list.span(), "servers", msg));
             }
-            Some(list) => {
-                self.servers("servers", list.get_ref())?;
-                Some(plain(list.into_inner()))
-            }
-        };
-        let prefix = f.opt("prefix", name)?;
-        if let Some(p) = &prefix
-            && p.get_ref().contains([',', '=', ' '])
+            self.servers("servers", list.get_ref())?;
+        }
+        if let Some(p) = &l.prefix
+            && text(p).contains([',', '=', ' '])
         {
             let msg = "must not contain `,`, `=` or spaces: load dns are `cn=<prefix><n>`";
             return Err(f.error(p.span(), "prefix", msg));
         }
-        let bounded = count_at_most(MAX_COUNT);
-        let creates = f.req("creates", &bounded)?;
-        let n = |key| Ok::<_, ScenarioError>(f.opt(key, &bounded)?.map_or(0, Spanned::into_inner));
-        let (modifies, deletes) = (n("modifies")?, n("deletes")?);
-        let span = creates.span();
-        let creates = creates.into_inner();
+        let span = l.creates.span();
+        let (creates, modifies, deletes) = (l.creates.get_ref().0, l.modifies.0, l.deletes.0);
         // Each count is at most MAX_COUNT: these sums cannot overflow.
         history.load_writes += creates + modifies + deletes;
         if history.load_writes > MAX_LOAD_TOTAL {
@@ -722,22 +696,17 @@ impl<'i> StepCx<'_, '_, 'i> {
             return Err(f.error(span, "creates", msg));
         }
         Ok(Action::Load {
-            servers,
+            servers: l.servers.as_ref().map(|s| plain(s.get_ref())),
             creates,
             modifies,
             deletes,
-            prefix: prefix.map(Spanned::into_inner),
+            prefix: l.prefix.as_ref().map(|p| text(p).to_string()),
         })
     }
 
     /// A restore's backup must be taken earlier, from the same server.
-    fn check_backup(
-        &self,
-        history: &History,
-        server: &str,
-        backup: &Spanned<String>,
-    ) -> Result<()> {
-        let name = backup.get_ref();
+    fn check_backup(&self, history: &History, server: &str, backup: &Spanned<Name>) -> Result<()> {
+        let name = text(backup);
         let msg = match history.backups.get(name) {
             Some((from, ..)) if from == server => return Ok(()),
             Some((from, step, line)) => format!(
@@ -755,78 +724,63 @@ impl<'i> StepCx<'_, '_, 'i> {
 
     /// A later `backup` step named `name`: (index, line).
     fn later_backup(&self, name: &str) -> Option<(usize, usize)> {
-        let is = |f: &Fields<'_, '_>, key, want: &str| {
-            f.get(key).and_then(|v| v.get_ref().as_str()) == Some(want)
-        };
-        self.all
-            .iter()
-            .enumerate()
-            .skip(self.index + 1)
-            .find(|(_, f)| is(f, "do", "backup") && is(f, "name", name))
-            .map(|(j, f)| (j, f.line()))
+        (self.all.iter().enumerate().skip(self.index + 1))
+            .find(|(_, (_, t))| matches!(t, StepTable::Backup(b) if text(&b.name) == name))
+            .map(|(j, (f, _))| (j, f.line()))
     }
 
-    fn partition(&self) -> Result<Action> {
+    fn partition(&self, groups: &Spanned<Vec<Names>>) -> Result<Action> {
         let f = self.f;
-        let groups = f.req("groups", |v| list(v, |g| list(g, name)))?;
-        if groups.get_ref().len() < 2 {
-            let msg = format!(
-                "needs at least two groups, found {}",
-                groups.get_ref().len()
-            );
+        let n = groups.get_ref().len();
+        if n < 2 {
+            let msg = format!("needs at least two groups, found {n}");
             return Err(f.error(groups.span(), "groups", msg));
         }
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (g, group) in groups.get_ref().iter().enumerate() {
             if group.get_ref().is_empty() {
-                return Err(f.error(
-                    group.span(),
-                    &format!("groups[{g}]"),
-                    "a group must not be empty",
-                ));
+                let key = format!("groups[{g}]");
+                return Err(f.error(group.span(), &key, "a group must not be empty"));
             }
             for (k, s) in group.get_ref().iter().enumerate() {
                 let key = format!("groups[{g}][{k}]");
                 self.topo.server(f, &key, s)?;
-                if let Some(other) = seen.insert(s.get_ref(), g) {
+                if let Some(other) = seen.insert(text(s), g) {
                     let msg = if other == g {
-                        format!("server `{}` is listed twice in groups[{g}]", s.get_ref())
+                        format!("server `{}` is listed twice in groups[{g}]", text(s))
                     } else {
                         format!(
                             "server `{}` is in two groups: groups[{other}] and groups[{g}]",
-                            s.get_ref()
+                            text(s)
                         )
                     };
                     return Err(f.error(s.span(), &key, msg));
                 }
             }
         }
-        let groups = groups.into_inner().into_iter();
         Ok(Action::Partition {
-            groups: groups.map(|g| plain(g.into_inner())).collect(),
+            groups: groups
+                .get_ref()
+                .iter()
+                .map(|g| plain(g.get_ref()))
+                .collect(),
         })
     }
 
-    fn delete_connector(&self, history: &mut History) -> Result<Action> {
+    fn delete_connector(&self, history: &mut History, between: &Pair) -> Result<Action> {
         let f = self.f;
-        let between = f.req("between", pair)?;
-        let [a, b] = between.get_ref();
+        let [a, b] = &between.get_ref().0;
         self.topo.site(f, "between[0]", a)?;
         self.topo.site(f, "between[1]", b)?;
-        let Some(c) = self
-            .connectors
-            .iter()
-            .position(|(c, _)| same_pair(&c.between, a, b))
+        let Some(c) = (self.connectors.iter()).position(|(c, _)| same_pair(&c.between, a, b))
         else {
-            let existing: Vec<String> = self
-                .connectors
-                .iter()
+            let existing: Vec<String> = (self.connectors.iter())
                 .map(|(c, _)| format!("{}-{}", c.between[0], c.between[1]))
                 .collect();
             let msg = format!(
                 "no connector between `{}` and `{}` (connectors: {})",
-                a.get_ref(),
-                b.get_ref(),
+                text(a),
+                text(b),
                 listing(existing.iter())
             );
             return Err(f.error(between.span(), "between", msg));
@@ -834,40 +788,64 @@ impl<'i> StepCx<'_, '_, 'i> {
         if let Some((_, step, line)) = history.deleted.iter().find(|d| d.0 == c) {
             let msg = format!(
                 "the connector between `{}` and `{}` is already deleted by step[{step}] (line {line})",
-                a.get_ref(),
-                b.get_ref()
+                text(a),
+                text(b)
             );
             return Err(f.error(between.span(), "between", msg));
         }
         history.deleted.push((c, self.index, self.line));
         Ok(Action::DeleteConnector {
-            between: between.into_inner().map(Spanned::into_inner),
+            between: [a, b].map(|s| text(s).to_string()),
         })
     }
 
-    fn expect(&self) -> Result<Action> {
+    fn expect(&self, e: &ExpectStep) -> Result<Action> {
         let f = self.f;
-        let span = |k: &str| f.get(k).map_or(0..0, |v| v.span());
-        if let Some(lost) = f.opt("lost_unreplicated", count_at_most(MAX_COUNT))? {
-            if let Some(k) = EXPECT_FIELDS
+        // The fields given, in the order of the format, with their spans.
+        let given: Vec<(&str, Range<usize>)> = [
+            ("server", e.server.as_ref().map(Spanned::span)),
+            ("dn", e.dn.as_ref().map(Spanned::span)),
+            ("present", e.present.as_ref().map(Spanned::span)),
+            ("attrs", e.attrs.as_ref().map(Spanned::span)),
+            ("objects", e.objects.as_ref().map(Spanned::span)),
+            ("tombstone", e.tombstone.as_ref().map(Spanned::span)),
+            ("state", e.state.as_ref().map(Spanned::span)),
+            ("answered_by", e.answered_by.as_ref().map(Spanned::span)),
+            (
+                "lost_unreplicated",
+                e.lost_unreplicated.as_ref().map(Spanned::span),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, s)| Some((k, s?)))
+        .collect();
+        let has = |k: &str| given.iter().any(|g| g.0 == k);
+        let span = |k: &str| {
+            given
                 .iter()
-                .find(|k| **k != "lost_unreplicated" && f.has(k))
-            {
+                .find(|g| g.0 == k)
+                .map_or(0..0, |g| g.1.clone())
+        };
+        if let Some(lost) = &e.lost_unreplicated {
+            if let Some((k, s)) = given.iter().find(|g| g.0 != "lost_unreplicated") {
                 let msg = if *k == "server" {
                     "`lost_unreplicated` counts over the whole cluster: leave out `server`"
                         .to_string()
                 } else {
                     format!("give `lost_unreplicated` alone, not with `{k}`")
                 };
-                return Err(f.error(span(k), k, msg));
+                return Err(f.error(s.clone(), k, msg));
             }
             return Ok(Action::ExpectLost {
-                lost_unreplicated: lost.into_inner(),
+                lost_unreplicated: lost.get_ref().0,
             });
         }
-        let server = self.server("server")?;
-        if f.has("objects")
-            && let Some(k) = ["dn", "present", "attrs"].into_iter().find(|k| f.has(k))
+        let server = match &e.server {
+            Some(s) => self.server("server", s)?,
+            None => return Err(f.missing("server")),
+        };
+        if has("objects")
+            && let Some(k) = ["dn", "present", "attrs"].into_iter().find(|k| has(k))
         {
             let msg =
                 format!("give either `objects` or `dn` + `present`, not both (`{k}` is given too)");
@@ -875,11 +853,11 @@ impl<'i> StepCx<'_, '_, 'i> {
         }
         let checks: Vec<&str> = ["objects", "present", "tombstone", "state", "answered_by"]
             .into_iter()
-            .filter(|k| f.has(k))
+            .filter(|k| has(k))
             .collect();
         let check = match checks.as_slice() {
             // `dn` without `present`: that branch reports it missing.
-            [] if f.has("dn") || f.has("attrs") => "present",
+            [] if has("dn") || has("attrs") => "present",
             [] => {
                 return Err(f.table_error(
                     "`expect` needs either `dn` + `present` or `objects` (or `dn` + `tombstone = true`, `state`, `answered_by`, or `lost_unreplicated` without `server`)",
@@ -899,54 +877,56 @@ impl<'i> StepCx<'_, '_, 'i> {
             "tombstone" => &["dn", "tombstone"],
             other => &[other][..],
         };
-        if let Some(k) = EXPECT_FIELDS
+        if let Some((k, s)) = given
             .iter()
-            .find(|k| **k != "server" && f.has(k) && !takes.contains(k))
+            .find(|g| g.0 != "server" && !takes.contains(&g.0))
         {
             let msg = if *k == "attrs" {
                 "`attrs` is only allowed with `present = true`".to_string()
             } else {
                 format!("`{k}` is not used with `{check}`")
             };
-            return Err(f.error(span(k), k, msg));
+            return Err(f.error(s.clone(), k, msg));
         }
-        let check = match check {
-            "objects" => {
-                ExpectCheck::Objects(f.req("objects", count_at_most(MAX_COUNT))?.into_inner())
-            }
-            "tombstone" => {
-                let dn = f.req("dn", name)?.into_inner();
-                let tombstone = f.req("tombstone", boolean)?;
-                if !tombstone.get_ref() {
+        let dn = || match &e.dn {
+            Some(dn) => Ok(text(dn).to_string()),
+            None => Err(f.missing("dn")),
+        };
+        let check = match (check, &e.objects, &e.tombstone, &e.state, &e.answered_by) {
+            ("objects", Some(n), ..) => ExpectCheck::Objects(n.get_ref().0),
+            ("tombstone", _, Some(t), ..) => {
+                let dn = dn()?;
+                if !t.get_ref() {
                     let msg = "only `tombstone = true` is checked (for no live object with that dn, write `present = false`)";
-                    return Err(f.error(tombstone.span(), "tombstone", msg));
+                    return Err(f.error(t.span(), "tombstone", msg));
                 }
                 ExpectCheck::Tombstone { dn }
             }
-            "state" => ExpectCheck::State(f.req("state", parsed::<ServerState>)?.into_inner()),
-            "answered_by" => {
-                let names = f.req("answered_by", |v| list(v, name))?.into_inner();
-                self.servers("answered_by", &names)?;
-                ExpectCheck::AnsweredBy(plain(names))
+            ("state", _, _, Some(s), _) => ExpectCheck::State(s.get_ref().0),
+            ("answered_by", .., Some(names)) => {
+                self.servers("answered_by", names.get_ref())?;
+                ExpectCheck::AnsweredBy(plain(names.get_ref()))
             }
             // "present": `dn` + `present`, and `attrs` when present.
             _ => {
-                let dn = f.req("dn", name)?.into_inner();
-                let present = *f.req("present", boolean)?.get_ref();
-                let attrs = f.opt("attrs", attrs)?;
-                if let Some(a) = &attrs
-                    && !present
+                let dn = dn()?;
+                let Some(present) = &e.present else {
+                    return Err(f.missing("present"));
+                };
+                if let Some(a) = &e.attrs
+                    && !present.get_ref()
                 {
-                    return Err(f.error(
-                        a.span(),
-                        "attrs",
-                        "`attrs` is only allowed with `present = true`",
-                    ));
+                    let msg = "`attrs` is only allowed with `present = true`";
+                    return Err(f.error(a.span(), "attrs", msg));
                 }
                 ExpectCheck::Dn {
                     dn,
-                    present,
-                    attrs: attrs.map(Spanned::into_inner).unwrap_or_default(),
+                    present: *present.get_ref(),
+                    attrs: e
+                        .attrs
+                        .as_ref()
+                        .map(|a| strings(a.get_ref()))
+                        .unwrap_or_default(),
                 }
             }
         };

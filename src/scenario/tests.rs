@@ -99,19 +99,9 @@ fn example_parses_with_expected_values() {
     assert_eq!(s, Scenario::from_str(EXAMPLE, "other").unwrap());
 }
 
-#[test]
-fn defaults_and_overrides() {
-    let s = parse(HEAD).unwrap();
-    assert_eq!((s.seed, s.profile), (0, Profile::Exchange55));
-    assert!(s.steps.is_empty());
-    assert_eq!(s.connectors[0].schedule, None);
-
-    let s = parse(&format!(
-        "{HEAD}profile = \"ad\"\n" // after a table: belongs to it, so invalid
-    ));
-    assert!(s.unwrap_err().to_string().contains("connector[0].profile"));
-
-    let text = format!(
+/// Every `[replication]` and `[network]` field set.
+fn overrides() -> String {
+    format!(
         r#"profile = "ad"
 seed = 42
 {HEAD}
@@ -136,8 +126,22 @@ loss = 0.25
 duplicate = 1
 jitter = "50ms"
 "#
-    );
-    let s = parse(&text).unwrap();
+    )
+}
+
+#[test]
+fn defaults_and_overrides() {
+    let s = parse(HEAD).unwrap();
+    assert_eq!((s.seed, s.profile), (0, Profile::Exchange55));
+    assert!(s.steps.is_empty());
+    assert_eq!(s.connectors[0].schedule, None);
+
+    let s = parse(&format!(
+        "{HEAD}profile = \"ad\"\n" // after a table: belongs to it, so invalid
+    ));
+    assert!(s.unwrap_err().to_string().contains("connector[0].profile"));
+
+    let s = parse(&overrides()).unwrap();
     assert_eq!((s.seed, s.profile), (42, Profile::Ad));
     let ms = Duration::from_millis;
     let c = &s.config;
@@ -547,4 +551,409 @@ lost_unreplicated = 3
         }
     );
     assert!(a.iter().all(|a| ["converge", "expect"].contains(&a.name())));
+}
+
+/// `s` with every step's line set to 0: lines follow the text.
+fn unlined(mut s: Scenario) -> Scenario {
+    s.steps.iter_mut().for_each(|st| st.line = 0);
+    s
+}
+
+/// Writes `s` and reads it back: the same scenario, and the same text again.
+fn round_trip(s: &Scenario) -> String {
+    let text = s.to_toml();
+    let back = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(unlined(back.clone()), unlined(s.clone()), "{text}");
+    assert_eq!(back.to_toml(), text, "writing is stable");
+    text
+}
+
+#[test]
+fn every_shipped_scenario_reads_back_from_its_written_form() {
+    let mut n = 0;
+    for entry in std::fs::read_dir("scenarios").unwrap() {
+        let path = entry.unwrap().path();
+        let s = Scenario::from_path(&path).unwrap_or_else(|e| panic!("{e}"));
+        round_trip(&s);
+        n += 1;
+    }
+    assert!(n >= 10, "{n} scenarios");
+    for text in [all_actions(), overrides(), HEAD.to_string()] {
+        round_trip(&parse(&text).unwrap());
+    }
+}
+
+#[test]
+fn the_written_form_is_plain_toml_in_the_documented_shape() {
+    let text = round_trip(&parse(&all_actions()).unwrap());
+    for line in [
+        "name = \"t\"\nseed = 0\nprofile = \"exchange55\"\n",
+        "\n[[site]]\nname = \"A\"\nservers = [\"S1\", \"S2\"]\n",
+        "\n[[connector]]\nbetween = [\"A\", \"B\"]\nbridgeheads = [\"S2\", \"S3\"]\n",
+        "\n[[step]]\ndo = \"create\"\nserver = \"S1\"\ndn = \"cn=a\"\nexpect_refused = true\n",
+        "\n[step.attrs]\nx = \"1\"\n",
+        "\n[[step]]\ndo = \"wait\"\nfor = \"90s\"\n",
+        "\n[[step]]\ndo = \"heal\"\n",
+        "\n[[step]]\ndo = \"converge\"\nwithin = \"1h\"\nexpect = \"diverged\"\n",
+        "groups = [[\"S1\"], [\"S2\", \"S3\"]]\n",
+    ] {
+        assert!(text.contains(line), "{line:?} not in\n{text}");
+    }
+    assert!(
+        !text.contains("[replication]") && !text.contains("[network]"),
+        "{text}"
+    );
+    let text = round_trip(&parse(&overrides()).unwrap());
+    assert!(
+        text.contains("[replication]\nnotify_delay = \"1s\"\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[network]\nloss = 0.25\nduplicate = 1.0\njitter = \"50ms\"\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn durations_are_written_in_the_largest_exact_unit() {
+    use super::format::duration_text;
+    let cases = [
+        (Duration::from_secs(90), "90s"),
+        (Duration::from_secs(7200), "2h"),
+        (Duration::from_millis(1500), "1500ms"),
+        (Duration::from_secs(2 * 86_400), "2d"),
+        (Duration::from_secs(36 * 3600), "36h"),
+        (Duration::ZERO, "0ms"),
+    ];
+    for (d, text) in cases {
+        assert_eq!(duration_text(d), text);
+        assert_eq!(crate::config::parse_duration(text), Ok(d));
+    }
+}
+
+/// Any valid scenario, written and read back, is the same scenario.
+mod written {
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::limits::MAX_DURATION;
+
+    /// Any string that is not blank: quotes, escapes, control characters.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![any::<String>(), "[a-z \"'\\\\\n\t=.,#\\[\\]{}]{1,8}"]
+            .prop_filter("not blank", |s| !s.trim().is_empty())
+    }
+
+    fn delay() -> impl Strategy<Value = Duration> {
+        let max = MAX_DURATION.as_millis() as u64;
+        prop_oneof![
+            (0..=max).prop_map(Duration::from_millis),
+            (0..=3650u64).prop_map(|d| Duration::from_secs(d * 86_400)),
+            (0..=100u64).prop_map(|m| Duration::from_secs(m * 60)),
+        ]
+    }
+
+    fn period() -> impl Strategy<Value = Duration> {
+        delay().prop_map(|d| d.max(Duration::from_millis(1)))
+    }
+
+    /// A wait or converge limit: 30 of them stay within the total.
+    fn step_time() -> impl Strategy<Value = Duration> {
+        period().prop_map(|d| d.min(Duration::from_secs(1000 * 86_400)))
+    }
+
+    fn config() -> impl Strategy<Value = (Profile, ReplicationConfig)> {
+        let p = prop_oneof![Just(Profile::Exchange55), Just(Profile::Ad)];
+        let strategy = proptest::sample::select(RestoreStrategy::ALL.to_vec());
+        let g = prop_oneof![Just(Granularity::Object), Just(Granularity::Attribute)];
+        let packet = 1..=crate::limits::MAX_PACKET as usize;
+        let durations = (delay(), delay(), delay(), delay(), delay());
+        let periods = (period(), period(), period(), period());
+        let rest = (
+            packet.clone(),
+            packet,
+            g,
+            strategy,
+            any::<bool>(),
+            any::<u8>(),
+        );
+        (p, durations, periods, rest).prop_map(|(p, d, t, r)| {
+            let mut c = ReplicationConfig::for_profile(p);
+            // Some settings are overridden, others keep the profile's value.
+            let keep = r.5;
+            let mut set = |bit: u8, f: &mut dyn FnMut(&mut ReplicationConfig)| {
+                if keep & (1 << bit) == 0 {
+                    f(&mut c);
+                }
+            };
+            set(0, &mut |c| (c.notify_delay, c.notify_spacing) = (d.0, d.1));
+            set(1, &mut |c| {
+                (c.intrasite_latency, c.tombstone_lifetime) = (d.2, d.3)
+            });
+            set(2, &mut |c| (c.startup_delay, c.gc_interval) = (d.4, t.0));
+            set(3, &mut |c| {
+                (c.backsync_timeout, c.intrasite_schedule) = (t.1, t.2)
+            });
+            set(4, &mut |c| {
+                (c.reply_timeout, c.intrasite_packet) = (t.3, r.0)
+            });
+            set(5, &mut |c| (c.intersite_packet, c.granularity) = (r.1, r.2));
+            set(6, &mut |c| (c.restore, c.rollback_detection) = (r.3, r.4));
+            (p, c)
+        })
+    }
+
+    /// What a step does, its names picked among the scenario's later.
+    #[derive(Debug, Clone)]
+    enum Seed {
+        Write(u8, String, BTreeMap<String, String>, Vec<String>, bool),
+        Load(bool, u64, u64, u64, Option<String>),
+        BackupRestore(Option<RestoreStrategy>),
+        Partition,
+        Heal,
+        DeleteConnector(usize),
+        Wait(Duration),
+        Converge(Duration, bool, Option<Duration>, Option<u64>),
+        Expect(u8, String, BTreeMap<String, String>, u64),
+        ExpectLost(u64),
+    }
+
+    fn seed() -> impl Strategy<Value = Seed> {
+        let attrs = || btree_map(text(), any::<String>(), 0..3);
+        let count = 0..=crate::limits::MAX_COUNT;
+        prop_oneof![
+            (0..3u8, text(), attrs(), vec(text(), 0..3), any::<bool>())
+                .prop_map(|(k, dn, a, r, x)| Seed::Write(k, dn, a, r, x)),
+            (
+                any::<bool>(),
+                0..1000u64,
+                0..1000u64,
+                0..1000u64,
+                proptest::option::of("[a-z0-9_]{1,6}")
+            )
+                .prop_map(|(s, c, m, d, p)| Seed::Load(s, c, m, d, p)),
+            proptest::option::of(proptest::sample::select(RestoreStrategy::ALL.to_vec()))
+                .prop_map(Seed::BackupRestore),
+            Just(Seed::Partition),
+            Just(Seed::Heal),
+            any::<usize>().prop_map(Seed::DeleteConnector),
+            step_time().prop_map(Seed::Wait),
+            (
+                step_time(),
+                any::<bool>(),
+                proptest::option::of(delay()),
+                proptest::option::of(0..=crate::limits::MAX_OBJECTS_SENT)
+            )
+                .prop_map(|(w, d, s, o)| Seed::Converge(w, d, s, o)),
+            (0..6u8, text(), attrs(), count.clone())
+                .prop_map(|(k, dn, a, n)| Seed::Expect(k, dn, a, n)),
+            count.prop_map(Seed::ExpectLost),
+        ]
+    }
+
+    fn scenario() -> impl Strategy<Value = Scenario> {
+        let sites = vec((text(), 1..4usize), 1..4);
+        let connectors = vec(
+            (
+                any::<bool>(),
+                proptest::option::of(period()),
+                proptest::option::of(delay()),
+            ),
+            3,
+        );
+        let network = (
+            0.0..=1.0f64,
+            prop_oneof![Just(0.0), Just(1.0), 0.0..=1.0f64],
+            delay(),
+        );
+        (
+            text(),
+            any::<u64>(),
+            config(),
+            sites,
+            connectors,
+            network,
+            vec((seed(), any::<usize>()), 0..30),
+        )
+            .prop_map(
+                |(name, seed, (profile, config), sites, conns, net, seeds)| {
+                    let sites: Vec<SiteSpec> = (sites.iter().enumerate())
+                        .map(|(i, (n, k))| SiteSpec {
+                            name: format!("{n} #{i}"),
+                            servers: (0..*k).map(|j| format!("{n} #{i}.{j}")).collect(),
+                        })
+                        .collect();
+                    let connectors: Vec<ConnectorSpec> = (sites.windows(2).zip(conns))
+                        .filter(|(_, c)| c.0)
+                        .map(|(w, (_, schedule, latency))| ConnectorSpec {
+                            between: [w[0].name.clone(), w[1].name.clone()],
+                            bridgeheads: [w[0].servers[0].clone(), w[1].servers[0].clone()],
+                            schedule,
+                            latency,
+                        })
+                        .collect();
+                    let all: Vec<String> = sites.iter().flat_map(|s| s.servers.clone()).collect();
+                    let mut actions = Vec::new();
+                    let mut deleted = Vec::new();
+                    for (seed, pick) in seeds {
+                        let server = all[pick % all.len()].clone();
+                        actions.extend(actions_of(
+                            seed,
+                            server,
+                            &all,
+                            &connectors,
+                            &mut deleted,
+                            actions.len(),
+                        ));
+                    }
+                    let steps = (actions.into_iter().enumerate())
+                        .map(|(index, action)| Step {
+                            index,
+                            line: 0,
+                            action,
+                        })
+                        .collect();
+                    let network = NetworkSpec {
+                        loss: net.0,
+                        duplicate: net.1,
+                        jitter: net.2,
+                    };
+                    Scenario {
+                        name,
+                        seed,
+                        profile,
+                        sites,
+                        connectors,
+                        config,
+                        network,
+                        steps,
+                    }
+                },
+            )
+    }
+
+    /// The valid steps of `seed`, on `server`.
+    fn actions_of(
+        seed: Seed,
+        server: String,
+        all: &[String],
+        connectors: &[ConnectorSpec],
+        deleted: &mut Vec<usize>,
+        at: usize,
+    ) -> Vec<Action> {
+        let expect = |check| Action::Expect {
+            server: server.clone(),
+            check,
+        };
+        vec![match seed {
+            Seed::Write(0, dn, attrs, _, expect_refused) => Action::Create {
+                server,
+                dn,
+                attrs,
+                expect_refused,
+            },
+            Seed::Write(1, dn, mut attrs, remove, expect_refused) => {
+                let remove: Vec<String> = remove
+                    .into_iter()
+                    .filter(|r| !attrs.contains_key(r))
+                    .collect();
+                if remove.is_empty() {
+                    attrs.insert("mail".into(), String::new());
+                }
+                Action::Modify {
+                    server,
+                    dn,
+                    attrs,
+                    remove,
+                    expect_refused,
+                }
+            }
+            Seed::Write(_, dn, _, _, expect_refused) => Action::Delete {
+                server,
+                dn,
+                expect_refused,
+            },
+            Seed::Load(some, creates, modifies, deletes, prefix) => Action::Load {
+                servers: some.then(|| vec![server]),
+                creates,
+                modifies,
+                deletes,
+                prefix,
+            },
+            Seed::BackupRestore(strategy) => {
+                let backup = format!("b{at}");
+                return vec![
+                    Action::Backup {
+                        server: server.clone(),
+                        name: backup.clone(),
+                    },
+                    Action::Crash {
+                        server: server.clone(),
+                    },
+                    Action::Restore {
+                        server,
+                        backup,
+                        strategy,
+                    },
+                ];
+            }
+            Seed::Partition if all.len() > 1 => Action::Partition {
+                groups: vec![all[..1].to_vec(), all[1..].to_vec()],
+            },
+            Seed::Partition | Seed::Heal => Action::Heal,
+            Seed::DeleteConnector(c)
+                if !connectors.is_empty() && !deleted.contains(&(c % connectors.len())) =>
+            {
+                deleted.push(c % connectors.len());
+                Action::DeleteConnector {
+                    between: connectors[c % connectors.len()].between.clone(),
+                }
+            }
+            Seed::DeleteConnector(_) => Action::Heal,
+            Seed::Wait(duration) => Action::Wait { duration },
+            Seed::Converge(within, diverged, max_sim, max_objects_sent) => Action::Converge {
+                within,
+                expect: if diverged {
+                    ConvergeExpect::Diverged
+                } else {
+                    ConvergeExpect::Converged
+                },
+                max_sim,
+                max_objects_sent,
+            },
+            Seed::Expect(0, dn, attrs, _) => expect(ExpectCheck::Dn {
+                dn,
+                present: true,
+                attrs,
+            }),
+            Seed::Expect(1, dn, ..) => expect(ExpectCheck::Dn {
+                dn,
+                present: false,
+                attrs: BTreeMap::new(),
+            }),
+            Seed::Expect(2, _, _, n) => expect(ExpectCheck::Objects(n)),
+            Seed::Expect(3, dn, ..) => expect(ExpectCheck::Tombstone { dn }),
+            Seed::Expect(4, _, _, n) => {
+                let states = [
+                    ServerState::Running,
+                    ServerState::Backsync,
+                    ServerState::Quarantined,
+                    ServerState::Down,
+                ];
+                expect(ExpectCheck::State(states[n as usize % 4]))
+            }
+            Seed::Expect(_, _, _, n) => expect(ExpectCheck::AnsweredBy(
+                all.iter().skip(n as usize % 3).cloned().collect(),
+            )),
+            Seed::ExpectLost(lost_unreplicated) => Action::ExpectLost { lost_unreplicated },
+        }]
+    }
+
+    proptest! {
+        #[test]
+        fn a_written_scenario_reads_back_equal(s in scenario()) {
+            super::round_trip(&s);
+        }
+    }
 }
