@@ -26,22 +26,26 @@ use crate::shell::topology::{Connector, Site, Topology};
 use crate::throughput::{self, ThroughputRun};
 
 /// `backsync bench` options.
-#[derive(clap::Args, Debug, Clone, Default)]
-#[command(after_help = "Examples:
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(
+    feature = "cli",
+    command(after_help = "Examples:
   backsync bench --quick
   backsync bench --json bench.json
   backsync bench --quick --json - > bench.json
 
 Each figure prints on two lines: what is measured and its ratio to the
 baseline against the target, then the figure next to the baseline's.
-With `--json -` the JSON goes to stdout and the text to stderr.")]
+With `--json -` the JSON goes to stdout and the text to stderr.")
+)]
 pub struct BenchArgs {
     /// Fewer repetitions and a smaller simulated week: under 2 minutes.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub quick: bool,
     /// Write the figures as JSON here; `-`: to stdout, the text then going
     /// to stderr.
-    #[arg(long, value_name = "OUT.json")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "OUT.json"))]
     pub json: Option<PathBuf>,
 }
 

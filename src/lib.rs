@@ -8,6 +8,9 @@
 //! - [`Cluster`]: the synchronous API over them.
 //! - [`limits`]: the bounds of every number and duration, checked by the
 //!   scenario parser and the library alike.
+/// The measurements of `backsync bench`, and fixtures the criterion benches
+/// share; not meant for library users.
+#[doc(hidden)]
 pub mod bench;
 pub mod campaign;
 pub mod cluster;
@@ -15,6 +18,7 @@ pub mod config;
 pub mod core;
 pub mod error;
 pub mod limits;
+#[cfg(feature = "plot")]
 pub mod plot;
 pub mod report;
 pub mod run;

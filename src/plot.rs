@@ -31,8 +31,7 @@ use crate::core::object::{Merge, ObjectState, merge};
 use crate::run::RunReport;
 use crate::shell::observe::ChangeKind;
 
-/// The reference the plot measures against, in one sentence.
-pub const REFERENCE: &str = "Distance: objects a server holds differently from, or lacks in, the merge (by the replication rules: higher stamp wins) of every object state the running servers of its replication component hold at that moment.";
+pub use crate::report::PLOT_REFERENCE as REFERENCE;
 
 /// A plot that could not be drawn.
 #[derive(Debug, thiserror::Error)]

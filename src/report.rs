@@ -5,6 +5,9 @@ use std::fmt::Write;
 use std::path::{Component, Path};
 use std::time::Duration;
 
+/// The reference the plot measures against, in one sentence.
+pub const PLOT_REFERENCE: &str = "Distance: objects a server holds differently from, or lacks in, the merge (by the replication rules: higher stamp wins) of every object state the running servers of its replication component hold at that moment.";
+
 use serde::Serialize;
 
 use crate::config::{RestoreStrategy, fmt_duration};
@@ -250,7 +253,7 @@ pub fn markdown_with_plot(r: &RunReport, plot: Option<&str>) -> String {
             o,
             "\nPlot: [{}]({p}). {}",
             p.trim_matches(['<', '>']),
-            crate::plot::REFERENCE
+            PLOT_REFERENCE
         );
     }
     let _ = writeln!(

@@ -14,20 +14,19 @@
 //! down to a scenario file that still fails.
 //!
 //! ```
-//! use clap::Parser;
-//! #[derive(Parser)]
-//! struct Cli {
-//!     #[command(flatten)]
-//!     args: backsync::campaign::CampaignArgs,
-//! }
-//! // A small topology keeps it to a second or so; `--shrink 0` writes no
-//! // shrunk scenario files into the current directory.
-//! let cli = Cli::parse_from([
-//!     "campaign", "--seeds", "10", "--servers", "4", "--objects", "60",
-//!     "--strategy", "naive", "--shrink", "0",
-//! ]);
-//! let clean = backsync::campaign::run_cli(&cli.args).unwrap();
-//! assert!(!clean, "naive restores are caught");
+//! use backsync::campaign::{CampaignArgs, run_campaign};
+//! // A small topology keeps it to a second or so; `shrink: 0` writes no
+//! // shrunk scenario files.
+//! let args = CampaignArgs {
+//!     seeds: 10,
+//!     servers: 4,
+//!     objects: 60,
+//!     strategy: "naive".into(),
+//!     shrink: 0,
+//!     ..CampaignArgs::default()
+//! };
+//! let report = run_campaign(&args, &|| {}).unwrap();
+//! assert!(!report.failures.is_empty(), "naive restores are caught");
 //! ```
 
 pub mod generator;
@@ -40,6 +39,7 @@ pub mod shrink;
 pub mod summary;
 
 use std::collections::BTreeMap;
+#[cfg(feature = "cli")]
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -59,66 +59,70 @@ pub use summary::Summary;
 use crate::config::{Profile, RestoreStrategy};
 
 /// `backsync campaign`: runs seeded fault schedules and checks invariants.
-#[derive(clap::Args, Debug, Clone, PartialEq)]
-#[command(after_help = "Examples:
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "cli",
+    command(after_help = "Examples:
   backsync campaign --seeds 1000
   backsync campaign --seeds 200 --strategy naive --show 3
   backsync campaign --seeds 200 --strategy naive --json - > campaign.json
   backsync campaign --seeds 1 --first-seed 17 --check-determinism
 
 The summary comes first, then the lowest failing seeds (--show); --json has every one.
-With `--json -` the JSON goes to stdout and the text to stderr.")]
+With `--json -` the JSON goes to stdout and the text to stderr.")
+)]
 pub struct CampaignArgs {
     /// Number of seeds to run.
-    #[arg(long, default_value_t = 100)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 100))]
     pub seeds: u64,
     /// The first seed (seeds run are first-seed, first-seed + 1, ...).
-    #[arg(long, default_value_t = 0)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0))]
     pub first_seed: u64,
     /// Servers in each generated topology (at least 2).
-    #[arg(long, default_value_t = 6)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 6))]
     pub servers: usize,
     /// Sites (at least 1, at most --servers).
-    #[arg(long, default_value_t = 2)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 2))]
     pub sites: usize,
     /// Objects created over each run (at least 1).
-    #[arg(long, default_value_t = 200)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 200))]
     pub objects: usize,
     /// Restore strategy of every restore: backsync, new-invocation, naive, full-resync.
-    #[arg(long, default_value = "backsync")]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "backsync"))]
     pub strategy: String,
     /// Profile: exchange55 or ad.
-    #[arg(long, default_value = "exchange55")]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "exchange55"))]
     pub profile: String,
     /// Write the summary and every failing seed as JSON here; `-`: to
     /// stdout, the text then going to stderr.
-    #[arg(long, value_name = "OUT.json")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "OUT.json"))]
     pub json: Option<PathBuf>,
     /// Failing seeds to show after the summary, the lowest first; 0: none.
     /// The JSON (`--json`) has every one.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_SHOW)]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N", default_value_t = DEFAULT_SHOW))]
     pub show: usize,
     /// Run each seed twice and compare the event logs and trace hashes.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub check_determinism: bool,
     /// Threads (default: the cores available); each runs its seeds in its
     /// own single-threaded actor system. Results are merged in seed order,
     /// so the output does not depend on it.
-    #[arg(long, default_value_t = default_jobs())]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = default_jobs()))]
     pub jobs: usize,
     /// Where shrunk scenario files go (default: the current directory).
-    #[arg(long, value_name = "DIR")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "DIR"))]
     pub shrink_dir: Option<PathBuf>,
     /// Shrink at most this many failing seeds (the lowest); 0: none.
-    #[arg(long, default_value_t = 3)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 3))]
     pub shrink: usize,
     /// Runs a shrink may take per seed.
-    #[arg(long, default_value_t = 150)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 150))]
     pub shrink_budget: usize,
     /// Leave out the restore hazards (abandoned backups, backsync
     /// timeouts, servers away past the tombstone lifetime, restores while
     /// the server's replies are in flight): the restricted generator.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub no_hazards: bool,
 }
 
@@ -640,6 +644,7 @@ pub fn more_line(failing: usize, shown: usize, json: Option<&std::path::Path>) -
     Some(format!("{seeds} not shown: {all}; --show N shows more"))
 }
 
+#[cfg(feature = "cli")]
 fn out_err(source: std::io::Error) -> CampaignError {
     CampaignError::Io {
         path: PathBuf::from("<output>"),
@@ -647,9 +652,10 @@ fn out_err(source: std::io::Error) -> CampaignError {
     }
 }
 
-/// `backsync campaign`: runs, prints the summary and then the lowest
+/// The `backsync campaign` command (feature `cli`): runs, prints the summary and then the lowest
 /// `--show` failing seeds, writes `--json` (to stdout for `-`, the text then
 /// going to stderr). `Ok(true)` when no invariant broke.
+#[cfg(feature = "cli")]
 pub fn run_cli(args: &CampaignArgs) -> Result<bool, CampaignError> {
     use crate::config::count;
     use std::io::Write as _;
