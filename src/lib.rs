@@ -39,3 +39,8 @@ pub use shell::observe::{Counters, Event};
 pub use shell::supervisor::Convergence;
 pub use shell::topology::{Connector, Site, Topology};
 pub use view::{ObjectView, ServerStatus};
+
+// The README's Rust example compiles and runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
