@@ -321,11 +321,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Campaign(args)) => match backsync::campaign::run_cli(&args) {
-            Ok(true) => Ok(ExitCode::SUCCESS),
-            Ok(false) => Ok(ExitCode::from(1)),
-            Err(e) => Err(Invalid(e.to_string()).into()),
-        },
+        Some(Command::Campaign(args)) => {
+            match backsync::campaign::run_cli(&args, !QUIET.get().copied().unwrap_or(false)) {
+                Ok(true) => Ok(ExitCode::SUCCESS),
+                Ok(false) => Ok(ExitCode::from(1)),
+                Err(e) => Err(Invalid(e.to_string()).into()),
+            }
+        }
         Some(Command::Bench(args)) => {
             backsync::bench::run_cli(&args).map_err(|e| Failure::Other(e.into()))?;
             Ok(ExitCode::SUCCESS)

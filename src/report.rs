@@ -139,10 +139,10 @@ pub fn text(r: &RunReport) -> String {
     let _ = writeln!(o, "scenario: {}", r.scenario);
     let _ = writeln!(
         o,
-        "profile {}, seed {}, {} servers{}",
+        "profile {}, seed {}, {}{}",
         r.profile,
         r.seed,
-        r.servers.len(),
+        crate::config::count(r.servers.len() as u64, "server"),
         r.strategy
             .map(|s| format!(", every restore with {s}"))
             .unwrap_or_default()
@@ -229,10 +229,10 @@ pub fn markdown_with_plot(r: &RunReport, plot: Option<&str>) -> String {
     let _ = writeln!(o, "# {}\n", r.scenario);
     let _ = writeln!(
         o,
-        "Profile `{}`, seed {}, {} servers. **{}**\n",
+        "Profile `{}`, seed {}, {}. **{}**\n",
         r.profile,
         r.seed,
-        r.servers.len(),
+        crate::config::count(r.servers.len() as u64, "server"),
         if r.passed {
             "Passed".to_string()
         } else {

@@ -181,7 +181,7 @@ fn run_cli_is_false_on_violations_true_without_and_writes_json() {
     let mut a = small("naive", 10);
     a.json = Some(json.clone());
     a.shrink_dir = Some(dir.path().to_path_buf());
-    assert!(!run_cli(&a).unwrap());
+    assert!(!run_cli(&a, false).unwrap());
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["summary"]["seeds"], 10);
@@ -194,7 +194,7 @@ fn run_cli_is_false_on_violations_true_without_and_writes_json() {
     assert!(v["summary"]["violations"]["convergence"].as_u64().unwrap() > 0);
     let mut a = small("backsync", 10);
     a.json = Some(json.clone());
-    assert!(run_cli(&a).unwrap());
+    assert!(run_cli(&a, false).unwrap());
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["failures"].as_array().unwrap().len(), 0);
@@ -240,7 +240,7 @@ fn bad_arguments_are_errors_with_a_message() {
     let bad = |f: &dyn Fn(&mut CampaignArgs), needle: &str| {
         let mut a = small("backsync", 1);
         f(&mut a);
-        let e = run_cli(&a).expect_err("invalid");
+        let e = run_cli(&a, false).expect_err("invalid");
         assert!(matches!(e, CampaignError::Invalid { .. }));
         assert!(e.to_string().contains(needle), "{e}");
     };

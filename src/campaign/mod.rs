@@ -656,7 +656,9 @@ fn out_err(source: std::io::Error) -> CampaignError {
 /// `--show` failing seeds, writes `--json` (to stdout for `-`, the text then
 /// going to stderr). `Ok(true)` when no invariant broke.
 #[cfg(feature = "cli")]
-pub fn run_cli(args: &CampaignArgs) -> Result<bool, CampaignError> {
+///
+/// `progress`: draw a progress bar on stderr when it is a terminal (off for `-q`).
+pub fn run_cli(args: &CampaignArgs, progress: bool) -> Result<bool, CampaignError> {
     use crate::config::count;
     use std::io::Write as _;
     let p = args.params()?;
@@ -684,7 +686,7 @@ pub fn run_cli(args: &CampaignArgs) -> Result<bool, CampaignError> {
     )
     .map_err(out_err)?;
     out.flush().map_err(out_err)?;
-    let bar = if std::io::stderr().is_terminal() {
+    let bar = if progress && std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(args.seeds);
         b.set_style(
             indicatif::ProgressStyle::with_template(
