@@ -11,6 +11,7 @@ pub mod messages;
 pub mod object;
 pub mod table;
 pub mod vectors;
+pub mod week;
 
 pub use dsa::{
     Applied, BacksyncRun, Backup, CoreConfig, CoreEvent, Dsa, Mode, OwnWrite, RestoreOptions,
@@ -22,3 +23,4 @@ pub use messages::{ChangesReply, GetChanges, PullKind};
 pub use object::{Attr, Merge, ObjectState, merge};
 pub use table::{Digest, ObjectTable, Origin, Replica};
 pub use vectors::{HighWatermark, UpToDatenessVector};
+pub use week::WeekWindows;
