@@ -615,6 +615,27 @@ impl Cluster {
         self.shared.obs.hazards()
     }
 
+    /// Every inbound replication link now, as `repadmin /showrepl` lists
+    /// them: one per server and partner it pulls from, in server order.
+    pub fn inbound_links(&self) -> Vec<InboundLink> {
+        let layout = self.shared.layout();
+        let site = |i: usize| layout.site_names[layout.site_of[i]].clone();
+        (0..layout.servers.len())
+            .flat_map(|dest| {
+                let mut sources = layout.partners(dest);
+                sources.sort_unstable();
+                sources.into_iter().map(move |source| (dest, source))
+            })
+            .map(|(dest, source)| InboundLink {
+                destination_site: site(dest),
+                destination: layout.servers[dest].to_string(),
+                source_site: site(source),
+                source: layout.servers[source].to_string(),
+                status: self.shared.obs.link(dest, source),
+            })
+            .collect()
+    }
+
     /// Every backsync step so far: starts, answers, ends.
     pub fn backsync_notes(&self) -> Vec<crate::shell::observe::BacksyncNote> {
         self.shared.obs.backsync_notes()
@@ -722,4 +743,20 @@ impl Drop for Cluster {
         }
         actix::System::current().stop();
     }
+}
+
+/// One inbound replication link: a server, a partner it pulls from, and how
+/// its last pulls went ([`Cluster::inbound_links`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InboundLink {
+    /// The site of the server that pulls.
+    pub destination_site: String,
+    /// The server that pulls.
+    pub destination: String,
+    /// The site of the partner pulled from.
+    pub source_site: String,
+    /// The partner pulled from.
+    pub source: String,
+    /// Its last success, last failure and failures since.
+    pub status: crate::shell::observe::LinkStatus,
 }

@@ -27,7 +27,7 @@ pub mod shell;
 pub mod throughput;
 pub mod view;
 
-pub use cluster::{Cluster, LoadReport, LoadSpec};
+pub use cluster::{Cluster, InboundLink, LoadReport, LoadSpec};
 pub use config::{
     BadDuration, ConfigError, Granularity, Profile, ReplicationConfig, RestoreStrategy,
     UnknownName, count, fmt_duration, group, parse_duration, plural,

@@ -117,6 +117,10 @@ struct Outputs {
     /// (`-` for stdout).
     #[arg(long, value_name = "OUT.svg")]
     svg: Option<PathBuf>,
+    /// Write each server's inbound replication links at the end of the run
+    /// as `repadmin /showrepl * /csv` does (`-` for stdout).
+    #[arg(long, value_name = "OUT.csv")]
+    showrepl: Option<PathBuf>,
 }
 
 /// `-` names standard output, as in most command-line tools.
@@ -127,14 +131,14 @@ fn is_stdout(p: &Path) -> bool {
 impl Outputs {
     /// Whether one of the files is stdout; two would interleave, so that is refused.
     fn takes_stdout(&self) -> Result<bool, Invalid> {
-        let n = [&self.json, &self.report, &self.svg]
+        let n = [&self.json, &self.report, &self.svg, &self.showrepl]
             .into_iter()
             .flatten()
             .filter(|p| is_stdout(p))
             .count();
         if n > 1 {
             return Err(Invalid(
-                "only one of --json, --report and --svg can be `-` (stdout)".into(),
+                "only one of --json, --report, --svg and --showrepl can be `-` (stdout)".into(),
             ));
         }
         Ok(n == 1)
@@ -210,6 +214,9 @@ fn show(text: &str, to_stderr: bool) {
 }
 
 fn outputs(r: &RunReport, out: &Outputs) -> anyhow::Result<()> {
+    if let Some(p) = &out.showrepl {
+        write(p, &report::showrepl_csv(r))?;
+    }
     if let Some(p) = &out.json {
         write(p, &serde_json::to_string_pretty(r)?)?;
     }
@@ -297,6 +304,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
         json: None,
         report: None,
         svg: None,
+        showrepl: None,
     };
     match cli.command {
         None => {

@@ -415,9 +415,112 @@ pub fn compare_table(scenario: &str, rows: &[CompareRow]) -> String {
     o
 }
 
+/// The header `repadmin /showrepl * /csv` prints, column for column.
+pub const SHOWREPL_HEADER: &str = "showrepl_COLUMNS,Destination DSA Site,Destination DSA,Naming Context,Source DSA Site,Source DSA,Transport Type,Number of Failures,Last Failure Time,Last Success Time,Last Failure Status";
+
+/// The naming context every row names: the simulated directory is one
+/// domain partition.
+pub const NAMING_CONTEXT: &str = "DC=example,DC=com";
+
+/// The run's inbound links in the CSV of `repadmin /showrepl * /csv`: the
+/// header, then one `showrepl_INFO` row per server and partner it pulls
+/// from, as they stand at the end of the run.
+///
+/// Mapping: the transport is `RPC` (no SMTP is modelled); times are the
+/// simulated clock as a UTC date, time 0 being Sunday 2026-01-04 00:00:00;
+/// a time that never happened is `0`, as repadmin prints it; the failure
+/// count is consecutive failures since the last success; the failure time
+/// and status are those of the last pull if it failed (0 once a pull
+/// succeeds again): 1722 (the partner did not answer: down, cut off) or
+/// 8456 (it refused: in a backsync, quarantined).
+pub fn showrepl_csv(r: &RunReport) -> String {
+    let time = |t: Option<u64>| t.map_or_else(|| "0".to_string(), sim_date);
+    let mut o = String::from(SHOWREPL_HEADER);
+    o.push('\n');
+    for l in &r.inbound {
+        let s = &l.status;
+        let row = [
+            "showrepl_INFO".to_string(),
+            csv_field(&l.destination_site),
+            csv_field(&l.destination),
+            csv_field(NAMING_CONTEXT),
+            csv_field(&l.source_site),
+            csv_field(&l.source),
+            "RPC".to_string(),
+            s.failures.to_string(),
+            time(s.last_failure_ms),
+            time(s.last_success_ms),
+            s.last_failure_status.to_string(),
+        ];
+        o.push_str(&row.join(","));
+        o.push('\n');
+    }
+    o
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break
+/// (RFC 4180), as repadmin quotes naming contexts.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Simulated ms as a UTC date and time, `YYYY-MM-DD HH:MM:SS`, time 0 being
+/// Sunday 2026-01-04 00:00:00 (the start of a SCHEDULE's week).
+pub fn sim_date(ms: u64) -> String {
+    // Days since 1970-01-01 of 2026-01-04.
+    const EPOCH_DAYS: i64 = 20_457;
+    let secs = ms / 1_000;
+    let days = EPOCH_DAYS + (secs / 86_400) as i64;
+    let (y, m, d) = civil_from_days(days);
+    let s = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        s / 3_600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+/// Howard Hinnant's `civil_from_days`: the proleptic Gregorian date of a
+/// day count from 1970-01-01.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sim_dates_are_utc_from_sunday_2026_01_04() {
+        // Expected values from Python's datetime, not from this code.
+        let day = 86_400_000;
+        let hms = 3_723_000;
+        assert_eq!(sim_date(0), "2026-01-04 00:00:00");
+        assert_eq!(sim_date(56 * day + hms), "2026-03-01 01:02:03");
+        assert_eq!(sim_date(786 * day + hms), "2028-02-29 01:02:03");
+        assert_eq!(sim_date(36_500 * day + hms), "2125-12-11 01:02:03");
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        assert_eq!(csv_field("WIN01"), "WIN01");
+        assert_eq!(csv_field("DC=example,DC=com"), "\"DC=example,DC=com\"");
+        assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
+    }
 
     #[test]
     fn links_are_relative_to_the_report_directory() {

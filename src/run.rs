@@ -193,6 +193,9 @@ pub struct RunReport {
     pub failures: Vec<String>,
     /// Every backsync, in the order the restores started them.
     pub backsyncs: Vec<BacksyncReport>,
+    /// Every inbound replication link at the end, with its last pulls
+    /// (`--showrepl` writes them as repadmin's CSV).
+    pub inbound: Vec<crate::cluster::InboundLink>,
     /// The event log.
     pub events: Vec<Event>,
     /// Simulated ms at the end.
@@ -288,6 +291,7 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunReport, ClusterError> {
         refused_writes: c.refused_writes(),
         failures,
         backsyncs: backsyncs(&c.backsync_notes(), &names),
+        inbound: c.inbound_links(),
         events: c.events(),
         sim_ms: c.now().as_millis() as u64,
         names,

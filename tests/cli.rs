@@ -636,7 +636,7 @@ fn a_dash_sends_json_to_stdout_and_the_report_to_stderr() {
         "-",
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("only one of --json, --report and --svg can be `-`"));
+    assert!(stderr(&o).contains("only one of --json, --report, --svg and --showrepl can be `-`"));
     assert!(o.stdout.is_empty());
 }
 
@@ -844,4 +844,81 @@ fn campaign_counts_are_singular_for_one() {
     ] {
         assert!(!out.contains(&format!(" {wrong}")), "{wrong} in\n{out}");
     }
+}
+
+#[test]
+fn showrepl_writes_repadmins_csv_with_failures_of_a_partner_that_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("down.toml");
+    std::fs::write(
+        &file,
+        r#"name = "Server2 down at the end"
+seed = 3
+[[site]]
+name = "Redmond"
+servers = ["Server1", "Server2"]
+[[site]]
+name = "Dublin"
+servers = ["Server3"]
+[[connector]]
+between = ["Redmond", "Dublin"]
+bridgeheads = ["Server2", "Server3"]
+[[step]]
+do = "create"
+server = "Server1"
+dn = "cn=A"
+[[step]]
+do = "converge"
+within = "1h"
+[[step]]
+do = "crash"
+server = "Server2"
+[[step]]
+do = "wait"
+for = "1d"
+"#,
+    )
+    .unwrap();
+    let csv = dir.path().join("showrepl.csv");
+    let o = backsync(&[
+        "run",
+        file.to_str().unwrap(),
+        "--showrepl",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next(),
+        Some(
+            "showrepl_COLUMNS,Destination DSA Site,Destination DSA,Naming Context,Source DSA Site,Source DSA,Transport Type,Number of Failures,Last Failure Time,Last Success Time,Last Failure Status"
+        )
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    // One row per inbound link: Server1<-Server2, Server2<-Server1,
+    // Server2<-Server3, Server3<-Server2. The naming context is quoted, so
+    // it splits into two fields here: 12 in all.
+    assert_eq!(rows.len(), 4, "{text}");
+    for r in &rows {
+        assert_eq!(r.len(), 12, "{r:?}");
+        assert_eq!(r[0], "showrepl_INFO");
+        assert_eq!(r[7], "RPC");
+    }
+    let row = |dest: &str, src: &str| {
+        rows.iter()
+            .find(|r| r[2] == dest && r[6] == src)
+            .unwrap_or_else(|| panic!("{dest} <- {src} in\n{text}"))
+    };
+    // Partners of the crashed Server2 keep failing: 1722, several failures.
+    for dest in ["Server1", "Server3"] {
+        let r = row(dest, "Server2");
+        assert!(r[8].parse::<u32>().unwrap() >= 2, "{r:?}");
+        assert!(r[9].starts_with("2026-01-0"), "{r:?}");
+        assert_eq!(r[11], "1722", "{r:?}");
+    }
+    // The crashed server's own links last succeeded before the crash.
+    let r = row("Server2", "Server1");
+    assert_eq!((r[8], r[9], r[11]), ("0", "0", "0"), "{r:?}");
+    assert!(r[10].starts_with("2026-01-04 00:"), "{r:?}");
 }

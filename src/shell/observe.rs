@@ -2,6 +2,7 @@
 //! counters, messages in flight and the event log. Servers publish here
 //! after every handler; convergence is judged from it.
 
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -149,7 +150,34 @@ pub struct Observatory {
     facts_on: AtomicBool,
     facts: Mutex<Vec<Fact>>,
     hazards: Mutex<Vec<Hazard>>,
+    /// Inbound replication per (destination, source): what `--showrepl` shows.
+    links: Mutex<BTreeMap<(usize, usize), LinkStatus>>,
 }
+
+/// One inbound replication link's state, as `repadmin /showrepl` shows it
+/// (from the DS_REPL_NEIGHBOR of MS-DRSR/DsReplicaGetInfo): the last pull
+/// that succeeded, and, while the link is failing, the time and status of
+/// the last failure and the failures since the last success.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LinkStatus {
+    /// Simulated ms of the last pull answered (`None`: never).
+    pub last_success_ms: Option<u64>,
+    /// Simulated ms of the last pull, if it failed (`None`: it succeeded, or
+    /// none was tried).
+    pub last_failure_ms: Option<u64>,
+    /// Consecutive failures since the last success.
+    pub failures: u32,
+    /// The Win32 status of the last pull, as repadmin prints it: 0 (it
+    /// succeeded), 1722 (the source did not answer in time: down, cut off
+    /// or lost) or 8456 (the source refused: busy in a backsync,
+    /// quarantined).
+    pub last_failure_status: u32,
+}
+
+/// repadmin's status for a source that did not answer: RPC_S_SERVER_UNAVAILABLE.
+pub const STATUS_UNAVAILABLE: u32 = 1722;
+/// repadmin's status for a source that refused: ERROR_DS_DRA_SOURCE_DISABLED.
+pub const STATUS_SOURCE_DISABLED: u32 = 8456;
 
 impl Observatory {
     pub(crate) fn new(n: usize) -> Self {
@@ -177,6 +205,7 @@ impl Observatory {
             backsyncs: Mutex::new(Vec::new()),
             facts_on: AtomicBool::new(false),
             hazards: Mutex::new(Vec::new()),
+            links: Mutex::new(BTreeMap::new()),
             facts: Mutex::new(Vec::new()),
         }
     }
@@ -350,6 +379,31 @@ impl Observatory {
     /// Every hazard announced so far, in order.
     pub fn hazards(&self) -> Vec<Hazard> {
         self.hazards.lock().expect("observatory lock").clone()
+    }
+
+    /// An ordinary pull of `dest` from `source` ended: answered (`status`
+    /// 0) or failed with that status.
+    pub(crate) fn pull_ended(&self, sim_ms: u64, dest: usize, source: usize, status: u32) {
+        let mut links = self.links.lock().expect("observatory lock");
+        let l = links.entry((dest, source)).or_default();
+        if status == 0 {
+            // As DS_REPL_NEIGHBOR keeps it: a success clears the last
+            // result, so a healthy link shows no failure.
+            *l = LinkStatus {
+                last_success_ms: Some(sim_ms),
+                ..LinkStatus::default()
+            };
+        } else {
+            l.last_failure_ms = Some(sim_ms);
+            l.failures = l.failures.saturating_add(1);
+            l.last_failure_status = status;
+        }
+    }
+
+    /// The state of the inbound link of `dest` from `source`.
+    pub fn link(&self, dest: usize, source: usize) -> LinkStatus {
+        let links = self.links.lock().expect("observatory lock");
+        links.get(&(dest, source)).copied().unwrap_or_default()
     }
 }
 

@@ -328,12 +328,16 @@ impl DirectoryServer {
                 .saturating_sub(act.shared.cfg.reply_timeout.as_millis() as u64);
             let Some(c) = act.core.as_mut() else { return };
             let late = c.expire_pulls(cutoff);
+            let now = act.now();
             for (src, kind) in late {
                 let Ok(i) = act.shared.layout().server(&src) else {
                     continue;
                 };
                 match kind {
-                    PullKind::Normal => {}
+                    PullKind::Normal => {
+                        let unavailable = crate::shell::observe::STATUS_UNAVAILABLE;
+                        act.shared.obs.pull_ended(now, act.idx, i, unavailable);
+                    }
                     PullKind::Backsync => act.pull(i, kind),
                     PullKind::Full => {
                         let next = act.core.as_mut().and_then(|c| c.resync_partner(true));
@@ -568,6 +572,14 @@ impl DirectoryServer {
         }
         if !refused {
             self.heard_from(from, now);
+        }
+        if kind == PullKind::Normal {
+            let status = if refused {
+                crate::shell::observe::STATUS_SOURCE_DISABLED
+            } else {
+                0
+            };
+            self.shared.obs.pull_ended(now, self.idx, from, status);
         }
         if kind == PullKind::Backsync {
             self.shared.obs.backsync_note(BacksyncNote {
