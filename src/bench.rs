@@ -323,6 +323,7 @@ pub fn hub_topology(servers: usize, per_site: usize) -> Topology {
             servers: (s * per_site..servers.min((s + 1) * per_site))
                 .map(|i| format!("Server{i}"))
                 .collect(),
+            read_only: Vec::new(),
         });
     }
     for s in 1..sites {

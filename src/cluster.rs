@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::{ReplicationConfig, RestoreStrategy};
 use crate::core::{Guid, WriteError};
 use crate::error::ClusterError;
-use crate::limits::{MAX_COUNT, MAX_SERVERS, check_count, check_duration};
+use crate::limits::{MAX_CONNECTIONS, MAX_COUNT, MAX_SERVERS, check_count, check_duration};
 use crate::shell::Shared;
 use crate::shell::network::{LinkFaults, NetControl, Network};
 use crate::shell::observe::{Counters, Event};
@@ -38,7 +38,7 @@ pub const WAIT_CHUNK: Duration = Duration::from_secs(365 * 86_400);
 /// A bulk workload (the `load` step).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadSpec {
-    /// Servers to spread it over; empty: every running server.
+    /// Servers to spread it over; empty: every running writable server.
     pub servers: Vec<String>,
     /// Objects to create.
     pub creates: u64,
@@ -123,6 +123,7 @@ impl Cluster {
             cfg.connector_schedule,
             cfg.connector_latency,
             cfg.intrasite_latency,
+            cfg.intrasite_schedule,
         )?;
         let rt = actix::System::with_tokio_rt(move || {
             tokio::runtime::Builder::new_current_thread()
@@ -303,7 +304,10 @@ impl Cluster {
         }
         let targets: Vec<usize> = if spec.servers.is_empty() {
             let obs = self.shared.obs.servers();
-            (0..self.names.len()).filter(|&i| obs[i].running).collect()
+            let read_only = self.shared.layout().read_only.clone();
+            (0..self.names.len())
+                .filter(|&i| obs[i].running && !read_only[i])
+                .collect()
         } else {
             spec.servers
                 .iter()
@@ -705,8 +709,9 @@ fn check_dn(dn: &str) -> Result<(), ClusterError> {
     Ok(())
 }
 
-/// The bounds of a topology: at most [`MAX_SERVERS`] servers, connector
-/// schedules more than zero, schedules and latencies at most
+/// The bounds of a topology: at most [`MAX_SERVERS`] servers and
+/// [`MAX_CONNECTIONS`] connections, connector and connection schedules
+/// more than zero, schedules and latencies at most
 /// [`MAX_DURATION`](crate::limits::MAX_DURATION).
 fn check_topology(t: &Topology) -> Result<(), ClusterError> {
     let servers: usize = t.sites.iter().map(|s| s.servers.len()).sum();
@@ -714,6 +719,24 @@ fn check_topology(t: &Topology) -> Result<(), ClusterError> {
         return Err(ClusterError::Topology(format!(
             "{servers} servers: at most {MAX_SERVERS}"
         )));
+    }
+    if t.connections.len() > MAX_CONNECTIONS {
+        return Err(ClusterError::Topology(format!(
+            "{} connections: at most {MAX_CONNECTIONS}",
+            t.connections.len()
+        )));
+    }
+    for c in &t.connections {
+        for (what, d, positive) in [
+            ("schedule", c.schedule, true),
+            ("latency", c.latency, false),
+        ] {
+            if let Some(d) = d {
+                check_duration(d, positive).map_err(|m| {
+                    ClusterError::Topology(format!("connection {} -> {}: {what} {m}", c.from, c.to))
+                })?;
+            }
+        }
     }
     for c in &t.connectors {
         let [a, b] = &c.between;

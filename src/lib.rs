@@ -37,7 +37,7 @@ pub use scenario::{Scenario, ScenarioError};
 pub use shell::network::LinkFaults;
 pub use shell::observe::{Counters, Event};
 pub use shell::supervisor::Convergence;
-pub use shell::topology::{Connector, Site, Topology};
+pub use shell::topology::{Connection, Connector, Site, Topology};
 pub use view::{ObjectView, ServerStatus};
 
 // The README's Rust example compiles and runs as a doctest.

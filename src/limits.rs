@@ -44,6 +44,9 @@ pub const MAX_PACKET: u64 = 1_000_000;
 /// The most servers in one cluster.
 pub const MAX_SERVERS: usize = 1_000;
 
+/// The most one-way connections in one cluster (`[[connection]]` tables).
+pub const MAX_CONNECTIONS: usize = 10_000;
+
 /// The largest `max_objects_sent` of a `converge` step.
 pub const MAX_OBJECTS_SENT: u64 = 1_000_000_000_000;
 

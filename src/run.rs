@@ -221,13 +221,19 @@ pub fn topology(s: &Scenario) -> Topology {
     Topology {
         sites: s.sites.clone(),
         connectors: s.connectors.clone(),
+        connections: s.connections.clone(),
     }
 }
 
 fn refused(e: &ClusterError) -> bool {
     matches!(
         e,
-        ClusterError::Write(WriteError::Busy(_) | WriteError::Quarantined(_) | WriteError::Down(_))
+        ClusterError::Write(
+            WriteError::Busy(_)
+                | WriteError::Quarantined(_)
+                | WriteError::Down(_)
+                | WriteError::ReadOnly(_)
+        )
     )
 }
 

@@ -31,6 +31,17 @@ fn scenario(name: &str) -> String {
 /// Every shipped scenario, its exit code and lines its report must show.
 const SHIPPED: &[(&str, i32, &[&str])] = &[
     (
+        "read_only_branch.toml",
+        0,
+        &[
+            "refused as expected: RODC1 is read-only: originating writes are refused",
+            "backsync of DC1 from 1m 9s: answered by DC2 (1 object back), DC3 (0 objects back)",
+            "the last backsync of DC1 got replies from [DC2, DC3] (expected [DC2, DC3])",
+            "cn=UserA,ou=Users is present on RODC1",
+            "PASSED: all 11 steps",
+        ],
+    ),
+    (
         "kb_q190703.toml",
         0,
         &[

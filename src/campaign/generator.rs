@@ -146,6 +146,7 @@ fn topology(rng: &mut ChaCha8Rng, p: &Params) -> Topology {
         t.sites.push(Site {
             name: format!("Site{}", i + 1),
             servers: (0..*size).map(|j| format!("S{}", next + j)).collect(),
+            read_only: Vec::new(),
         });
         next += size;
     }
@@ -718,6 +719,7 @@ mod tests {
                 Duration::from_secs(900),
                 Duration::from_secs(1),
                 Duration::from_millis(10),
+                Duration::from_secs(3600),
             )
             .expect("a valid topology");
         }

@@ -81,6 +81,7 @@ pub fn to_scenario(setup: &Setup, title: &str, steps: &[Op], comment: &str) -> O
         profile: setup.profile,
         sites: setup.topology.sites.clone(),
         connectors: setup.topology.connectors.clone(),
+        connections: setup.topology.connections.clone(),
         config: setup.config.clone(),
         network: NetworkSpec::default(),
         steps,

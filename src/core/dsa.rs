@@ -35,6 +35,9 @@ pub enum WriteError {
     /// The server is down.
     #[error("{0} is down")]
     Down(String),
+    /// The server is read-only (an RODC): it takes no originating writes.
+    #[error("{0} is read-only: originating writes are refused")]
+    ReadOnly(String),
     /// A create of a dn that is live on this server.
     #[error("`{dn}` already exists on {server}")]
     DnExists {

@@ -17,6 +17,8 @@ use toml::Spanned;
 
 use super::{Action, ConvergeExpect, ExpectCheck, NetworkSpec, Scenario, ServerState};
 use crate::config::{Granularity, Profile, ReplicationConfig, RestoreStrategy, parse_duration};
+use crate::core::WeekWindows;
+use crate::core::week::QUARTERS;
 use crate::limits::{MAX_COUNT, MAX_OBJECTS_SENT, MAX_PACKET, check_count, check_duration};
 
 /// A list of names, each with its span.
@@ -40,6 +42,8 @@ pub(super) struct File<S> {
     pub site: Vec<Spanned<SiteTable>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connector: Vec<Spanned<ConnectorTable>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connection: Vec<Spanned<ConnectionTable>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationTable>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +61,134 @@ pub(super) type FileIn = File<IgnoredAny>;
 pub(super) struct SiteTable {
     pub name: Spanned<Name>,
     pub servers: Names,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only: Option<Names>,
+}
+
+/// `[[connection]]`: `to` pulls from `from`.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConnectionTable {
+    pub from: Spanned<Name>,
+    pub to: Spanned<Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Period>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Delay>,
+}
+
+const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+const DAY_QUARTERS: usize = 96;
+
+/// Opens in `w` the quarters of one window `"<days> <HH:MM>-<HH:MM>"`:
+/// days `sun`..`sat` or a range `mon-fri` (it may wrap: `fri-mon`), times
+/// on the quarter hour, `24:00` as an end only; an end before the start
+/// runs past midnight into the next day.
+pub(super) fn open_window(text: &str, w: &mut WeekWindows) -> Result<(), String> {
+    let syntax = || {
+        format!(
+            "expected a window like \"mon-fri 20:00-06:00\" (days sun..sat, quarter-hour times), found {text:?}"
+        )
+    };
+    let mut parts = text.split_whitespace();
+    let (Some(days), Some(times), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(syntax());
+    };
+    let day = |d: &str| {
+        DAYS.iter()
+            .position(|x| *x == d)
+            .ok_or_else(|| format!("unknown day `{d}` (expected one of: {})", DAYS.join(", ")))
+    };
+    let (first, last) = match days.split_once('-') {
+        Some((a, b)) => (day(a)?, day(b)?),
+        None => (day(days)?, day(days)?),
+    };
+    let (start, end) = times.split_once('-').ok_or_else(syntax)?;
+    let time = |t: &str| -> Result<usize, String> {
+        let (h, m) = t.split_once(':').ok_or_else(syntax)?;
+        let ok = |x: &str| x.len() == 2 && x.bytes().all(|b| b.is_ascii_digit());
+        if !ok(h) || !ok(m) {
+            return Err(syntax());
+        }
+        let (h, m): (usize, usize) = (
+            h.parse().map_err(|_| syntax())?,
+            m.parse().map_err(|_| syntax())?,
+        );
+        if h > 24 || m > 59 || (h == 24 && m != 0) {
+            return Err(format!("`{t}` is not a time of day (00:00 to 24:00)"));
+        }
+        if m % 15 != 0 {
+            return Err(format!(
+                "`{t}` is not on a quarter hour: schedules open and close at :00, :15, :30 or :45"
+            ));
+        }
+        Ok(h * 4 + m / 15)
+    };
+    let (a, b) = (time(start)?, time(end)?);
+    if a == DAY_QUARTERS {
+        return Err("a window cannot start at 24:00 (write 00:00 of the next day)".into());
+    }
+    if a == b {
+        return Err(format!(
+            "the window {start}-{end} is empty (for a whole day write 00:00-24:00)"
+        ));
+    }
+    let len = if b > a { b - a } else { DAY_QUARTERS - a + b };
+    let mut d = first;
+    loop {
+        for k in 0..len {
+            w.open((d * DAY_QUARTERS + a + k) % QUARTERS);
+        }
+        if d == last {
+            break;
+        }
+        d = (d + 1) % 7;
+    }
+    Ok(())
+}
+
+/// The windows of `w` in the form [`open_window`] reads: per day, its open
+/// runs (none past midnight), days with the same runs joined into ranges.
+/// Exact for every `WeekWindows`; `[]` for one never open.
+pub(super) fn windows_text(w: &WeekWindows) -> Vec<String> {
+    let runs = |d: usize| {
+        let mut v = Vec::new();
+        let mut q = 0;
+        while q < DAY_QUARTERS {
+            if w.quarter_open(d * DAY_QUARTERS + q) {
+                let a = q;
+                while q < DAY_QUARTERS && w.quarter_open(d * DAY_QUARTERS + q) {
+                    q += 1;
+                }
+                v.push((a, q));
+            } else {
+                q += 1;
+            }
+        }
+        v
+    };
+    let hm = |q: usize| format!("{:02}:{:02}", q / 4, q % 4 * 15);
+    let all: Vec<_> = (0..7).map(runs).collect();
+    let mut out = Vec::new();
+    let mut d = 0;
+    while d < 7 {
+        let mut e = d;
+        while e + 1 < 7 && all[e + 1] == all[d] {
+            e += 1;
+        }
+        let days = if d == e {
+            DAYS[d].to_string()
+        } else {
+            format!("{}-{}", DAYS[d], DAYS[e])
+        };
+        for (a, b) in &all[d] {
+            out.push(format!("{days} {}-{}", hm(*a), hm(*b)));
+        }
+        d = e + 1;
+    }
+    out
 }
 
 /// `[[connector]]`.
@@ -626,6 +758,7 @@ impl File<StepTable> {
                     unspanned(SiteTable {
                         name: name(&x.name),
                         servers: names(&x.servers),
+                        read_only: (!x.read_only.is_empty()).then(|| names(&x.read_only)),
                     })
                 })
                 .collect(),
@@ -635,6 +768,19 @@ impl File<StepTable> {
                         between: two(&c.between),
                         bridgeheads: two(&c.bridgeheads),
                         schedule: c.schedule.map(Dur),
+                        latency: c.latency.map(Dur),
+                    })
+                })
+                .collect(),
+            connection: (s.connections.iter())
+                .map(|c| {
+                    unspanned(ConnectionTable {
+                        from: name(&c.from),
+                        to: name(&c.to),
+                        schedule: c.schedule.map(Dur),
+                        windows: c.windows.as_ref().map(|w| {
+                            unspanned(windows_text(w).into_iter().map(unspanned).collect())
+                        }),
                         latency: c.latency.map(Dur),
                     })
                 })

@@ -54,6 +54,8 @@ pub struct Scenario {
     pub sites: Vec<SiteSpec>,
     /// Intersite connectors in file order, at most one per pair of sites.
     pub connectors: Vec<ConnectorSpec>,
+    /// One-way connections in file order (never with `connectors`).
+    pub connections: Vec<ConnectionSpec>,
     /// The profile's defaults with every `[replication]` override applied.
     pub config: ReplicationConfig,
     /// Network faults from `[network]`.
@@ -68,6 +70,9 @@ pub use crate::shell::topology::Site as SiteSpec;
 
 /// One `[[connector]]` joining two sites through one bridgehead on each side.
 pub use crate::shell::topology::Connector as ConnectorSpec;
+
+/// One `[[connection]]`: `to` pulls from `from`.
+pub use crate::shell::topology::Connection as ConnectionSpec;
 
 /// `[network]`: faults applied to every message.
 #[derive(Debug, Clone, PartialEq, Default)]

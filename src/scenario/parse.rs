@@ -12,12 +12,17 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::error::{ScenarioError, Source};
 use super::format::{
-    ACTIONS, Attrs, ConnectorTable, ExpectStep, FileIn, Name, Names, Pair, SiteTable, StepTable,
+    ACTIONS, Attrs, ConnectionTable, ConnectorTable, ExpectStep, FileIn, Name, Names, Pair,
+    SiteTable, StepTable, open_window,
 };
-use super::{Action, ConnectorSpec, ExpectCheck, NetworkSpec, Scenario, SiteSpec, Step};
+use super::{
+    Action, ConnectionSpec, ConnectorSpec, ExpectCheck, NetworkSpec, Scenario, SiteSpec, Step,
+};
 use crate::config::{Profile, ReplicationConfig};
+use crate::core::WeekWindows;
 use crate::limits::{
-    MAX_LOAD_TOTAL, MAX_REPLICAS, MAX_SERVERS, MAX_TOTAL_DURATION, MAX_TOTAL_DURATION_TEXT,
+    MAX_CONNECTIONS, MAX_LOAD_TOTAL, MAX_REPLICAS, MAX_SERVERS, MAX_TOTAL_DURATION,
+    MAX_TOTAL_DURATION_TEXT,
 };
 
 type Result<T> = std::result::Result<T, ScenarioError>;
@@ -41,6 +46,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario> {
     };
     r.array_of_tables("site")?;
     r.array_of_tables("connector")?;
+    r.array_of_tables("connection")?;
     let step_tables = r.array_of_tables("step")?;
     let file: FileIn = r.read(Spanned::new(
         doc.span(),
@@ -52,7 +58,9 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario> {
 
     let profile = file.profile.map_or(Profile::Exchange55, |p| p.0);
     let topo = read_sites(&src, file.site)?;
+    let connector_line = file.connector.first().map(|c| src.line_of(c.span().start));
     let connectors = read_connectors(&src, &topo, file.connector)?;
+    let connections = read_connections(&src, &topo, file.connection, connector_line)?;
     let mut config = ReplicationConfig::for_profile(profile);
     if let Some(r) = file.replication {
         r.apply(&mut config);
@@ -68,6 +76,7 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario> {
         profile,
         sites: topo.sites,
         connectors: connectors.into_iter().map(|(c, _)| c).collect(),
+        connections,
         config,
         network,
         steps,
@@ -332,6 +341,8 @@ struct Topology {
     site_index: BTreeMap<String, usize>,
     /// Site index by server name.
     server_site: BTreeMap<String, usize>,
+    /// Read-only servers.
+    read_only: std::collections::BTreeSet<String>,
 }
 
 impl Topology {
@@ -363,11 +374,16 @@ fn read_sites(src: &Source<'_>, tables: Vec<Spanned<SiteTable>>) -> Result<Topol
         sites: Vec::new(),
         site_index: BTreeMap::new(),
         server_site: BTreeMap::new(),
+        read_only: Default::default(),
     };
     let mut site_lines = Vec::new();
     for (i, t) in tables.into_iter().enumerate() {
         let f = Place::new(src, format!("site[{i}]"), t.span());
-        let SiteTable { name, servers } = t.into_inner();
+        let SiteTable {
+            name,
+            servers,
+            read_only,
+        } = t.into_inner();
         if let Some(&other) = topo.site_index.get(text(&name)) {
             let msg = format!(
                 "duplicate site name `{}` (also on line {})",
@@ -402,11 +418,28 @@ fn read_sites(src: &Source<'_>, tables: Vec<Spanned<SiteTable>>) -> Result<Topol
             }
             topo.server_site.insert(text(server).to_string(), index);
         }
+        let read_only = read_only.map(|r| r.into_inner()).unwrap_or_default();
+        for (j, server) in read_only.iter().enumerate() {
+            let key = format!("read_only[{j}]");
+            if !servers.get_ref().iter().any(|s| text(s) == text(server)) {
+                let msg = format!(
+                    "`{}` is not a server of this site (servers: {})",
+                    text(server),
+                    listing(plain(servers.get_ref()).iter())
+                );
+                return Err(f.error(server.span(), &key, msg));
+            }
+            if !topo.read_only.insert(text(server).to_string()) {
+                let msg = format!("server `{}` is listed twice", text(server));
+                return Err(f.error(server.span(), &key, msg));
+            }
+        }
         site_lines.push(f.line());
         topo.site_index.insert(text(&name).to_string(), index);
         topo.sites.push(SiteSpec {
             name: name.into_inner().0,
             servers: plain(servers.get_ref()),
+            read_only: plain(&read_only),
         });
     }
     if topo.sites.is_empty() {
@@ -471,6 +504,68 @@ fn read_connectors(
         out.push((connector, f.line()));
     }
     Ok(out)
+}
+
+/// One-way connections; none may be given with connectors (`connector_line`:
+/// the line of the first `[[connector]]`).
+fn read_connections(
+    src: &Source<'_>,
+    topo: &Topology,
+    tables: Vec<Spanned<ConnectionTable>>,
+    connector_line: Option<usize>,
+) -> Result<Vec<ConnectionSpec>> {
+    let mut out: Vec<(ConnectionSpec, usize)> = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        let f = Place::new(src, format!("connection[{i}]"), t.span());
+        if let Some(line) = connector_line {
+            return Err(f.table_error(format!(
+                "`[[connection]]` and `[[connector]]` do not mix in one file (a connector is on line {line}): give one-way connections or connectors"
+            )));
+        }
+        if i >= MAX_CONNECTIONS {
+            return Err(f.table_error(format!(
+                "too many connections: a scenario has at most {MAX_CONNECTIONS}"
+            )));
+        }
+        let t = t.get_ref();
+        topo.server(&f, "from", &t.from)?;
+        topo.server(&f, "to", &t.to)?;
+        let (from, to) = (text(&t.from), text(&t.to));
+        if from == to {
+            let msg = format!("a connection joins two different servers (both are `{from}`)");
+            return Err(f.error(t.to.span(), "to", msg));
+        }
+        if topo.read_only.contains(from) {
+            let msg = format!("`{from}` is read-only: a read-only server is never a source");
+            return Err(f.error(t.from.span(), "from", msg));
+        }
+        if let Some((_, line)) = out.iter().find(|(c, _)| c.from == from && c.to == to) {
+            let msg = format!(
+                "there is already a connection from `{from}` to `{to}` (line {line}): at most one per direction"
+            );
+            return Err(f.error(t.to.span(), "to", msg));
+        }
+        let windows = match &t.windows {
+            None => None,
+            Some(list) => {
+                let mut w = WeekWindows::never();
+                for (j, item) in list.get_ref().iter().enumerate() {
+                    open_window(item.get_ref(), &mut w)
+                        .map_err(|msg| f.error(item.span(), &format!("windows[{j}]"), msg))?;
+                }
+                Some(w)
+            }
+        };
+        let connection = ConnectionSpec {
+            from: from.to_string(),
+            to: to.to_string(),
+            schedule: t.schedule.map(|d| d.0),
+            windows,
+            latency: t.latency.map(|d| d.0),
+        };
+        out.push((connection, f.line()));
+    }
+    Ok(out.into_iter().map(|(c, _)| c).collect())
 }
 
 fn same_pair(between: &[String; 2], a: &Spanned<Name>, b: &Spanned<Name>) -> bool {

@@ -767,6 +767,29 @@ mod written {
             prop_oneof![Just(0.0), Just(1.0), 0.0..=1.0f64],
             delay(),
         );
+        // One-way connections instead of connectors, and read-only servers:
+        // windows any set of quarter hours (every one must round-trip).
+        let windows = prop_oneof![
+            Just(crate::core::WeekWindows::always()),
+            Just(crate::core::WeekWindows::never()),
+            vec(0u8..16, 168).prop_map(|h| {
+                crate::core::WeekWindows::from_hours(&h.try_into().expect("168 hours"))
+            }),
+        ];
+        let links = (
+            any::<bool>(),
+            vec(any::<bool>(), 12),
+            vec(
+                (
+                    any::<usize>(),
+                    any::<usize>(),
+                    proptest::option::of(period()),
+                    proptest::option::of(windows),
+                    proptest::option::of(delay()),
+                ),
+                0..6,
+            ),
+        );
         (
             text(),
             any::<u64>(),
@@ -775,15 +798,59 @@ mod written {
             connectors,
             network,
             vec((seed(), any::<usize>()), 0..30),
+            links,
         )
             .prop_map(
-                |(name, seed, (profile, config), sites, conns, net, seeds)| {
-                    let sites: Vec<SiteSpec> = (sites.iter().enumerate())
+                |(name, seed, (profile, config), sites, conns, net, seeds, links)| {
+                    let (use_connections, ro, links) = links;
+                    let mut sites: Vec<SiteSpec> = (sites.iter().enumerate())
                         .map(|(i, (n, k))| SiteSpec {
                             name: format!("{n} #{i}"),
                             servers: (0..*k).map(|j| format!("{n} #{i}.{j}")).collect(),
+                            read_only: Vec::new(),
                         })
                         .collect();
+                    let mut connections = Vec::new();
+                    if use_connections {
+                        let mut k = 0;
+                        for site in &mut sites {
+                            for s in &site.servers {
+                                if ro[k % ro.len()] {
+                                    site.read_only.push(s.clone());
+                                }
+                                k += 1;
+                            }
+                        }
+                        let all: Vec<String> =
+                            sites.iter().flat_map(|s| s.servers.clone()).collect();
+                        let writable: Vec<String> = (all.iter())
+                            .filter(|s| !sites.iter().any(|x| x.read_only.contains(s)))
+                            .cloned()
+                            .collect();
+                        for (a, b, schedule, windows, latency) in links {
+                            if writable.is_empty() {
+                                break;
+                            }
+                            let from = writable[a % writable.len()].clone();
+                            let to = all[b % all.len()].clone();
+                            let dup = (connections.iter())
+                                .any(|c: &ConnectionSpec| c.from == from && c.to == to);
+                            if from != to && !dup {
+                                connections.push(ConnectionSpec {
+                                    from,
+                                    to,
+                                    schedule,
+                                    windows,
+                                    latency,
+                                });
+                            }
+                        }
+                    }
+                    let conns = if connections.is_empty() {
+                        conns
+                    } else {
+                        Vec::new()
+                    };
                     let connectors: Vec<ConnectorSpec> = (sites.windows(2).zip(conns))
                         .filter(|(_, c)| c.0)
                         .map(|(w, (_, schedule, latency))| ConnectorSpec {
@@ -825,6 +892,7 @@ mod written {
                         profile,
                         sites,
                         connectors,
+                        connections,
                         config,
                         network,
                         steps,
@@ -955,5 +1023,52 @@ mod written {
         fn a_written_scenario_reads_back_equal(s in scenario()) {
             super::round_trip(&s);
         }
+    }
+}
+
+#[test]
+fn windows_read_wrap_and_write_back_per_day() {
+    let text = r#"
+name = "w"
+[[site]]
+name = "A"
+servers = ["S1", "S2"]
+[[connection]]
+from = "S1"
+to = "S2"
+windows = ["mon-fri 20:00-06:00", "sat 00:00-24:00"]
+"#;
+    let s = Scenario::from_str(text, "w.toml").unwrap();
+    let w = s.connections[0].windows.clone().unwrap();
+    let h = |h: u64, m: u64| Duration::from_secs(h * 3600 + m * 60);
+    // Monday 20:00 to Tuesday 06:00; Friday night runs into Saturday.
+    assert!(w.is_open(h(24 + 20, 0)) && w.is_open(h(48 + 5, 45)));
+    assert!(!w.is_open(h(48 + 6, 0)) && !w.is_open(h(24 + 19, 45)));
+    assert!(!w.is_open(h(0, 0)) && !w.is_open(h(24 + 5, 0)));
+    let written = s.to_toml();
+    assert!(
+        written.contains(r#"windows = ["mon 20:00-24:00", "tue-fri 00:00-06:00", "tue-fri 20:00-24:00", "sat 00:00-24:00"]"#),
+        "{written}"
+    );
+    assert_eq!(
+        Scenario::from_str(&written, "again.toml")
+            .unwrap()
+            .connections,
+        s.connections
+    );
+    for (bad, want) in [
+        ("mon 20:10-21:00", "not on a quarter hour"),
+        ("mo 20:00-21:00", "unknown day `mo`"),
+        ("mon 20:00-20:00", "is empty"),
+        ("mon 25:00-26:00", "not a time of day"),
+        ("mon", "expected a window like"),
+    ] {
+        let t = text.replace("mon-fri 20:00-06:00", bad);
+        let e = Scenario::from_str(&t, "w.toml").unwrap_err().to_string();
+        assert!(
+            e.starts_with("w.toml:9:12: field `connection[0].windows[0]`: "),
+            "{e}"
+        );
+        assert!(e.contains(want), "{e}");
     }
 }

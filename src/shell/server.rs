@@ -48,6 +48,8 @@ pub struct DirectoryServer {
     /// When this database instance started (a source never heard from
     /// counts from here).
     started_at: u64,
+    /// Inbound connections with a pull waiting for their window to open.
+    deferred: BTreeSet<(u64, usize)>,
 }
 
 impl DirectoryServer {
@@ -66,6 +68,7 @@ impl DirectoryServer {
             repull: BTreeSet::new(),
             last_inbound: BTreeMap::new(),
             started_at: 0,
+            deferred: BTreeSet::new(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ (idx as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             deadline: None,
         }
@@ -106,6 +109,10 @@ impl DirectoryServer {
         let now = self.now();
         let max = self.packet(source);
         let src = self.shared.layout().servers[source].clone();
+        // A read-only server is never a source.
+        if self.shared.layout().read_only[source] {
+            return;
+        }
         let Some(core) = self.core.as_mut() else {
             return;
         };
@@ -128,11 +135,16 @@ impl DirectoryServer {
         }
     }
 
-    /// After a local change: notify intrasite partners, first after the
-    /// notify delay, then one every notify spacing.
+    /// After a local change: notify intrasite partners (or, with
+    /// connections, the servers that pull from this one, each when its
+    /// connection's window is open), first after the notify delay, then one
+    /// every notify spacing. A read-only server notifies no one.
     fn changed(&mut self, ctx: &mut Context<Self>) {
-        if self.notify_pending {
+        if self.notify_pending || self.shared.layout().read_only[self.idx] {
             return;
+        }
+        if self.shared.layout().has_connections() {
+            return self.changed_over_connections(ctx);
         }
         self.notify_pending = true;
         let epoch = self.epoch;
@@ -151,6 +163,65 @@ impl DirectoryServer {
                 });
             }
         });
+    }
+
+    fn changed_over_connections(&mut self, ctx: &mut Context<Self>) {
+        self.notify_pending = true;
+        let epoch = self.epoch;
+        ctx.run_later(self.shared.cfg.notify_delay, move |act, ctx| {
+            if act.epoch != epoch {
+                return;
+            }
+            act.notify_pending = false;
+            let conns = act.shared.layout().outbound(act.idx);
+            let spacing = act.shared.cfg.notify_spacing;
+            let now = Duration::from_millis(act.now());
+            for (i, c) in conns.into_iter().enumerate() {
+                let (to, at) = {
+                    let layout = act.shared.layout();
+                    let conn = &layout.conns[c];
+                    let at = now + spacing * i as u32;
+                    let at = match &conn.windows {
+                        None => Some(at),
+                        Some(w) => w.next_open(at),
+                    };
+                    (conn.to, at)
+                };
+                let Some(at) = at else { continue };
+                ctx.run_later(at - now, move |act, _| {
+                    if act.epoch == epoch && act.core.is_some() {
+                        act.send(to, Payload::Notify);
+                    }
+                });
+            }
+        });
+    }
+
+    /// A pull over inbound connection `c`: now if its window is open, else
+    /// at the next open quarter hour (once, however many ticks fall in the
+    /// closed time); never if it never opens.
+    fn pull_over(&mut self, c: usize, ctx: &mut Context<Self>) {
+        let (from, windows) = {
+            let layout = self.shared.layout();
+            (layout.conns[c].from, layout.conns[c].windows.clone())
+        };
+        let now = Duration::from_millis(self.now());
+        match windows.map(|w| w.next_open(now)) {
+            None => self.pull(from, PullKind::Normal),
+            Some(Some(at)) if at == now => self.pull(from, PullKind::Normal),
+            Some(Some(at)) => {
+                let epoch = self.epoch;
+                if self.deferred.insert((epoch, c)) {
+                    ctx.run_later(at - now, move |act, _| {
+                        act.deferred.remove(&(epoch, c));
+                        if act.epoch == epoch {
+                            act.pull(from, PullKind::Normal);
+                        }
+                    });
+                }
+            }
+            Some(None) => {}
+        }
     }
 
     /// Records the current content of these objects (plots only).
@@ -307,10 +378,19 @@ impl DirectoryServer {
                 }
             }
         });
-        ctx.run_interval(cfg.intrasite_schedule, |act, _| {
-            let peers = act.shared.layout().intrasite(act.idx);
-            act.pull_all(peers, PullKind::Normal);
-        });
+        if self.shared.layout().has_connections() {
+            // Each inbound connection on its own schedule and windows.
+            let inbound = self.shared.layout().inbound(self.idx);
+            for c in inbound {
+                let every = self.shared.layout().conns[c].schedule;
+                ctx.run_interval(every, move |act, ctx| act.pull_over(c, ctx));
+            }
+        } else {
+            ctx.run_interval(cfg.intrasite_schedule, |act, _| {
+                let peers = act.shared.layout().intrasite(act.idx);
+                act.pull_all(peers, PullKind::Normal);
+            });
+        }
         let links = self.shared.layout().bridge_peers(self.idx);
         for (link, peer) in links {
             let every = self.shared.layout().links[link].schedule;
@@ -358,8 +438,15 @@ impl DirectoryServer {
 
     fn start_up(&mut self, ctx: &mut Context<Self>) {
         let epoch = self.epoch;
-        ctx.run_later(self.shared.cfg.startup_delay, move |act, _| {
+        ctx.run_later(self.shared.cfg.startup_delay, move |act, ctx| {
             if act.epoch == epoch {
+                if act.shared.layout().has_connections() {
+                    let inbound = act.shared.layout().inbound(act.idx);
+                    for c in inbound {
+                        act.pull_over(c, ctx);
+                    }
+                    return;
+                }
                 let peers = act.shared.layout().partners(act.idx);
                 act.pull_all(peers, PullKind::Normal);
             }
@@ -690,12 +777,14 @@ impl Handler<Writes> for DirectoryServer {
     fn handle(&mut self, m: Writes, ctx: &mut Context<Self>) -> Self::Result {
         let now = self.now();
         let name = self.name.to_string();
+        let read_only = self.shared.layout().read_only[self.idx];
         let mut out = Vec::with_capacity(m.0.len());
         let mut any = false;
         for op in m.0 {
             let guid = Guid(self.rng.random());
             let r = match self.core.as_mut() {
                 None => Err(WriteError::Down(name.clone())),
+                Some(_) if read_only => Err(WriteError::ReadOnly(name.clone())),
                 Some(c) => match &op {
                     WriteOp::Create { dn, attrs } => {
                         let a: Vec<(&str, &str)> = attrs

@@ -1,9 +1,11 @@
-//! Sites, servers and connectors, and the routes between them.
+//! Sites, servers, connectors or one-way connections, read-only servers,
+//! and the routes between them.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::core::WeekWindows;
 use crate::error::ClusterError;
 
 /// A site: well-connected servers that replicate directly.
@@ -13,6 +15,31 @@ pub struct Site {
     pub name: String,
     /// Its servers.
     pub servers: Vec<String>,
+    /// Those of its servers that are read-only (an RODC): they refuse
+    /// originating writes and are never a replication source.
+    pub read_only: Vec<String>,
+}
+
+/// A one-way connection: `to` pulls from `from` (an nTDSConnection object
+/// of `to` whose fromServer is `from`).
+///
+/// When a topology has connections, scheduled and notified replication
+/// follows only them (the KCC is not simulated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// The source.
+    pub from: String,
+    /// The destination, which pulls.
+    pub to: String,
+    /// How often `to` pulls; `None`: the profile's intrasite schedule when
+    /// both servers are in one site, its connector schedule otherwise.
+    pub schedule: Option<Duration>,
+    /// When replication may run (`None`: always). A pull or notification
+    /// due while closed waits for the next open quarter hour.
+    pub windows: Option<WeekWindows>,
+    /// One-way delay of a message between the two; `None`: the intrasite
+    /// latency within a site, the profile's connector latency between sites.
+    pub latency: Option<Duration>,
 }
 
 /// A connector between two sites, with one bridgehead on each side.
@@ -37,13 +64,26 @@ pub struct Connector {
 ///     .site("Dublin", &["Server3"])
 ///     .connector(["Redmond", "Dublin"], ["Server2", "Server3"]);
 /// assert_eq!(t.server_names().len(), 3);
+///
+/// // One-way connections and a read-only branch server.
+/// let t = Topology::new()
+///     .site("Hub", &["DC1", "DC2"])
+///     .site("Branch", &["RODC1"])
+///     .read_only(&["RODC1"])
+///     .connection("DC1", "DC2")
+///     .connection("DC2", "DC1")
+///     .connection("DC1", "RODC1");
+/// assert_eq!(t.connections.len(), 3);
+/// assert_eq!(t.sites[1].read_only, ["RODC1"]);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Topology {
     /// Sites.
     pub sites: Vec<Site>,
-    /// Connectors.
+    /// Connectors (between sites, both ways). Not with `connections`.
     pub connectors: Vec<Connector>,
+    /// One-way connections between servers. Not with `connectors`.
+    pub connections: Vec<Connection>,
 }
 
 impl Topology {
@@ -57,6 +97,40 @@ impl Topology {
         self.sites.push(Site {
             name: name.into(),
             servers: servers.iter().map(|s| s.to_string()).collect(),
+            read_only: Vec::new(),
+        });
+        self
+    }
+
+    /// Marks servers read-only, each in the site that lists it (a name no
+    /// site lists is left for [`Cluster::new`](crate::Cluster::new) to reject).
+    pub fn read_only(mut self, servers: &[&str]) -> Self {
+        for name in servers {
+            match self
+                .sites
+                .iter_mut()
+                .find(|s| s.servers.iter().any(|x| x == name))
+            {
+                Some(site) => site.read_only.push(name.to_string()),
+                None => {
+                    if let Some(last) = self.sites.last_mut() {
+                        last.read_only.push(name.to_string());
+                    }
+                }
+            }
+        }
+        self
+    }
+
+    /// Adds a one-way connection (`to` pulls from `from`) with the default
+    /// schedule and latency, open all week.
+    pub fn connection(mut self, from: &str, to: &str) -> Self {
+        self.connections.push(Connection {
+            from: from.into(),
+            to: to.into(),
+            schedule: None,
+            windows: None,
+            latency: None,
         });
         self
     }
@@ -88,6 +162,16 @@ pub(crate) struct Link {
     pub deleted: bool,
 }
 
+/// A connection resolved to indexes.
+#[derive(Debug, Clone)]
+pub(crate) struct Conn {
+    pub from: usize,
+    pub to: usize,
+    pub schedule: Duration,
+    pub windows: Option<WeekWindows>,
+    pub latency: Duration,
+}
+
 /// The topology resolved to indexes, as the shell uses it.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
@@ -96,6 +180,12 @@ pub(crate) struct Layout {
     pub site_names: Vec<String>,
     pub links: Vec<Link>,
     pub intrasite_latency: Duration,
+    /// Per server, whether it is read-only.
+    pub read_only: Vec<bool>,
+    /// One-way connections; when there are any, replication follows only them.
+    pub conns: Vec<Conn>,
+    /// The latency between sites no connection path joins.
+    pub default_latency: Duration,
 }
 
 impl Layout {
@@ -104,6 +194,7 @@ impl Layout {
         default_schedule: Duration,
         default_latency: Duration,
         intrasite_latency: Duration,
+        intrasite_schedule: Duration,
     ) -> Result<Layout, ClusterError> {
         let mut servers: Vec<Arc<str>> = Vec::new();
         let mut site_of = Vec::new();
@@ -129,13 +220,71 @@ impl Layout {
         if servers.is_empty() {
             return Err(ClusterError::Topology("no servers".into()));
         }
+        let n = servers.len();
         let mut layout = Layout {
             servers,
             site_of,
             site_names,
             links: Vec::new(),
             intrasite_latency,
+            read_only: vec![false; n],
+            conns: Vec::new(),
+            default_latency,
         };
+        for (i, s) in t.sites.iter().enumerate() {
+            for name in &s.read_only {
+                let k = layout.server(name)?;
+                if layout.site_of[k] != i {
+                    return Err(ClusterError::Topology(format!(
+                        "read-only server `{name}` is not in site `{}`",
+                        s.name
+                    )));
+                }
+                layout.read_only[k] = true;
+            }
+        }
+        if !t.connections.is_empty() && !t.connectors.is_empty() {
+            return Err(ClusterError::Topology(
+                "connections and connectors do not mix in one topology".into(),
+            ));
+        }
+        for c in &t.connections {
+            let (from, to) = (layout.server(&c.from)?, layout.server(&c.to)?);
+            if from == to {
+                return Err(ClusterError::Topology(format!(
+                    "connection from `{}` to itself",
+                    c.from
+                )));
+            }
+            if layout.read_only[from] {
+                return Err(ClusterError::Topology(format!(
+                    "connection from read-only server `{}`: a read-only server is never a source",
+                    c.from
+                )));
+            }
+            if layout.conns.iter().any(|x| x.from == from && x.to == to) {
+                return Err(ClusterError::Topology(format!(
+                    "more than one connection from `{}` to `{}`",
+                    c.from, c.to
+                )));
+            }
+            let same = layout.same_site(from, to);
+            layout.conns.push(Conn {
+                from,
+                to,
+                schedule: c.schedule.unwrap_or(if same {
+                    intrasite_schedule
+                } else {
+                    default_schedule
+                }),
+                windows: c.windows.clone(),
+                latency: c.latency.unwrap_or(if same {
+                    intrasite_latency
+                } else {
+                    default_latency
+                }),
+            });
+        }
         for c in &t.connectors {
             let site = |n: &str| {
                 layout
@@ -218,8 +367,36 @@ impl Layout {
             .collect()
     }
 
-    /// Direct replication partners: intrasite plus bridgehead peers.
+    /// Whether replication follows one-way connections.
+    pub fn has_connections(&self) -> bool {
+        !self.conns.is_empty()
+    }
+
+    /// Indexes of the connections `s` pulls over, in file order.
+    pub fn inbound(&self, s: usize) -> Vec<usize> {
+        (0..self.conns.len())
+            .filter(|&c| self.conns[c].to == s)
+            .collect()
+    }
+
+    /// Indexes of the connections others pull from `s` over (whom it notifies).
+    pub fn outbound(&self, s: usize) -> Vec<usize> {
+        (0..self.conns.len())
+            .filter(|&c| self.conns[c].from == s)
+            .collect()
+    }
+
+    /// Direct replication partners (whom a server pulls from at start-up):
+    /// intrasite plus bridgehead peers, or the sources of its inbound
+    /// connections; never a read-only server.
     pub fn partners(&self, s: usize) -> Vec<usize> {
+        if self.has_connections() {
+            return self
+                .inbound(s)
+                .into_iter()
+                .map(|c| self.conns[c].from)
+                .collect();
+        }
         let mut p = self.intrasite(s);
         p.extend(self.bridge_peers(s).into_iter().map(|(_, b)| b));
         p
@@ -241,8 +418,21 @@ impl Layout {
         seen
     }
 
-    /// Every server a server can reach, same site first: whom backsync asks.
+    /// Every writable server a server can reach, same site first: whom
+    /// backsync asks. With connections, every writable server of the
+    /// topology, connected or not.
     pub fn reachable_servers(&self, s: usize) -> Vec<usize> {
+        let mut v = self.reachable_all(s);
+        v.retain(|&o| !self.read_only[o]);
+        v
+    }
+
+    fn reachable_all(&self, s: usize) -> Vec<usize> {
+        if self.has_connections() {
+            let mut v = self.intrasite(s);
+            v.extend((0..self.servers.len()).filter(|&o| !self.same_site(o, s)));
+            return v;
+        }
         let sites = self.reachable_sites(self.site_of[s]);
         let mut v = self.intrasite(s);
         v.extend(
@@ -253,8 +443,37 @@ impl Layout {
     }
 
     /// Replication components: groups of servers joined by sites and
-    /// connectors. Convergence is judged inside each.
+    /// connectors, or by connections in either direction when there are
+    /// any. Convergence is judged inside each.
     pub fn components(&self) -> Vec<Vec<usize>> {
+        if self.has_connections() {
+            let n = self.servers.len();
+            let mut comp: Vec<Option<usize>> = vec![None; n];
+            let mut out: Vec<Vec<usize>> = Vec::new();
+            for start in 0..n {
+                if comp[start].is_some() {
+                    continue;
+                }
+                let id = out.len();
+                comp[start] = Some(id);
+                let mut members = vec![start];
+                let mut q = VecDeque::from([start]);
+                while let Some(x) = q.pop_front() {
+                    for c in &self.conns {
+                        for (a, b) in [(c.from, c.to), (c.to, c.from)] {
+                            if a == x && comp[b].is_none() {
+                                comp[b] = Some(id);
+                                members.push(b);
+                                q.push_back(b);
+                            }
+                        }
+                    }
+                }
+                members.sort_unstable();
+                out.push(members);
+            }
+            return out;
+        }
         let mut done = BTreeSet::new();
         let mut out = Vec::new();
         for site in 0..self.site_names.len() {
@@ -275,7 +494,15 @@ impl Layout {
     /// One-way delay from one server to another: intrasite latency inside a
     /// site, plus each connector's latency on the fewest-hops path. `None`
     /// when no connector path joins them.
+    ///
+    /// With connections every message is routed: a direct connection's
+    /// latency (either direction), else the intrasite latency within a
+    /// site, else the sum along the fewest-hops path of connections (either
+    /// direction), else the profile's connector latency.
     pub fn latency(&self, from: usize, to: usize) -> Option<Duration> {
+        if self.has_connections() {
+            return Some(self.conn_latency(from, to));
+        }
         let (a, b) = (self.site_of[from], self.site_of[to]);
         if a == b {
             return Some(self.intrasite_latency);
@@ -295,5 +522,113 @@ impl Layout {
             }
         }
         best[b].map(|d| d + self.intrasite_latency)
+    }
+
+    fn conn_latency(&self, from: usize, to: usize) -> Duration {
+        let direct = (self.conns.iter())
+            .find(|c| (c.from, c.to) == (from, to) || (c.from, c.to) == (to, from));
+        if let Some(c) = direct {
+            return c.latency;
+        }
+        if self.same_site(from, to) {
+            return self.intrasite_latency;
+        }
+        let mut best: Vec<Option<Duration>> = vec![None; self.servers.len()];
+        best[from] = Some(Duration::ZERO);
+        let mut q = VecDeque::from([from]);
+        while let Some(x) = q.pop_front() {
+            for c in &self.conns {
+                for (p, r) in [(c.from, c.to), (c.to, c.from)] {
+                    if p == x && best[r].is_none() {
+                        best[r] = best[x].map(|d| d + c.latency);
+                        q.push_back(r);
+                    }
+                }
+            }
+        }
+        best[to].unwrap_or(self.default_latency)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn resolve(t: &Topology) -> Result<Layout, ClusterError> {
+        Layout::resolve(t, 60 * S, 2 * S, S / 10, 300 * S)
+    }
+
+    fn err(t: &Topology) -> String {
+        resolve(t).unwrap_err().to_string()
+    }
+
+    fn base() -> Topology {
+        Topology::new()
+            .site("Hub", &["A", "B"])
+            .site("Branch", &["R"])
+            .read_only(&["R"])
+    }
+
+    #[test]
+    fn connections_resolve_with_defaults_by_site() {
+        let t = base().connection("A", "B").connection("A", "R");
+        let l = resolve(&t).unwrap();
+        assert!(l.read_only[2] && !l.read_only[0]);
+        assert_eq!(l.conns[0].schedule, 300 * S);
+        assert_eq!(l.conns[0].latency, S / 10);
+        assert_eq!(l.conns[1].schedule, 60 * S);
+        assert_eq!(l.conns[1].latency, 2 * S);
+        assert_eq!(l.partners(1), [0]);
+        assert!(l.partners(0).is_empty());
+        assert_eq!(l.outbound(0), [0, 1]);
+        // Backsync asks every writable server, connected or not.
+        assert_eq!(l.reachable_servers(2), [0, 1]);
+        assert_eq!(l.reachable_servers(1), [0]);
+        assert_eq!(l.components(), vec![vec![0, 1, 2]]);
+        // B and R join only through A: the sum along the path.
+        assert_eq!(l.latency(1, 2), Some(S / 10 + 2 * S));
+    }
+
+    #[test]
+    fn components_follow_connections_either_way() {
+        let t = Topology::new()
+            .site("S", &["A", "B", "C", "D"])
+            .connection("B", "A")
+            .connection("C", "D");
+        assert_eq!(
+            resolve(&t).unwrap().components(),
+            vec![vec![0, 1], vec![2, 3]]
+        );
+    }
+
+    #[test]
+    fn invalid_connections_are_rejected() {
+        assert!(err(&base().connection("A", "X")).contains("unknown server `X`"));
+        assert!(err(&base().connection("A", "A")).contains("to itself"));
+        assert!(err(&base().connection("R", "A")).contains("read-only server `R`"));
+        assert!(err(&base().connection("A", "B").connection("A", "B")).contains("more than one"));
+        let mixed = base()
+            .connection("A", "B")
+            .connector(["Hub", "Branch"], ["A", "R"]);
+        assert!(err(&mixed).contains("do not mix"));
+        let mut stray = base();
+        stray.sites[0].read_only.push("R".into());
+        assert!(err(&stray).contains("not in site `Hub`"));
+        assert!(err(&base().read_only(&["Nowhere"])).contains("unknown server `Nowhere`"));
+    }
+
+    #[test]
+    fn without_connections_nothing_changes() {
+        let t = Topology::new()
+            .site("Redmond", &["S1", "S2"])
+            .site("Dublin", &["S3"])
+            .connector(["Redmond", "Dublin"], ["S2", "S3"]);
+        let l = resolve(&t).unwrap();
+        assert_eq!(l.partners(0), [1]);
+        assert_eq!(l.partners(1), [0, 2]);
+        assert_eq!(l.reachable_servers(2), [0, 1]);
+        assert_eq!(l.latency(0, 2), Some(2 * S + S / 10));
     }
 }
