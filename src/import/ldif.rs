@@ -501,9 +501,17 @@ pub fn write_line(out: &mut String, name: &str, value: &[u8], width: usize) {
     let mut start = 0;
     let mut room = width;
     while b.len() - start > room {
-        out.push_str(&line[start..start + room]);
+        // Fold on a character boundary (names and dns may be non-ASCII).
+        let mut cut = start + room;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        if cut == start {
+            cut = start + line[start..].chars().next().map_or(1, char::len_utf8);
+        }
+        out.push_str(&line[start..cut]);
         out.push_str("\n ");
-        start += room;
+        start = cut;
         room = width - 1;
     }
     out.push_str(&line[start..]);
@@ -671,6 +679,30 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn never_panics_on_any_text(
+            lines in proptest::collection::vec(
+                prop_oneof![
+                    "[ -~é\t]{0,30}",
+                    "(dn|cn|schedule|objectClass|fromServer|version|changetype)(;x)?:{1,2}[<]? ?[ -~é]{0,20}",
+                    Just(String::new()),
+                    Just(" ".to_string()),
+                ],
+                0..30,
+            ),
+        ) {
+            let text = lines.join("\n");
+            let _ = parse(&text);
+            let _ = crate::import::Forest::from_ldif(&text);
+        }
+
+        #[test]
+        fn folds_non_ascii_names_on_char_boundaries(name in "[a-zé]{1,10}", width in 2usize..12) {
+            let mut out = String::new();
+            write_line(&mut out, &name, b"v", width);
+            prop_assert_eq!(out.replace("\n ", ""), format!("{name}: v\n"));
+        }
+
         #[test]
         fn write_then_parse_round_trips(
             entries in proptest::collection::vec(entry(), 1..6),
