@@ -6,6 +6,7 @@
 //! - [`shell`]: `DirectoryServer`, `Network` and `Supervisor` actors on a
 //!   simulated clock.
 //! - [`Cluster`]: the synchronous API over them.
+//! - [`import`]: an Active Directory forest read from an `ldifde` export.
 //! - [`limits`]: the bounds of every number and duration, checked by the
 //!   scenario parser and the library alike.
 /// The measurements of `backsync bench`, and fixtures the criterion benches
@@ -17,6 +18,7 @@ pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod import;
 pub mod limits;
 #[cfg(feature = "plot")]
 pub mod plot;

@@ -96,3 +96,20 @@ pub fn check_count(n: u64, max: u64) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The largest LDIF file [`crate::import::Forest::from_ldif`] reads: 64 MiB
+/// (a forest of 1,000 servers exports to well under 2 MiB).
+pub const MAX_LDIF_BYTES: usize = 64 * 1024 * 1024;
+
+/// The longest line of an LDIF file, after unfolding: 1 MiB.
+pub const MAX_LDIF_LINE: usize = 1024 * 1024;
+
+/// The largest single attribute value of an LDIF entry, after base64
+/// decoding: 256 KiB (a SCHEDULE is 188 bytes).
+pub const MAX_LDIF_VALUE: usize = 256 * 1024;
+
+/// The most attribute values of one LDIF entry.
+pub const MAX_LDIF_VALUES_PER_ENTRY: usize = 10_000;
+
+/// The most entries of one LDIF file.
+pub const MAX_LDIF_ENTRIES: usize = 1_000_000;
