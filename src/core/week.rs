@@ -20,7 +20,7 @@ const WEEK_MS: u64 = QUARTERS as u64 * QUARTER_MS;
 /// use backsync::core::WeekWindows;
 /// // Open only on Monday (hour 24 of the week) from 00:15 to 00:30.
 /// let mut hours = [0u8; 168];
-/// hours[24] = 0b0010;
+/// hours[24] = 0b0100; // bit 3 is minutes 0-14, bit 2 minutes 15-29
 /// let w = WeekWindows::from_hours(&hours);
 /// let h = |h: u64, m: u64| Duration::from_secs(h * 3600 + m * 60);
 /// assert!(w.is_open(h(24, 20)));
@@ -32,9 +32,17 @@ const WEEK_MS: u64 = QUARTERS as u64 * QUARTER_MS;
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct WeekWindows {
-    /// Per hour of the week, its quarters in the low four bits (bit 0 is
-    /// minutes 0 to 14), as in SCHEDULE; the high bits are always zero.
+    /// Per hour of the week, its quarters in the low four bits (bit 3 is
+    /// minutes 0 to 14, bit 0 minutes 45 to 59), as in SCHEDULE; the high
+    /// bits are always zero.
     hours: [u8; 168],
+}
+
+/// The bit of quarter `q` in its hour's byte: the SCHEDULE_HEADER
+/// documentation (schedule.h) gives binary 1000 for minutes 0 to 14 and
+/// 0001 for minutes 45 to 59.
+fn quarter_bit(q: usize) -> u8 {
+    0b1000 >> (q % 4)
 }
 
 impl std::fmt::Debug for WeekWindows {
@@ -79,12 +87,12 @@ impl WeekWindows {
 
     /// Opens quarter `q` (0 = Sunday 00:00 to 00:15) of the week.
     pub fn open(&mut self, q: usize) {
-        self.hours[q / 4] |= 1 << (q % 4);
+        self.hours[q / 4] |= quarter_bit(q);
     }
 
     /// Whether quarter `q` of the week is open.
     pub fn quarter_open(&self, q: usize) -> bool {
-        self.hours[q % QUARTERS / 4] & (1 << (q % 4)) != 0
+        self.hours[q % QUARTERS / 4] & quarter_bit(q) != 0
     }
 
     /// How many of the week's 672 quarters are open.
