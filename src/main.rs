@@ -76,6 +76,22 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Read an Active Directory configuration-partition export (LDIF, as
+    /// `ldifde` writes it) and write the equivalent scenario: sites, read-only
+    /// DCs and connections spelled out, no steps (exit 0, or 2 invalid).
+    #[command(
+        after_help = "Examples:\n  ldifde -f forest.ldif -d \"CN=Sites,CN=Configuration,DC=example,DC=com\"   # on a DC\n  backsync import forest.ldif --out forest.toml\n  backsync check forest.toml\n\nThe summary (sites, servers, read-only servers, connections, site links) goes to stderr;\nwithout --out the scenario goes to stdout. A scenario can also name the export itself:\n`import = \"forest.ldif\"`."
+    )]
+    Import {
+        /// The LDIF export.
+        file: PathBuf,
+        /// Write the scenario here (`-` or no --out: stdout).
+        #[arg(long, value_name = "OUT.toml")]
+        out: Option<PathBuf>,
+        /// The scenario's name (default: "Imported from FILE").
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Validate a scenario file without running it (exit 0 valid, 2 invalid).
     #[command(after_help = "Example:\n  backsync check scenarios/kb_q190703.toml")]
     Check {
@@ -316,6 +332,35 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             let s = load(&file)?;
             run_scenario(&s, &out, seed)
         }
+        Some(Command::Import { file, out, name }) => {
+            let text = std::fs::read(&file)
+                .map_err(|e| Invalid(format!("cannot read {}: {e}", file.display())))?;
+            if text.len() > backsync::limits::MAX_LDIF_BYTES {
+                return Err(Invalid(format!(
+                    "{}: {} bytes, more than the {} an import reads",
+                    file.display(),
+                    text.len(),
+                    backsync::limits::MAX_LDIF_BYTES
+                ))
+                .into());
+            }
+            let text = String::from_utf8(text)
+                .map_err(|_| Invalid(format!("{}: not UTF-8 text", file.display())))?;
+            let forest = backsync::import::Forest::from_ldif(&text).map_err(|e| {
+                let dn =
+                    e.dn.as_ref()
+                        .map(|d| format!("entry `{d}`: "))
+                        .unwrap_or_default();
+                Invalid(format!("{}:{}: {dn}{}", file.display(), e.line, e.kind))
+            })?;
+            let name = name.unwrap_or_else(|| format!("Imported from {}", file.display()));
+            let toml = forest.to_scenario(&name).to_toml();
+            // What is written must be a valid scenario: check before writing.
+            Scenario::from_str(&toml, "<import>").map_err(|e| Invalid(e.to_string()))?;
+            write(out.as_deref().unwrap_or(Path::new("-")), &toml)?;
+            eprintln!("{}: {}", file.display(), forest.summary());
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Check { file }) => {
             let s = load(&file)?;
             println!(
@@ -324,7 +369,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 s.name,
                 count(s.server_names().len() as u64, "server"),
                 count(s.sites.len() as u64, "site"),
-                count(s.connectors.len() as u64, "connector"),
+                if s.connections.is_empty() {
+                    count(s.connectors.len() as u64, "connector")
+                } else {
+                    count(s.connections.len() as u64, "connection")
+                },
                 count(s.steps.len() as u64, "step")
             );
             Ok(ExitCode::SUCCESS)

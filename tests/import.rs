@@ -4,6 +4,15 @@
 use backsync::core::WeekWindows;
 use backsync::import::{ErrorKind, Forest, ScheduleError, schedule};
 
+/// The example forest shipped with `scenarios/forest_restore.toml`.
+fn shipped_forest() -> String {
+    let p = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/forests/branch-offices.ldif"
+    );
+    std::fs::read_to_string(p).unwrap()
+}
+
 fn fixture(name: &str) -> String {
     let path = format!(
         "{}/tests/fixtures/forests/{name}",
@@ -16,7 +25,7 @@ const B: &str = "CN=Sites,CN=Configuration,DC=example,DC=com";
 
 #[test]
 fn branch_offices() {
-    let f = Forest::from_ldif(&fixture("branch-offices.ldif")).unwrap();
+    let f = Forest::from_ldif(&shipped_forest()).unwrap();
     assert_eq!(
         f.summary(),
         "3 sites, 6 servers (1 read-only), 6 connections (1 disabled, 1 RODC-topology skipped), 2 site links"
@@ -168,7 +177,7 @@ fn duplicate_server() {
 
 #[test]
 fn schedule_fields_are_checked() {
-    let text = fixture("branch-offices.ldif");
+    let text = shipped_forest();
     // A schedule with Type 1 (SCHEDULE_BANDWIDTH) instead of 0.
     let mut blob = schedule::encode(&WeekWindows::always());
     blob[12] = 1;

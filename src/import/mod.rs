@@ -40,6 +40,7 @@
 
 pub mod forest;
 pub mod ldif;
+pub mod scenario;
 pub mod schedule;
 
 pub use forest::{Connection, Forest, Server, Site, SiteLink, synthetic_forest_ldif};

@@ -38,6 +38,9 @@ pub(super) struct File<S> {
     pub seed: Option<Count<{ u64::MAX }>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Parsed<Profile>>,
+    /// An LDIF export whose topology the file uses (read in `parse`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<String>,
     #[serde(default)]
     pub site: Vec<Spanned<SiteTable>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -753,6 +756,7 @@ impl File<StepTable> {
             name: Name(s.name.clone()),
             seed: Some(Count(s.seed)),
             profile: Some(Parsed(s.profile)),
+            import: None,
             site: (s.sites.iter())
                 .map(|x| {
                     unspanned(SiteTable {

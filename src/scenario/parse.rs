@@ -33,15 +33,85 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario> {
     if let Some(at) = text.find('\0') {
         return Err(src.error_at(at..at, None, "not UTF-8 text: binary data (NUL byte)"));
     }
-    let doc = DeTable::parse(text).map_err(|e| {
+    let doc = syntax(&src, text)?;
+    let Some(import) = doc.get_ref().get("import") else {
+        return read(&src, text, Profile::Exchange55);
+    };
+    // The forest's topology, written as tables after the file's own: the
+    // same reader then checks it and the steps against it.
+    let DeValue::String(path) = import.get_ref() else {
+        return Err(src.error_at(import.span(), Some("import"), "expected a string (a path)"));
+    };
+    for key in ["site", "connector", "connection"] {
+        if let Some(v) = doc.get_ref().get(key) {
+            let msg = format!(
+                "`[[{key}]]` cannot be used with `import`: the topology comes from the LDIF file"
+            );
+            return Err(src.error_at(v.span(), Some(key), msg));
+        }
+    }
+    let forest = import_forest(&src, origin, path, import.span())?;
+    let topology = forest.to_scenario("").to_toml();
+    let tables = topology.find("[[site]]").map_or("", |i| &topology[i..]);
+    let spliced = format!("{text}\n{tables}");
+    read(
+        &Source {
+            text: &spliced,
+            origin,
+        },
+        &spliced,
+        Profile::Ad,
+    )
+}
+
+/// Reads the LDIF named by `import`, relative to the scenario's directory.
+fn import_forest(
+    src: &Source<'_>,
+    origin: &str,
+    path: &str,
+    span: Range<usize>,
+) -> Result<crate::import::Forest> {
+    let file = std::path::Path::new(origin)
+        .parent()
+        .unwrap_or(std::path::Path::new(""))
+        .join(path);
+    let fail = |msg: String| src.error_at(span.clone(), Some("import"), msg);
+    let size = std::fs::metadata(&file)
+        .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?
+        .len();
+    if size > crate::limits::MAX_LDIF_BYTES as u64 {
+        return Err(fail(format!(
+            "{}: {size} bytes, more than the {} an import reads",
+            file.display(),
+            crate::limits::MAX_LDIF_BYTES
+        )));
+    }
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
+    crate::import::Forest::from_ldif(&text).map_err(|e| {
+        let dn =
+            e.dn.as_ref()
+                .map(|d| format!("entry `{d}`: "))
+                .unwrap_or_default();
+        fail(format!("{}:{}: {dn}{}", file.display(), e.line, e.kind))
+    })
+}
+
+fn syntax<'i>(src: &Source<'_>, text: &'i str) -> Result<Spanned<DeTable<'i>>> {
+    DeTable::parse(text).map_err(|e| {
         let message = format!("TOML syntax error: {}", e.message());
         match e.span() {
             Some(span) => src.error_at(span, None, message),
             None => src.error(None, message),
         }
-    })?;
+    })
+}
+
+/// Reads a whole file; `profile` when it names none.
+fn read(src: &Source<'_>, text: &str, default_profile: Profile) -> Result<Scenario> {
+    let doc = syntax(src, text)?;
     let r = Reader {
-        src: &src,
+        src,
         doc: doc.get_ref(),
     };
     r.array_of_tables("site")?;
@@ -56,11 +126,11 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Scenario> {
         .map(|(i, t)| r.step(i, t))
         .collect::<Result<Vec<_>>>()?;
 
-    let profile = file.profile.map_or(Profile::Exchange55, |p| p.0);
-    let topo = read_sites(&src, file.site)?;
+    let profile = file.profile.map_or(default_profile, |p| p.0);
+    let topo = read_sites(src, file.site)?;
     let connector_line = file.connector.first().map(|c| src.line_of(c.span().start));
-    let connectors = read_connectors(&src, &topo, file.connector)?;
-    let connections = read_connections(&src, &topo, file.connection, connector_line)?;
+    let connectors = read_connectors(src, &topo, file.connector)?;
+    let connections = read_connections(src, &topo, file.connection, connector_line)?;
     let mut config = ReplicationConfig::for_profile(profile);
     if let Some(r) = file.replication {
         r.apply(&mut config);

@@ -573,6 +573,9 @@ fn every_shipped_scenario_reads_back_from_its_written_form() {
     let mut n = 0;
     for entry in std::fs::read_dir("scenarios").unwrap() {
         let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue; // scenarios/forests: the LDIF exports they import
+        }
         let s = Scenario::from_path(&path).unwrap_or_else(|e| panic!("{e}"));
         round_trip(&s);
         n += 1;
