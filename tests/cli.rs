@@ -35,7 +35,7 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
         0,
         &[
             "refused as expected: RODC01 is read-only",
-            "backsync of HUB01 from 1m 18s: answered by HUB02 (1 object back)",
+            "backsync of HUB01 from 1m 18s: answered by HUB02 (1 object back), WIN02",
             "got replies from [HUB02, WIN02, WIN05-CNF-7d3a4e61, WIN09]",
             "PASSED: all 12 steps",
         ],
