@@ -591,7 +591,20 @@ fn draw_panel(
             (PL - 1, ly + LANE - 2),
             server_color(i).filled(),
         )?;
-        text(area, name, (PL - 8, ly + LANE / 2), 10, BLACK, HPos::Right)?;
+        // The margin holds about 12 characters; the legend has the full name.
+        let short = if name.chars().count() > 12 {
+            format!("{}…", name.chars().take(11).collect::<String>())
+        } else {
+            name.to_string()
+        };
+        text(
+            area,
+            &short,
+            (PL - 8, ly + LANE / 2),
+            10,
+            BLACK,
+            HPos::Right,
+        )?;
         for q in modes[i].iter().filter(|q| q.to >= p.from && q.from <= p.to) {
             let (a, b) = (p.x(q.from.max(p.from)), p.x(q.to.min(p.to)));
             rect(
