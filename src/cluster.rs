@@ -22,7 +22,7 @@ use crate::shell::Shared;
 use crate::shell::network::{LinkFaults, NetControl, Network};
 use crate::shell::observe::{Counters, Event};
 use crate::shell::server::{
-    BacksyncAnswered, DirectoryServer, Inspect, Watermarks, WriteOp, Writes,
+    BacksyncAnswered, DirectoryServer, Inspect, Release, Watermarks, WriteOp, Writes,
 };
 use crate::shell::supervisor::{
     BackupCmd, BackupsCmd, ConvergeCmd, Convergence, CrashCmd, DeleteConnectorCmd, LostCmd,
@@ -420,6 +420,21 @@ impl Cluster {
             // a `converge` next does not see it still down.
             self.ask(&self.servers[server], Watermarks)?;
         }
+        Ok(())
+    }
+
+    /// Returns a quarantined server (a USN rollback detected) to service, as
+    /// an administrator would after a naive restore (in AD: clearing "Dsa
+    /// Not Writable"). Refused with [`ClusterError::Release`] when the server
+    /// is not quarantined or is down.
+    ///
+    /// What it risks: the server's counter is behind what its partners saw
+    /// of it, so its next writes reuse USNs those partners already hold;
+    /// they never pull those writes, and the divergence stays, silently.
+    /// Rollback detection stays off for this database instance afterwards.
+    pub fn release(&mut self, server: &str) -> Result<(), ClusterError> {
+        let i = self.idx(server)?;
+        self.ask(&self.servers[i], Release)??;
         Ok(())
     }
 

@@ -64,11 +64,30 @@ pub enum ClusterError {
         /// What is wrong.
         message: String,
     },
+    /// A refused `release` ([`crate::Cluster::release`]).
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
     /// The actor system is gone: a server, the network or the supervisor
     /// stopped under us (a bug, reported as an error rather than a result
     /// or a panic).
     #[error("the actor system stopped: {0}")]
     Mailbox(String),
+}
+
+/// Why a server cannot be released from quarantine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReleaseError {
+    /// The server is not quarantined.
+    #[error("{server} is not quarantined (it is {mode}): nothing to release")]
+    NotQuarantined {
+        /// The server.
+        server: String,
+        /// Its state (`running`, `backsync`, `resync`).
+        mode: &'static str,
+    },
+    /// The server is down.
+    #[error("{0} is down: nothing to release")]
+    Down(String),
 }
 
 impl From<actix::MailboxError> for ClusterError {

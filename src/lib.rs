@@ -34,7 +34,7 @@ pub use config::{
     BadDuration, ConfigError, Granularity, Profile, ReplicationConfig, RestoreStrategy,
     UnknownName, count, fmt_duration, group, parse_duration, plural,
 };
-pub use error::ClusterError;
+pub use error::{ClusterError, ReleaseError};
 pub use scenario::{Scenario, ScenarioError};
 pub use shell::network::LinkFaults;
 pub use shell::observe::{Counters, Event};

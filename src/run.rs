@@ -420,6 +420,21 @@ fn run_step(
             c.restore(server, backup, Some(st))?;
             (true, format!("{server} restored from `{backup}` with {st}"))
         }
+        Action::Release {
+            server,
+            expect_refused,
+        } => match (c.release(server), *expect_refused) {
+            (Ok(()), false) => (true, format!("{server} released from quarantine")),
+            (Ok(()), true) => (
+                false,
+                format!("{server} was released, but a refusal was expected"),
+            ),
+            (Err(e @ ClusterError::Release(_)), true) => {
+                (true, format!("refused as expected: {e}"))
+            }
+            (Err(e @ ClusterError::Release(_)), false) => (false, e.to_string()),
+            (Err(e), _) => return Err(e),
+        },
         Action::Partition { groups } => {
             c.partition(groups)?;
             let g: Vec<String> = groups

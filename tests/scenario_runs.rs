@@ -345,3 +345,115 @@ fn every_step_reports_its_wall_time() {
         assert!(ms >= 0.0, "{s}");
     }
 }
+
+/// quarantine.toml's story, then the operator's `release`: the server runs
+/// again, and its first write reuses a USN its partner already saw, so the
+/// partner never pulls it (the divergence the release risks).
+const RELEASE: &str = r#"name = "Released after a USN rollback"
+seed = 9
+profile = "ad"
+
+[replication]
+rollback_detection = true
+
+[[site]]
+name = "Redmond"
+servers = ["DC1", "DC2"]
+
+[[step]]
+do = "load"
+creates = 100
+
+[[step]]
+do = "converge"
+within = "1h"
+
+[[step]]
+do = "release"
+server = "DC1"
+expect_refused = true
+
+[[step]]
+do = "backup"
+server = "DC1"
+name = "snapshot"
+
+[[step]]
+do = "load"
+servers = ["DC1"]
+creates = 10
+prefix = "late"
+
+[[step]]
+do = "converge"
+within = "1h"
+
+[[step]]
+do = "restore"
+server = "DC1"
+backup = "snapshot"
+strategy = "naive"
+
+[[step]]
+do = "wait"
+for = "10m"
+
+[[step]]
+do = "expect"
+server = "DC1"
+state = "quarantined"
+
+[[step]]
+do = "release"
+server = "DC1"
+
+[[step]]
+do = "expect"
+server = "DC1"
+state = "running"
+
+[[step]]
+do = "create"
+server = "DC1"
+dn = "cn=AfterRelease"
+
+[[step]]
+do = "converge"
+within = "1h"
+expect = "diverged"
+
+[[step]]
+do = "expect"
+server = "DC2"
+dn = "cn=AfterRelease"
+present = false
+"#;
+
+#[test]
+fn release_returns_a_quarantined_server_to_service_and_risks_divergence() {
+    let s = Scenario::from_str(RELEASE, "release.toml").expect("valid");
+    let r = run(&s, &RunOptions::default()).expect("runs");
+    assert!(r.passed, "{:?}", r.failures);
+    let details: Vec<&str> = r.steps.iter().map(|s| s.detail.as_str()).collect();
+    assert!(
+        details[2].starts_with("refused as expected: DC1 is not quarantined (it is running)"),
+        "{}",
+        details[2]
+    );
+    assert_eq!(details[9], "DC1 released from quarantine");
+    assert!(
+        r.events.iter().any(|e| e.text
+            == "DC1: released from quarantine by an operator at USN 100: DC2 has seen its USNs up to 110, and writes made under USNs it already saw will never replicate to it"),
+        "{:?}",
+        r.events
+    );
+    // Without `expect_refused`, releasing a running server fails the step.
+    let again = RELEASE.replace(
+        "do = \"release\"\nserver = \"DC1\"\nexpect_refused = true",
+        "do = \"release\"\nserver = \"DC1\"",
+    );
+    let s = Scenario::from_str(&again, "release.toml").expect("valid");
+    let r = run(&s, &RunOptions::default()).expect("runs");
+    assert!(!r.passed);
+    assert_eq!(r.failures.len(), 1, "{:?}", r.failures);
+}

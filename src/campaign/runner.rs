@@ -566,8 +566,10 @@ impl Runner<'_> {
                     self.restored_now.clear();
                 }
             }
-            // Never generated: a campaign checks with invariants, not steps.
+            // Never generated: a campaign checks with invariants, not steps,
+            // and runs without rollback detection (nothing to release).
             Action::Load { .. }
+            | Action::Release { .. }
             | Action::Converge { .. }
             | Action::Expect { .. }
             | Action::ExpectLost { .. } => return Ok(()),

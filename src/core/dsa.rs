@@ -76,6 +76,9 @@ pub enum Mode {
     Quarantined {
         /// The partner whose vector showed it.
         partner: Arc<str>,
+        /// That partner's entry for this server: the USNs from the own
+        /// counter up to here were handed out before the rollback.
+        seen: Usn,
     },
 }
 
@@ -252,6 +255,10 @@ pub struct Dsa {
     forgotten: BTreeSet<InvocationId>,
     /// The partners that answered the last backsync that ended.
     last_backsync: Option<BTreeSet<Arc<str>>>,
+    /// An operator released this instance from quarantine: the rollback is
+    /// acknowledged and not detected again (until a restore starts a new
+    /// instance).
+    released: bool,
 }
 
 type AttrList<'a> = &'a [(&'a str, &'a str)];
@@ -273,7 +280,27 @@ impl Dsa {
             names: BTreeSet::new(),
             forgotten: BTreeSet::new(),
             last_backsync: None,
+            released: false,
         }
+    }
+
+    /// Returns a quarantined server to service, as an administrator would
+    /// after a naive restore (AD: clearing "Dsa Not Writable"). Returns the
+    /// partner that showed the rollback and its entry for this server, or
+    /// `None` (nothing changed) when the server is not quarantined.
+    ///
+    /// The risk it takes: the own USNs from the current counter up to that
+    /// entry were already handed out before the rollback. Writes made under
+    /// them now carry USNs partners have already seen, so those partners
+    /// never pull them: the divergence stays, and nothing reports it.
+    pub fn release(&mut self) -> Option<(Arc<str>, Usn)> {
+        let Mode::Quarantined { partner, seen } = &self.mode else {
+            return None;
+        };
+        let out = (partner.clone(), *seen);
+        self.mode = Mode::Normal;
+        self.released = true;
+        Some(out)
     }
 
     /// The partners that answered this instance's last backsync (the one
@@ -715,13 +742,17 @@ impl Dsa {
             out.ignored = true;
             return out;
         }
-        if let (true, Mode::Normal, Some(v)) =
-            (self.cfg.rollback_detection, &self.mode, &reply.utdv)
-        {
+        if let (true, false, Mode::Normal, Some(v)) = (
+            self.cfg.rollback_detection,
+            self.released,
+            &self.mode,
+            &reply.utdv,
+        ) {
             let theirs = v.get(self.invocation);
             if theirs > self.usn {
                 self.mode = Mode::Quarantined {
                     partner: reply.source.clone(),
+                    seen: theirs,
                 };
                 out.event = Some(CoreEvent::Quarantined {
                     partner: reply.source.clone(),
@@ -1421,6 +1452,7 @@ mod tests {
         let q = Dsa {
             mode: Mode::Quarantined {
                 partner: sa.clone(),
+                seen: Usn(7),
             },
             ..b.clone()
         };
@@ -1463,6 +1495,20 @@ mod tests {
         assert_eq!(got[0].changed, 0);
         assert_eq!(old.mode().name(), "quarantined");
         assert!(old.pull(&sb, PullKind::Normal, 10, 4).is_none());
+        // Released: running again, not quarantined again, and a write made
+        // under a reused USN never reaches the partner that saw that USN.
+        assert_eq!(old.release(), Some((sb.clone(), Usn(2))));
+        assert_eq!(old.release(), None);
+        assert_eq!(old.mode().name(), "running");
+        old.create(Guid(3), "cn=z", &[], 5).unwrap();
+        assert!(
+            cycle(&mut old, &b, PullKind::Normal, 10, 6)[0]
+                .event
+                .is_none()
+        );
+        assert_eq!(old.mode().name(), "running");
+        cycle(&mut b, &old, PullKind::Normal, 10, 7);
+        assert!(b.lookup("cn=z").is_none());
     }
 
     #[test]

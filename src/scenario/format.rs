@@ -250,6 +250,7 @@ pub(super) enum StepTable {
     Backup(BackupStep),
     Crash(ServerStep),
     Restore(RestoreStep),
+    Release(ReleaseStep),
     Partition(PartitionStep),
     Heal(NoFields),
     DeleteConnector(BetweenStep),
@@ -298,6 +299,7 @@ actions! {
     "backup" => Backup(BackupStep);
     "crash" => Crash(ServerStep);
     "restore" => Restore(RestoreStep);
+    "release" => Release(ReleaseStep);
     "partition" => Partition(PartitionStep);
     "heal" => Heal(NoFields);
     "delete_connector" => DeleteConnector(BetweenStep);
@@ -348,6 +350,15 @@ pub(super) struct BackupStep {
 #[serde(deny_unknown_fields)]
 pub(super) struct ServerStep {
     pub server: Spanned<Name>,
+}
+
+/// `release`.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReleaseStep {
+    pub server: Spanned<Name>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub expect_refused: bool,
 }
 
 /// `restore`.
@@ -863,6 +874,13 @@ impl StepTable {
                 server: name(server),
                 backup: name(backup),
                 strategy: strategy.map(Parsed),
+            }),
+            Action::Release {
+                server,
+                expect_refused,
+            } => StepTable::Release(ReleaseStep {
+                server: name(server),
+                expect_refused: *expect_refused,
             }),
             Action::Partition { groups } => StepTable::Partition(PartitionStep {
                 groups: unspanned(groups.iter().map(|g| names(g)).collect()),

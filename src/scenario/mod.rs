@@ -166,6 +166,15 @@ pub enum Action {
         /// `None`: `config.restore`.
         strategy: Option<RestoreStrategy>,
     },
+    /// An operator returns a quarantined server to service
+    /// ([`crate::Cluster::release`]).
+    Release {
+        /// The server released.
+        server: String,
+        /// The step passes only if the release is refused (the server is
+        /// not quarantined, or is down).
+        expect_refused: bool,
+    },
     /// Messages between different groups are dropped until `heal`.
     Partition {
         /// At least two disjoint, non-empty groups of server names.
@@ -221,6 +230,7 @@ impl Action {
             Action::Backup { .. } => "backup",
             Action::Crash { .. } => "crash",
             Action::Restore { .. } => "restore",
+            Action::Release { .. } => "release",
             Action::Partition { .. } => "partition",
             Action::Heal => "heal",
             Action::DeleteConnector { .. } => "delete_connector",

@@ -254,7 +254,9 @@ fn unknown_step_field(act: &str, key: &str, allowed: &[&str]) -> String {
     };
     let elsewhere = |a: &&str| StepTable::fields(a).is_some_and(|f| f.contains(&key));
     if key == "expect_refused" {
-        format!("`expect_refused` is only allowed on create, modify and delete steps, not `{act}`")
+        format!(
+            "`expect_refused` is only allowed on create, modify, delete and release steps, not `{act}`"
+        )
     } else if ACTIONS.iter().any(elsewhere) {
         format!("`{key}` is not a field of `do = \"{act}\"` ({takes})")
     } else {
@@ -764,6 +766,10 @@ impl StepCx<'_> {
                     strategy: r.strategy.map(|s| s.0),
                 }
             }
+            StepTable::Release(r) => Action::Release {
+                server: self.server("server", &r.server)?,
+                expect_refused: r.expect_refused,
+            },
             StepTable::Partition(p) => self.partition(&p.groups)?,
             StepTable::Heal(_) => Action::Heal,
             StepTable::DeleteConnector(d) => self.delete_connector(history, &d.between)?,

@@ -715,6 +715,7 @@ mod written {
         BackupRestore(Option<RestoreStrategy>),
         Partition,
         Heal,
+        Release(bool),
         DeleteConnector(usize),
         Wait(Duration),
         Converge(Duration, bool, Option<Duration>, Option<u64>),
@@ -740,6 +741,7 @@ mod written {
                 .prop_map(Seed::BackupRestore),
             Just(Seed::Partition),
             Just(Seed::Heal),
+            any::<bool>().prop_map(Seed::Release),
             any::<usize>().prop_map(Seed::DeleteConnector),
             step_time().prop_map(Seed::Wait),
             (
@@ -973,6 +975,10 @@ mod written {
                 groups: vec![all[..1].to_vec(), all[1..].to_vec()],
             },
             Seed::Partition | Seed::Heal => Action::Heal,
+            Seed::Release(expect_refused) => Action::Release {
+                server,
+                expect_refused,
+            },
             Seed::DeleteConnector(c)
                 if !connectors.is_empty() && !deleted.contains(&(c % connectors.len())) =>
             {

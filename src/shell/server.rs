@@ -17,6 +17,7 @@ use crate::core::{
     Backup, ChangesReply, CoreConfig, CoreEvent, Dsa, Guid, InvocationId, Mode, OwnWrite, PullKind,
     RestoreOptions, Usn, WriteError,
 };
+use crate::error::ReleaseError;
 use crate::shell::Shared;
 use crate::shell::network::{Envelope, Network, Payload};
 use crate::shell::observe::{
@@ -1105,5 +1106,33 @@ impl Handler<BacksyncAnswered> for DirectoryServer {
     fn handle(&mut self, _: BacksyncAnswered, _: &mut Context<Self>) -> Self::Result {
         let answered = self.core.as_ref()?.backsync_answered()?;
         Some(answered.iter().map(|s| s.to_string()).collect())
+    }
+}
+
+/// Return a quarantined server to service (an operator's act): the
+/// partner that showed the rollback and its entry for this server, or why
+/// not.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), ReleaseError>")]
+pub(crate) struct Release;
+
+impl Handler<Release> for DirectoryServer {
+    type Result = Result<(), ReleaseError>;
+    fn handle(&mut self, _: Release, _: &mut Context<Self>) -> Self::Result {
+        let name = self.name.to_string();
+        let Some(c) = self.core.as_mut() else {
+            return Err(ReleaseError::Down(name));
+        };
+        let mode = c.mode().name();
+        let Some((partner, seen)) = c.release() else {
+            return Err(ReleaseError::NotQuarantined { server: name, mode });
+        };
+        let own = c.usn();
+        let text = format!(
+            "{name}: released from quarantine by an operator at USN {own}: {partner} has seen its USNs up to {seen}, and writes made under USNs it already saw will never replicate to it"
+        );
+        self.shared.obs.event(self.now(), text);
+        self.publish();
+        Ok(())
     }
 }
