@@ -171,6 +171,10 @@ pub struct ReplicationConfig {
     pub backsync_timeout: Duration,
     /// AD-style USN-rollback detection and quarantine.
     pub rollback_detection: bool,
+    /// AD's "Strict Replication Consistency": a server refuses the replies
+    /// of a source it has not replicated from for longer than the tombstone
+    /// lifetime, for the rest of the run, so lingering objects stay out.
+    pub strict_replication: bool,
     /// Delay from a server's start to its start-up pulls.
     pub startup_delay: Duration,
     /// Periodic intrasite pull, a safety net for lost notifications.
@@ -200,6 +204,7 @@ impl ReplicationConfig {
                 restore: RestoreStrategy::Backsync,
                 backsync_timeout: s(16 * 3600),
                 rollback_detection: false,
+                strict_replication: false,
                 startup_delay: s(300),
                 intrasite_schedule: s(6 * 3600),
                 reply_timeout: s(600),
@@ -218,6 +223,10 @@ impl ReplicationConfig {
                 restore: RestoreStrategy::NewInvocation,
                 backsync_timeout: s(16 * 3600),
                 rollback_detection: true,
+                // Off, unlike AD (on since Windows Server 2003 for new
+                // forests): the campaign's oracle does not model a refused
+                // source (docs/scenarios.md, Replication settings).
+                strict_replication: false,
                 startup_delay: s(60),
                 intrasite_schedule: s(3600),
                 reply_timeout: s(600),

@@ -31,6 +31,18 @@ fn scenario(name: &str) -> String {
 /// Every shipped scenario, its exit code and lines its report must show.
 const SHIPPED: &[(&str, i32, &[&str])] = &[
     (
+        "strict_replication.toml",
+        0,
+        &[
+            "Server1: strict replication consistency: refuses replication from Server3 for the rest of the run, not heard from for 3d, past the tombstone lifetime of 2d (event 1988)",
+            "diverged as expected: not converged within 1d",
+            "cn=Doomed is present on Server3",
+            "cn=Doomed is absent from Server1, as expected",
+            "cn=Doomed is absent from Server2, as expected",
+            "PASSED: all 11 steps",
+        ],
+    ),
+    (
         "forest_restore.toml",
         0,
         &[

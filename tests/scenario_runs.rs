@@ -457,3 +457,26 @@ fn release_returns_a_quarantined_server_to_service_and_risks_divergence() {
     assert!(!r.passed);
     assert_eq!(r.failures.len(), 1, "{:?}", r.failures);
 }
+
+#[test]
+fn without_strict_replication_the_lingering_object_spreads_back() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/strict_replication.toml"
+    ))
+    .expect("shipped");
+    let loose = text.replace("strict_replication = true", "strict_replication = false");
+    assert_ne!(loose, text);
+    let s = Scenario::from_str(&loose, "loose.toml").expect("valid");
+    let r = run(&s, &RunOptions::default()).expect("runs");
+    // The modify on Server3 carries the object back to both partners.
+    let failed: Vec<usize> = r
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.ok)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(failed, [7, 9, 10], "{:?}", r.failures);
+    assert!(r.events.iter().all(|e| !e.text.contains("event 1988")));
+}

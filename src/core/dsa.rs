@@ -724,6 +724,19 @@ impl Dsa {
         changed
     }
 
+    /// Drops a reply unapplied (the destination refuses its source): the
+    /// pull it answers is no longer outstanding. Returns whether it
+    /// answered one.
+    pub fn discard(&mut self, reply: &ChangesReply) -> bool {
+        match self.pending.get(&reply.source) {
+            Some(p) if p.id == reply.request_id && p.kind == reply.kind => {
+                self.pending.remove(&reply.source);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Applies a reply, as the destination.
     pub fn apply(&mut self, reply: ChangesReply, now: SimTime) -> Applied {
         let mut out = Applied::default();

@@ -222,6 +222,7 @@ pub(super) struct ReplicationTable {
     #[serde(skip_serializing_if = "Option::is_none")] pub restore: Option<Parsed<RestoreStrategy>>,
     #[serde(skip_serializing_if = "Option::is_none")] pub backsync_timeout: Option<Period>,
     #[serde(skip_serializing_if = "Option::is_none")] pub rollback_detection: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")] pub strict_replication: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")] pub startup_delay: Option<Delay>,
     #[serde(skip_serializing_if = "Option::is_none")] pub intrasite_schedule: Option<Period>,
     #[serde(skip_serializing_if = "Option::is_none")] pub reply_timeout: Option<Period>,
@@ -738,7 +739,7 @@ macro_rules! settings {
 settings!(ReplicationTable for ReplicationConfig:
     notify_delay, notify_spacing, intrasite_latency, intrasite_packet, intersite_packet,
     granularity, tombstone_lifetime, gc_interval, restore, backsync_timeout,
-    rollback_detection, startup_delay, intrasite_schedule, reply_timeout);
+    rollback_detection, strict_replication, startup_delay, intrasite_schedule, reply_timeout);
 settings!(NetworkTable for NetworkSpec: loss, duplicate, jitter);
 
 fn name(s: &str) -> Spanned<Name> {

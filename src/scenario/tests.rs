@@ -703,6 +703,7 @@ mod written {
             });
             set(5, &mut |c| (c.intersite_packet, c.granularity) = (r.1, r.2));
             set(6, &mut |c| (c.restore, c.rollback_detection) = (r.3, r.4));
+            set(7, &mut |c| c.strict_replication = r.0 % 2 == 0);
             (p, c)
         })
     }

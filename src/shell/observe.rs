@@ -169,8 +169,9 @@ pub struct LinkStatus {
     pub failures: u32,
     /// The Win32 status of the last pull, as repadmin prints it: 0 (it
     /// succeeded), 1722 (the source did not answer in time: down, cut off
-    /// or lost) or 8456 (the source refused: busy in a backsync,
-    /// quarantined).
+    /// or lost), 8456 (the source refused: busy in a backsync,
+    /// quarantined) or 8614 (this server refused the source: strict
+    /// replication consistency, silent past the tombstone lifetime).
     pub last_failure_status: u32,
 }
 
@@ -178,6 +179,9 @@ pub struct LinkStatus {
 pub const STATUS_UNAVAILABLE: u32 = 1722;
 /// repadmin's status for a source that refused: ERROR_DS_DRA_SOURCE_DISABLED.
 pub const STATUS_SOURCE_DISABLED: u32 = 8456;
+/// repadmin's status for a source refused under strict replication
+/// consistency: ERROR_DS_REPL_LIFETIME_EXCEEDED.
+pub const STATUS_LIFETIME_EXCEEDED: u32 = 8614;
 
 impl Observatory {
     pub(crate) fn new(n: usize) -> Self {

@@ -51,6 +51,9 @@ pub struct DirectoryServer {
     started_at: u64,
     /// Inbound connections with a pull waiting for their window to open.
     deferred: BTreeSet<(u64, usize)>,
+    /// Sources refused under strict replication consistency, for the rest
+    /// of the run.
+    strict_refused: BTreeSet<usize>,
 }
 
 impl DirectoryServer {
@@ -70,6 +73,7 @@ impl DirectoryServer {
             last_inbound: BTreeMap::new(),
             started_at: 0,
             deferred: BTreeSet::new(),
+            strict_refused: BTreeSet::new(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ (idx as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             deadline: None,
         }
@@ -603,6 +607,53 @@ impl DirectoryServer {
         });
     }
 
+    /// Strict replication consistency (AD's event 1988): refuses an
+    /// ordinary reply from a source silent past the tombstone lifetime (the
+    /// silence [`Self::heard_from`] measures), and that source for the rest
+    /// of the run. Returns whether the reply was refused.
+    fn strict_refuses(&mut self, from: usize, reply: &crate::core::ChangesReply, now: u64) -> bool {
+        if !self.shared.cfg.strict_replication || reply.kind != PullKind::Normal || reply.refused {
+            return false;
+        }
+        let last = self
+            .last_inbound
+            .get(&from)
+            .copied()
+            .unwrap_or(self.started_at);
+        let silent = now.saturating_sub(last);
+        let lifetime = self.shared.cfg.tombstone_lifetime;
+        let first = silent > lifetime.as_millis() as u64 && self.strict_refused.insert(from);
+        if !first && !self.strict_refused.contains(&from) {
+            return false;
+        }
+        let Some(core) = self.core.as_mut() else {
+            return false;
+        };
+        if !core.discard(reply) {
+            return false;
+        }
+        self.shared
+            .obs
+            .trace(&(now, from, self.idx, "strict-refused"));
+        self.shared.obs.pull_ended(
+            now,
+            self.idx,
+            from,
+            crate::shell::observe::STATUS_LIFETIME_EXCEEDED,
+        );
+        if first {
+            let text = format!(
+                "{}: strict replication consistency: refuses replication from {} for the rest of the run, not heard from for {}, past the tombstone lifetime of {} (event 1988): objects it holds that were deleted and collected here stay out",
+                self.name,
+                self.shared.layout().servers[from],
+                crate::config::fmt_duration(Duration::from_millis(silent)),
+                crate::config::fmt_duration(lifetime),
+            );
+            self.shared.obs.event(now, text);
+        }
+        true
+    }
+
     fn on_reply(
         &mut self,
         from: usize,
@@ -611,6 +662,9 @@ impl DirectoryServer {
         ctx: &mut Context<Self>,
     ) {
         let now = self.now();
+        if self.strict_refuses(from, &reply, now) {
+            return;
+        }
         let escaped = self.escaped(from, epoch, &reply);
         let kind = reply.kind;
         let Some(core) = self.core.as_mut() else {
