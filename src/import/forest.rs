@@ -113,6 +113,16 @@ fn err(e: &Entry, kind: ErrorKind) -> ImportError {
     ImportError::new(e.line, Some(&e.dn), kind)
 }
 
+fn misplaced(e: &Entry, what: &str) -> ImportError {
+    err(e, ErrorKind::Misplaced(what.into()))
+}
+
+/// The entry (in `by_key`) that is the parent of the one named by `rdns`.
+fn parent(by_key: &HashMap<String, usize>, rdns: &[ldif::Rdn]) -> Option<usize> {
+    let up = rdns.get(1..).filter(|up| !up.is_empty())?;
+    by_key.get(&ldif::rdns_key(up)).copied()
+}
+
 fn bad(e: &Entry, attr: &str, problem: impl Into<String>) -> ImportError {
     err(
         e,
@@ -271,16 +281,8 @@ fn build(entries: &[Entry]) -> Result<Forest, ImportError> {
     // NTDS Settings, children of servers.
     let mut dsa_by_key: HashMap<String, usize> = HashMap::new();
     for (e, rdns) in of(Class::Dsa) {
-        let server = (rdns.len() >= 2)
-            .then(|| server_by_key.get(&ldif::rdns_key(&rdns[1..])))
-            .flatten()
-            .copied()
-            .ok_or_else(|| {
-                err(
-                    e,
-                    ErrorKind::Misplaced("NTDS Settings not under a server of the file".into()),
-                )
-            })?;
+        let server = parent(&server_by_key, rdns)
+            .ok_or_else(|| misplaced(e, "NTDS Settings not under a server of the file"))?;
         let s = &mut servers[server];
         s.read_only = boolean(e, "msDS-isRODC")?.unwrap_or(false) || e.is_a("nTDSDSARO");
         if let Some(id) = e.first("invocationId") {
@@ -296,18 +298,12 @@ fn build(entries: &[Entry]) -> Result<Forest, ImportError> {
     let mut connections = Vec::new();
     let (mut disabled, mut rodc) = (0, 0);
     for (e, rdns) in of(Class::Connection) {
-        let to = (rdns.len() >= 2)
-            .then(|| dsa_by_key.get(&ldif::rdns_key(&rdns[1..])))
-            .flatten()
-            .copied()
-            .ok_or_else(|| {
-                err(
-                    e,
-                    ErrorKind::Misplaced(
-                        "a connection not under the NTDS Settings of a server of the file".into(),
-                    ),
-                )
-            })?;
+        let to = parent(&dsa_by_key, rdns).ok_or_else(|| {
+            misplaced(
+                e,
+                "a connection not under the NTDS Settings of a server of the file",
+            )
+        })?;
         if boolean(e, "enabledConnection")? == Some(false) {
             disabled += 1;
             continue;

@@ -148,9 +148,6 @@ impl DirectoryServer {
         if self.notify_pending || self.shared.layout().read_only[self.idx] {
             return;
         }
-        if self.shared.layout().has_connections() {
-            return self.changed_over_connections(ctx);
-        }
         self.notify_pending = true;
         let epoch = self.epoch;
         ctx.run_later(self.shared.cfg.notify_delay, move |act, ctx| {
@@ -158,41 +155,13 @@ impl DirectoryServer {
                 return;
             }
             act.notify_pending = false;
-            let partners = act.shared.layout().intrasite(act.idx);
-            let spacing = act.shared.cfg.notify_spacing;
-            for (i, p) in partners.into_iter().enumerate() {
-                ctx.run_later(spacing * i as u32, move |act, _| {
-                    if act.epoch == epoch && act.core.is_some() {
-                        act.send(p, Payload::Notify);
-                    }
-                });
-            }
-        });
-    }
-
-    fn changed_over_connections(&mut self, ctx: &mut Context<Self>) {
-        self.notify_pending = true;
-        let epoch = self.epoch;
-        ctx.run_later(self.shared.cfg.notify_delay, move |act, ctx| {
-            if act.epoch != epoch {
-                return;
-            }
-            act.notify_pending = false;
-            let conns = act.shared.layout().outbound(act.idx);
             let spacing = act.shared.cfg.notify_spacing;
             let now = Duration::from_millis(act.now());
-            for (i, c) in conns.into_iter().enumerate() {
-                let (to, at) = {
-                    let layout = act.shared.layout();
-                    let conn = &layout.conns[c];
-                    let at = now + spacing * i as u32;
-                    let at = match &conn.windows {
-                        None => Some(at),
-                        Some(w) => w.next_open(at),
-                    };
-                    (conn.to, at)
+            for (i, (to, windows)) in act.notify_targets().into_iter().enumerate() {
+                let at = now + spacing * i as u32;
+                let Some(at) = windows.map_or(Some(at), |w| w.next_open(at)) else {
+                    continue;
                 };
-                let Some(at) = at else { continue };
                 ctx.run_later(at - now, move |act, _| {
                     if act.epoch == epoch && act.core.is_some() {
                         act.send(to, Payload::Notify);
@@ -200,6 +169,22 @@ impl DirectoryServer {
                 });
             }
         });
+    }
+
+    /// Whom a change is notified to, with the window each notification
+    /// waits for: the servers pulling over a connection from this one, or,
+    /// without connections, the intrasite partners.
+    fn notify_targets(&self) -> Vec<(usize, Option<crate::core::WeekWindows>)> {
+        let layout = self.shared.layout();
+        if layout.has_connections() {
+            (layout.outbound(self.idx).into_iter())
+                .map(|c| (layout.conns[c].to, layout.conns[c].windows.clone()))
+                .collect()
+        } else {
+            (layout.intrasite(self.idx).into_iter())
+                .map(|p| (p, None))
+                .collect()
+        }
     }
 
     /// A pull over inbound connection `c`: now if its window is open, else
