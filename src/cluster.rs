@@ -400,19 +400,64 @@ impl Cluster {
     }
 
     /// Restores a server from a backup (stopping it first if running).
-    /// `None` uses the configured default strategy.
+    /// `None` uses the configured default strategy (an authoritative one
+    /// then raises every object).
     pub fn restore(
         &mut self,
         server: &str,
         backup: &str,
         strategy: Option<RestoreStrategy>,
     ) -> Result<(), ClusterError> {
-        let server = self.idx(server)?;
         let strategy = strategy.unwrap_or(self.shared.cfg.restore);
+        self.restore_with(server, backup, strategy, None)
+    }
+
+    /// Restores a server authoritatively, as ntdsutil's "authoritative
+    /// restore" does ([`RestoreStrategy::Authoritative`]): as
+    /// `new-invocation`, then every live object of the backup under
+    /// `subtree` (the object with that dn and those below it; every object
+    /// when `None`) is rewritten with its version raised by 100,000 per day,
+    /// or part of one, since the backup, so that it wins on every server
+    /// over what happened since, deletes included.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use backsync::{Cluster, ReplicationConfig, Topology};
+    /// let t = Topology::new().site("Redmond", &["Server1", "Server2"]);
+    /// let mut c = Cluster::new(&t, ReplicationConfig::default(), 1).unwrap();
+    /// let hour = Duration::from_secs(3600);
+    /// c.create("Server1", "cn=Ann,ou=Sales", &[]).unwrap();
+    /// assert!(c.converge(hour).unwrap().converged);
+    /// c.backup("Server1", "nightly").unwrap();
+    /// c.delete("Server2", "cn=Ann,ou=Sales").unwrap();
+    /// assert!(c.converge(hour).unwrap().converged);
+    /// c.restore_authoritative("Server1", "nightly", Some("ou=Sales")).unwrap();
+    /// assert!(c.converge(hour).unwrap().converged);
+    /// assert!(c.lookup("Server2", "cn=Ann,ou=Sales").unwrap().is_some(), "back on every server");
+    /// ```
+    pub fn restore_authoritative(
+        &mut self,
+        server: &str,
+        backup: &str,
+        subtree: Option<&str>,
+    ) -> Result<(), ClusterError> {
+        let strategy = RestoreStrategy::Authoritative;
+        self.restore_with(server, backup, strategy, subtree.map(Arc::from))
+    }
+
+    fn restore_with(
+        &mut self,
+        server: &str,
+        backup: &str,
+        strategy: RestoreStrategy,
+        subtree: Option<Arc<str>>,
+    ) -> Result<(), ClusterError> {
+        let server = self.idx(server)?;
         self.sup(RestoreCmd {
             server,
             backup: backup.into(),
             strategy,
+            subtree,
         })??;
         if !self.arbiters.is_empty() {
             // Throughput mode: the server restores on its own thread. A round

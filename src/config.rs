@@ -36,15 +36,21 @@ pub enum RestoreStrategy {
     Naive,
     /// 389-DS reinitialisation: drop the data, copy the whole directory from a partner.
     FullResync,
+    /// AD authoritative restore (ntdsutil): as `NewInvocation`, then every
+    /// restored live object (of a subtree, or all) is rewritten with its
+    /// version raised by 100,000 per day since the backup, so it wins over
+    /// every later change, deletes included.
+    Authoritative,
 }
 
 impl RestoreStrategy {
     /// Every strategy, in the order reports show them.
-    pub const ALL: [RestoreStrategy; 4] = [
+    pub const ALL: [RestoreStrategy; 5] = [
         RestoreStrategy::Backsync,
         RestoreStrategy::NewInvocation,
         RestoreStrategy::Naive,
         RestoreStrategy::FullResync,
+        RestoreStrategy::Authoritative,
     ];
 
     /// The name used in scenario files and on the command line.
@@ -54,6 +60,7 @@ impl RestoreStrategy {
             RestoreStrategy::NewInvocation => "new-invocation",
             RestoreStrategy::Naive => "naive",
             RestoreStrategy::FullResync => "full-resync",
+            RestoreStrategy::Authoritative => "authoritative",
         }
     }
 }
@@ -85,7 +92,7 @@ impl FromStr for RestoreStrategy {
             .ok_or_else(|| UnknownName {
                 what: "restore strategy",
                 got: s.to_string(),
-                expected: "backsync, new-invocation, naive, full-resync",
+                expected: "backsync, new-invocation, naive, full-resync, authoritative",
             })
     }
 }

@@ -415,10 +415,26 @@ fn run_step(
             server,
             backup,
             strategy,
+            subtree,
         } => {
             let st = opts.strategy.or(*strategy).unwrap_or(c.config().restore);
-            c.restore(server, backup, Some(st))?;
-            (true, format!("{server} restored from `{backup}` with {st}"))
+            match (st, subtree) {
+                // `compare` may force another strategy on the step: the
+                // subtree then means nothing and is left out.
+                (RestoreStrategy::Authoritative, Some(root)) => {
+                    c.restore_authoritative(server, backup, Some(root))?;
+                    (
+                        true,
+                        format!(
+                            "{server} restored from `{backup}` with {st} of the subtree `{root}`"
+                        ),
+                    )
+                }
+                _ => {
+                    c.restore(server, backup, Some(st))?;
+                    (true, format!("{server} restored from `{backup}` with {st}"))
+                }
+            }
         }
         Action::Release {
             server,

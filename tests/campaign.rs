@@ -254,6 +254,12 @@ fn bad_arguments_are_errors_with_a_message() {
         &|a| a.strategy = "optimistic".into(),
         "unknown restore strategy `optimistic`",
     );
+    // Authoritative restores overrule acknowledged writes by design: no
+    // campaign runs them (the oracle would count those writes as lost).
+    bad(
+        &|a| a.strategy = "authoritative".into(),
+        "`authoritative` is not run by campaigns",
+    );
     bad(
         &|a| a.profile = "openldap".into(),
         "unknown profile `openldap`",
@@ -766,6 +772,7 @@ fn restore_opts(
         now: 0,
         backsync_timeout: 16 * 3_600_000,
         forget,
+        subtree: None,
     }
 }
 

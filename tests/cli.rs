@@ -31,6 +31,19 @@ fn scenario(name: &str) -> String {
 /// Every shipped scenario, its exit code and lines its report must show.
 const SHIPPED: &[(&str, i32, &[&str])] = &[
     (
+        "authoritative_restore.toml",
+        0,
+        &[
+            "Server1 restored from `nightly` with authoritative of the subtree `ou=Sales`",
+            // 1d 11h 59m after the backup: two days' worth.
+            "Server1: authoritative restore raised the version of 2 objects by 200,000",
+            "cn=Ann,ou=Sales is present on Server3",
+            "Server3 holds a tombstone of cn=Carl,ou=Eng",
+            "cn=Dora,ou=Sales is present on Server1",
+            "PASSED: all 21 steps",
+        ],
+    ),
+    (
         "strict_replication.toml",
         0,
         &[
@@ -461,7 +474,7 @@ fn report_and_svg_are_written() {
 }
 
 #[test]
-fn compare_shows_the_four_strategies_side_by_side() {
+fn compare_shows_the_five_strategies_side_by_side() {
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("c.json");
     let o = backsync(&[
@@ -483,8 +496,9 @@ fn compare_shows_the_four_strategies_side_by_side() {
     assert!(row("new-invocation").contains("converged"));
     assert!(row("naive").contains("diverged"));
     assert!(row("full-resync").contains("converged"));
+    assert!(row("authoritative").contains("converged"));
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(j).unwrap()).unwrap();
-    assert_eq!(v["rows"].as_array().unwrap().len(), 4);
+    assert_eq!(v["rows"].as_array().unwrap().len(), 5);
     assert_eq!(v["schema_version"], 1);
     // Full resync copies the whole directory; backsync only what was lost.
     let sent = |i: usize| v["rows"][i]["objects_sent"].as_u64().unwrap();
@@ -643,7 +657,7 @@ fn compare_exits_0_only_when_every_strategy_passes() {
             .lines()
             .filter(|l| l.ends_with("all passed"))
             .count()
-            == 4
+            == 5
     );
     assert!(backsync(&["compare", "--help"]).status.success());
     let help = stdout(&backsync(&["compare", "--help"]));
@@ -661,7 +675,7 @@ fn a_dash_sends_json_to_stdout_and_the_report_to_stderr() {
 
     let o = backsync(&["compare", &scenario("kb_q190703.toml"), "--json", "-"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON alone");
-    assert_eq!(v["rows"].as_array().map(Vec::len), Some(4));
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(5));
 
     let o = backsync(&[
         "run",

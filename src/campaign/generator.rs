@@ -591,6 +591,7 @@ impl Gen {
             server: self.names[i].clone(),
             backup,
             strategy: Some(self.strategy),
+            subtree: None,
         });
     }
 

@@ -479,6 +479,7 @@ impl Runner<'_> {
                 ref server,
                 ref backup,
                 strategy,
+                subtree: _,
             } => {
                 let s = i(self, server)?;
                 let Some(&(bs, taken, _)) = self.backups.get(backup) else {
@@ -756,6 +757,7 @@ impl Runner<'_> {
                     server: name.clone(),
                     backup,
                     strategy: Some(self.setup.strategy),
+                    subtree: None,
                 }))?;
             }
         }

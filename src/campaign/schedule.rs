@@ -143,6 +143,7 @@ mod tests {
                 server: "S1".into(),
                 backup: "b1".into(),
                 strategy: Some(RestoreStrategy::Naive),
+                subtree: None,
             },
             Action::Delete {
                 server: "S2".into(),

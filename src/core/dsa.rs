@@ -209,6 +209,39 @@ pub struct RestoreOptions {
     pub backsync_timeout: u64,
     /// Creators cut off by a deleted connector: their objects are forgotten.
     pub forget: BTreeSet<InvocationId>,
+    /// [`RestoreStrategy::Authoritative`] only: the root of the subtree whose
+    /// objects are raised (`None`: every object). Ignored by other strategies.
+    pub subtree: Option<Arc<str>>,
+}
+
+/// Version added per day, or part of a day, since the backup by an
+/// authoritative restore (ntdsutil's default, Microsoft KB 840001).
+pub const VERSION_RAISE_PER_DAY: u32 = 100_000;
+
+/// The version raise of an authoritative restore of a backup taken at
+/// `taken_at`, made at `now`: [`VERSION_RAISE_PER_DAY`] for each day or part
+/// of a day between them, at least one day's worth (a restore made the
+/// instant the backup was taken still raises), saturating at `u32::MAX`.
+///
+/// ```
+/// use backsync::core::{version_raise, VERSION_RAISE_PER_DAY};
+/// const DAY: u64 = 86_400_000;
+/// assert_eq!(version_raise(5, 5), VERSION_RAISE_PER_DAY);
+/// assert_eq!(version_raise(0, DAY + 1), 2 * VERSION_RAISE_PER_DAY);
+/// ```
+pub fn version_raise(taken_at: SimTime, now: SimTime) -> u32 {
+    const DAY_MS: u64 = 86_400_000;
+    let days = now.saturating_sub(taken_at).div_ceil(DAY_MS).max(1);
+    u32::try_from(days.saturating_mul(u64::from(VERSION_RAISE_PER_DAY))).unwrap_or(u32::MAX)
+}
+
+/// What an authoritative restore raised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthoritativeRaise {
+    /// Live objects whose versions were raised.
+    pub objects: usize,
+    /// By how much (see [`version_raise`]).
+    pub by: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -259,6 +292,8 @@ pub struct Dsa {
     /// acknowledged and not detected again (until a restore starts a new
     /// instance).
     released: bool,
+    /// What the authoritative restore that started this instance raised.
+    raised: Option<AuthoritativeRaise>,
 }
 
 type AttrList<'a> = &'a [(&'a str, &'a str)];
@@ -281,7 +316,14 @@ impl Dsa {
             forgotten: BTreeSet::new(),
             last_backsync: None,
             released: false,
+            raised: None,
         }
+    }
+
+    /// What the authoritative restore that started this database instance
+    /// raised; `None` for an instance started otherwise.
+    pub fn authoritative_raise(&self) -> Option<AuthoritativeRaise> {
+        self.raised
     }
 
     /// Returns a quarantined server to service, as an administrator would
@@ -438,7 +480,7 @@ impl Dsa {
     ) -> Result<Guid, WriteError> {
         self.writable()?;
         let cur = self.live(dn)?.state;
-        let st = self.stamp(cur.stamp.version + 1, now);
+        let st = self.stamp(cur.stamp.version.saturating_add(1), now);
         let mut attrs: BTreeMap<Arc<str>, Attr> = cur
             .attrs
             .iter()
@@ -456,7 +498,7 @@ impl Dsa {
         for (name, value) in writes {
             let prev = attrs.get(&name);
             let version = match granularity {
-                Granularity::Attribute => prev.map_or(1, |a| a.stamp.version + 1),
+                Granularity::Attribute => prev.map_or(1, |a| a.stamp.version.saturating_add(1)),
                 Granularity::Object => st.version,
             };
             attrs.insert(
@@ -473,7 +515,8 @@ impl Dsa {
             // One stamp per object: a removed attribute needs no stamp of its own.
             attrs.retain(|a| a.value.is_some());
         }
-        let s = ObjectState::new(cur.guid, cur.dn.clone(), cur.created, st, false, attrs);
+        let s = ObjectState::new(cur.guid, cur.dn.clone(), cur.created, st, false, attrs)
+            .with_alive(cur.alive);
         self.table.put(Arc::new(s), st.usn);
         Ok(cur.guid)
     }
@@ -482,7 +525,8 @@ impl Dsa {
     pub fn delete(&mut self, dn: &str, now: SimTime) -> Result<Guid, WriteError> {
         self.writable()?;
         let cur = self.live(dn)?.state;
-        let st = self.stamp(cur.stamp.version + 1, now);
+        // Saturating: an authoritative restore can raise versions near the top.
+        let st = self.stamp(cur.stamp.version.saturating_add(1), now);
         self.table.put(Arc::new(cur.tombstone(st)), st.usn);
         Ok(cur.guid)
     }
@@ -965,11 +1009,18 @@ impl Dsa {
         match opts.strategy {
             RestoreStrategy::Naive => {}
             // FullResync here: no partner (see above).
-            RestoreStrategy::NewInvocation | RestoreStrategy::FullResync => {
+            RestoreStrategy::NewInvocation
+            | RestoreStrategy::FullResync
+            | RestoreStrategy::Authoritative => {
                 // The old id's entry stays at the backup: its later writes are
                 // not covered, so partners send them back.
                 d.utdv.raise(backup.invocation, vouched);
                 d.invocation = opts.new_invocation;
+                if opts.strategy == RestoreStrategy::Authoritative {
+                    let by = version_raise(backup.taken_at, opts.now);
+                    let objects = d.raise_versions(opts.subtree.as_deref(), by, opts.now);
+                    d.raised = Some(AuthoritativeRaise { objects, by });
+                }
             }
             RestoreStrategy::Backsync => {
                 d.mode = Mode::Backsync(BacksyncRun {
@@ -986,6 +1037,44 @@ impl Dsa {
             }
         }
         d
+    }
+
+    /// Authoritative restore: rewrites every live object in the subtree of
+    /// `root` (every live object when `None`) as an originating write of
+    /// this instance, each version raised by `by`, the object's liveness
+    /// with it, so it wins over what partners did since the backup, deletes
+    /// included. Tombstones are left as they are: ntdsutil marks objects,
+    /// and a deleted one in the backup stays deleted. Returns how many.
+    fn raise_versions(&mut self, root: Option<&str>, by: u32, now: SimTime) -> usize {
+        let raise = |v: u32| v.saturating_add(by);
+        // USN order: the new USNs follow the backup's order, deterministically.
+        let chosen: Vec<Arc<ObjectState>> = (self.table.scan())
+            .filter_map(|(_, g)| self.table.get(g))
+            .map(|r| r.state)
+            .filter(|s| !s.deleted && root.is_none_or(|r| self.in_subtree(s, r)))
+            .collect();
+        for cur in &chosen {
+            let st = self.stamp(raise(cur.stamp.version), now);
+            let attrs = (cur.attrs.iter())
+                .map(|a| Attr {
+                    stamp: Stamp {
+                        version: raise(a.stamp.version),
+                        ..st
+                    },
+                    ..a.clone()
+                })
+                .collect();
+            let s = ObjectState::new(cur.guid, cur.dn.clone(), cur.created, st, false, attrs)
+                .with_alive(st);
+            self.table.put(Arc::new(s), st.usn);
+        }
+        chosen.len()
+    }
+
+    /// Whether an object is `root` or below it. By its dn on this server
+    /// for now: once objects know their parent, this walks the chain.
+    fn in_subtree(&self, s: &ObjectState, root: &str) -> bool {
+        dn_in_subtree(&s.dn, root)
     }
 
     /// Forgets every object created by one of `invs` and what it knew of
@@ -1112,11 +1201,45 @@ pub struct OwnWrite {
     pub stamp: Stamp,
 }
 
+/// Whether `dn` is `root` or under it: `root` is a suffix of `dn` starting
+/// at an rdn boundary (an unescaped comma), compared case-insensitively
+/// (ASCII), as LDAP compares attribute types and, mostly, values.
+///
+/// ```
+/// use backsync::core::dn_in_subtree;
+/// assert!(dn_in_subtree("cn=Ann,ou=Sales", "OU=sales"));
+/// assert!(dn_in_subtree("ou=Sales", "ou=Sales"));
+/// assert!(!dn_in_subtree("cn=Ann,ou=PreSales", "ou=Sales"));
+/// assert!(!dn_in_subtree("cn=Ann\\,ou=Sales", "ou=Sales"), "an escaped comma");
+/// ```
+pub fn dn_in_subtree(dn: &str, root: &str) -> bool {
+    let (dn, root) = (dn.as_bytes(), root.as_bytes());
+    if root.is_empty() || dn.len() < root.len() {
+        return false;
+    }
+    let cut = dn.len() - root.len();
+    if !dn[cut..].eq_ignore_ascii_case(root) {
+        return false;
+    }
+    if cut == 0 {
+        return true;
+    }
+    // The byte before the suffix must be a comma no backslash escapes (an
+    // even run of backslashes before it escapes each other).
+    let backslashes = dn[..cut - 1]
+        .iter()
+        .rev()
+        .take_while(|&&b| b == b'\\')
+        .count();
+    dn[cut - 1] == b',' && backslashes % 2 == 0
+}
+
 /// Whether the requester's vector covers every write a state carries
 /// (propagation dampening), without collecting the stamps.
 fn covered(s: &ObjectState, v: &UpToDatenessVector) -> bool {
     v.covers(&s.created)
         && (s.stamp == s.created || v.covers(&s.stamp))
+        && (s.alive == s.created || s.alive == s.stamp || v.covers(&s.alive))
         && s.attrs
             .iter()
             .all(|a| a.stamp == s.stamp || a.stamp == s.created || v.covers(&a.stamp))
@@ -1125,7 +1248,7 @@ fn covered(s: &ObjectState, v: &UpToDatenessVector) -> bool {
 /// The lowest originating USN above `after` among the stamps of `inv` a
 /// state carries.
 fn first_origin_after(s: &ObjectState, inv: InvocationId, after: Usn) -> Option<Usn> {
-    [s.created, s.stamp]
+    [s.created, s.stamp, s.alive]
         .iter()
         .chain(s.attrs.iter().map(|a| &a.stamp))
         .filter(|st| st.invocation == inv && st.usn > after)
@@ -1161,6 +1284,7 @@ mod tests {
             now: 2,
             backsync_timeout: 1_000,
             forget: BTreeSet::new(),
+            subtree: None,
         };
         let mut a = Dsa::restore(&backup, cfg(), opts);
         let fresh = a.pull(&sb, PullKind::Normal, 100, 2).unwrap();
@@ -1264,7 +1388,175 @@ mod tests {
             now,
             backsync_timeout: 100,
             forget: BTreeSet::new(),
+            subtree: None,
         }
+    }
+
+    const DAY: SimTime = 86_400_000;
+
+    #[test]
+    fn the_version_raise_counts_each_day_or_part_of_one() {
+        // (backup taken at, restored at, raise): worked out by hand.
+        let cases = [
+            (0, 0, 100_000),
+            (0, 1, 100_000),
+            (7, 7 + DAY, 100_000),
+            (0, DAY + 1, 200_000),
+            (5, 5 + 3 * DAY - 1, 300_000),
+            (0, 3650 * DAY, 365_000_000),
+            // A clock behind the backup (never in a run): still one day.
+            (10, 3, 100_000),
+            (0, u64::MAX, u32::MAX),
+        ];
+        for (taken, now, want) in cases {
+            assert_eq!(version_raise(taken, now), want, "taken {taken}, now {now}");
+        }
+    }
+
+    #[test]
+    fn subtrees_match_on_rdn_boundaries_ignoring_case() {
+        let yes = [
+            ("ou=Sales", "ou=Sales"),
+            ("cn=Ann,ou=Sales", "ou=Sales"),
+            ("cn=Ann,OU=SALES", "ou=sales"),
+            ("cn=x,cn=Ann,ou=Sales,dc=corp", "ou=Sales,dc=corp"),
+            // `\\` is an escaped backslash: the comma after it is real.
+            ("cn=a\\\\,ou=Sales", "ou=Sales"),
+        ];
+        let no = [
+            ("cn=Ann,ou=PreSales", "ou=Sales"),
+            ("ou=Sales,dc=corp", "ou=Sales"),
+            ("cn=Ann\\,ou=Sales", "ou=Sales"),
+            ("Sales", "ou=Sales"),
+            ("cn=Ann,ou=Sales", ""),
+        ];
+        for (dn, root) in yes {
+            assert!(dn_in_subtree(dn, root), "{dn} under {root}");
+        }
+        for (dn, root) in no {
+            assert!(!dn_in_subtree(dn, root), "{dn} not under {root}");
+        }
+    }
+
+    /// A (invocation 1) creates ou=Sales, Ann and Bob under it, Carl in
+    /// ou=Eng, and Gone under ou=Sales, which it deletes; B copies all; A
+    /// is backed up at `taken`.
+    fn sales(g: CoreConfig, taken: SimTime) -> (Dsa, Dsa, Backup) {
+        let mut a = Dsa::new("A".into(), InvocationId(1), g);
+        let mut b = Dsa::new("B".into(), InvocationId(2), g);
+        a.create(Guid(1), "ou=Sales", &[], 1).unwrap();
+        a.create(Guid(2), "cn=Ann,ou=Sales", &[("title", "Buyer")], 2)
+            .unwrap();
+        a.create(Guid(3), "cn=Bob,OU=SALES", &[("title", "Seller")], 3)
+            .unwrap();
+        a.create(Guid(4), "cn=Carl,ou=Eng", &[], 4).unwrap();
+        a.create(Guid(5), "cn=Gone,ou=Sales", &[], 5).unwrap();
+        a.delete("cn=Gone,ou=Sales", 6).unwrap();
+        a.modify("cn=Ann,ou=Sales", &[("title", "Lead buyer")], &[], 7)
+            .unwrap();
+        cycle(&mut b, &a, PullKind::Normal, 100, 8);
+        assert_eq!(a.digest(), b.digest());
+        let backup = a.backup(taken);
+        (a, b, backup)
+    }
+
+    #[test]
+    fn an_authoritative_restore_rewrites_the_live_objects_of_its_subtree() {
+        for g in [cfg(), attr_cfg()] {
+            let taken = 10;
+            let now = taken + DAY + 1;
+            let (_, _, backup) = sales(g, taken);
+            let mut o = opts(RestoreStrategy::Authoritative, &["B"], now);
+            o.subtree = Some("OU=Sales".into());
+            let a = Dsa::restore(&backup, g, o);
+            assert_eq!(a.invocation(), InvocationId(0x77), "a new invocation");
+            let raised = a.authoritative_raise().unwrap();
+            assert_eq!(
+                (raised.objects, raised.by),
+                (3, 200_000),
+                "ou=Sales, Ann, Bob"
+            );
+            // Backup USN 7; the three take 8, 9 and 10 in the backup's USN order.
+            assert_eq!(a.usn(), Usn(10));
+            let st = |guid: u128| a.table().get(Guid(guid)).unwrap().state;
+            let old = |guid: u128| backup.table.get(Guid(guid)).unwrap().state;
+            for (guid, usn) in [(1, 8), (3, 9), (2, 10)] {
+                let (s, o) = (st(guid), old(guid));
+                let want = Stamp {
+                    version: o.stamp.version + 200_000,
+                    time: now,
+                    invocation: InvocationId(0x77),
+                    usn: Usn(usn),
+                };
+                assert_eq!((s.stamp, s.alive), (want, want), "guid {guid}");
+                assert_eq!((s.created, s.values()), (o.created, o.values()));
+                for (a, b) in s.attrs.iter().zip(&o.attrs) {
+                    assert_eq!(a.stamp.version, b.stamp.version + 200_000);
+                    assert_eq!(
+                        (a.stamp.invocation, a.stamp.usn),
+                        (want.invocation, want.usn)
+                    );
+                }
+            }
+            // Outside the subtree, and a tombstone inside it: as in the backup.
+            assert_eq!(st(4).hash, old(4).hash);
+            assert!(st(5).deleted);
+            assert_eq!(st(5).hash, old(5).hash);
+        }
+    }
+
+    #[test]
+    fn an_authoritatively_restored_object_wins_over_later_deletes_and_modifies() {
+        for g in [cfg(), attr_cfg()] {
+            let (_, mut b, backup) = sales(g, 10);
+            // After the backup, B deletes Ann and Carl and retitles Bob.
+            b.delete("cn=Ann,ou=Sales", 20).unwrap();
+            b.delete("cn=Carl,ou=Eng", 21).unwrap();
+            b.modify("cn=Bob,OU=SALES", &[("title", "Manager")], &[], 22)
+                .unwrap();
+            let mut o = opts(RestoreStrategy::Authoritative, &["B"], 30);
+            o.subtree = Some("ou=Sales".into());
+            let mut a = Dsa::restore(&backup, g, o);
+            cycle(&mut a, &b, PullKind::Normal, 100, 31);
+            cycle(&mut b, &a, PullKind::Normal, 100, 32);
+            assert_eq!(a.digest(), b.digest());
+            for d in [&a, &b] {
+                let ann = d.lookup("cn=Ann,ou=Sales").expect("Ann is back");
+                assert_eq!(ann.state.value("title"), Some("Lead buyer"));
+                let bob = d.lookup("cn=Bob,OU=SALES").unwrap();
+                assert_eq!(bob.state.value("title"), Some("Seller"), "the backup's");
+                assert!(
+                    d.lookup("cn=Carl,ou=Eng").is_none(),
+                    "outside: stays deleted"
+                );
+                assert!(
+                    d.lookup("cn=Gone,ou=Sales").is_none(),
+                    "deleted before the backup"
+                );
+            }
+            // A delete after the restore wins in turn, and a modify of the
+            // restored object replicates as usual.
+            b.modify("cn=Bob,OU=SALES", &[("title", "Boss")], &[], 40)
+                .unwrap();
+            a.delete("cn=Ann,ou=Sales", 41).unwrap();
+            cycle(&mut a, &b, PullKind::Normal, 100, 42);
+            cycle(&mut b, &a, PullKind::Normal, 100, 43);
+            assert_eq!(a.digest(), b.digest());
+            assert!(b.lookup("cn=Ann,ou=Sales").is_none());
+            let bob = a.lookup("cn=Bob,OU=SALES").unwrap();
+            assert_eq!(bob.state.value("title"), Some("Boss"));
+        }
+    }
+
+    #[test]
+    fn without_a_subtree_every_live_object_is_raised() {
+        let (_, _, backup) = sales(cfg(), 0);
+        let a = Dsa::restore(&backup, cfg(), opts(RestoreStrategy::Authoritative, &[], 5));
+        let raised = a.authoritative_raise().unwrap();
+        assert_eq!((raised.objects, raised.by), (4, 100_000));
+        let plain = Dsa::restore(&backup, cfg(), opts(RestoreStrategy::NewInvocation, &[], 5));
+        assert_eq!(plain.authoritative_raise(), None);
+        assert_eq!(plain.digest(), backup.table.digest(), "nothing rewritten");
     }
 
     /// Every page of one pull cycle of `dst` from `src`; the objects changed.

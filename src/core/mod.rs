@@ -14,8 +14,8 @@ pub mod vectors;
 pub mod week;
 
 pub use dsa::{
-    Applied, BacksyncRun, Backup, CoreConfig, CoreEvent, Dsa, Mode, OwnWrite, RestoreOptions,
-    WriteError,
+    Applied, AuthoritativeRaise, BacksyncRun, Backup, CoreConfig, CoreEvent, Dsa, Mode, OwnWrite,
+    RestoreOptions, VERSION_RAISE_PER_DAY, WriteError, dn_in_subtree, version_raise,
 };
 pub use hash::StableHasher;
 pub use ids::{Guid, InvocationId, SimTime, Stamp, Usn};

@@ -34,6 +34,11 @@ pub struct ObjectState {
     pub stamp: Stamp,
     /// Tombstone flag: a deleted object keeps only its guid, dn and stamps.
     pub deleted: bool,
+    /// Liveness stamp: the stamp of the last write that set `deleted`: the
+    /// create for a live object, the delete for a tombstone, the raised
+    /// stamp for an object an authoritative restore brought back. Merges
+    /// compare it first (see [`merge`]); ordinary modifies never change it.
+    pub alive: Stamp,
     /// Attributes sorted by name.
     pub attrs: Vec<Attr>,
     /// Hash of the whole replicated state (guid, dn, deleted, values and
@@ -71,11 +76,30 @@ impl ObjectState {
             created,
             stamp,
             deleted,
+            alive: if deleted { stamp } else { created },
             attrs,
             hash: 0,
         };
         s.hash = s.content_hash();
         s
+    }
+
+    /// The same state with the liveness stamp `alive` (an authoritatively
+    /// restored object, or a write to one), its hash recomputed.
+    pub fn with_alive(mut self, alive: Stamp) -> Self {
+        self.alive = alive;
+        self.hash = self.content_hash();
+        self
+    }
+
+    /// The liveness stamp every state has unless an authoritative restore
+    /// set another: the create's, or the delete's for a tombstone.
+    fn usual_alive(&self) -> Stamp {
+        if self.deleted {
+            self.stamp
+        } else {
+            self.created
+        }
     }
 
     fn content_hash(&self) -> u128 {
@@ -103,6 +127,13 @@ impl ObjectState {
             }
             stamp(&mut h, &a.stamp);
         }
+        // Only an unusual liveness stamp is hashed, after the length-prefixed
+        // attributes (so the encoding stays unambiguous): every other state
+        // hashes as it did before the field existed.
+        if self.alive != self.usual_alive() {
+            h.write_u8(1);
+            stamp(&mut h, &self.alive);
+        }
         h.finish128()
     }
 
@@ -129,9 +160,10 @@ impl ObjectState {
     /// Every distinct stamp this state carries: what dampening and the
     /// by-origin index look at.
     pub fn stamps(&self) -> impl Iterator<Item = Stamp> + '_ {
-        let mut v: Vec<Stamp> = Vec::with_capacity(self.attrs.len() + 2);
+        let mut v: Vec<Stamp> = Vec::with_capacity(self.attrs.len() + 3);
         v.push(self.created);
         v.push(self.stamp);
+        v.push(self.alive);
         v.extend(self.attrs.iter().map(|a| a.stamp));
         v.sort_unstable_by_key(|s| (s.invocation, s.usn));
         v.dedup_by_key(|s| (s.invocation, s.usn));
@@ -168,13 +200,20 @@ impl ObjectState {
 
 /// Resolves an incoming state against the local one (same guid).
 ///
-/// Tombstones absorb: once deleted, an object never comes back to life, so
-/// a late modify cannot resurrect it. Between live states the higher stamp
-/// wins, per object or per attribute; the content hash breaks a tie that a
-/// USN rollback can make (two different writes with the same stamp). The
-/// result is the same whatever the order of arrival: merge is a join.
+/// The higher liveness stamp wins whole: a delete's is above the create's,
+/// so a tombstone absorbs every state of the life it ended and a late
+/// modify cannot resurrect it; only an authoritative restore's raised
+/// stamp beats a tombstone (and a delete after that restore beats it in
+/// turn). Within one life, tombstones absorb; between live states the
+/// higher stamp wins, per object or per attribute; the content hash breaks
+/// a tie that a USN rollback can make (two different writes with the same
+/// stamp). Comparing a total order first and joining within equal keys is
+/// again a join: the result is the same whatever the order of arrival.
 pub fn merge(cur: &ObjectState, inc: &ObjectState, g: Granularity) -> Merge {
     let by_stamp = |take: bool| if take { Merge::Take } else { Merge::Keep };
+    if inc.alive != cur.alive {
+        return by_stamp(inc.alive > cur.alive);
+    }
     match (cur.deleted, inc.deleted) {
         (true, false) => return Merge::Keep,
         (false, true) => return Merge::Take,
@@ -198,14 +237,17 @@ pub fn merge(cur: &ObjectState, inc: &ObjectState, g: Granularity) -> Merge {
         _ => {
             let mut out: Vec<Attr> = Vec::with_capacity(cur.attrs.len().max(inc.attrs.len()));
             walk_attrs(&cur.attrs, &inc.attrs, key, |a, _| out.push(a.clone()));
-            Merge::New(ObjectState::new(
-                cur.guid,
-                cur.dn.clone(),
-                cur.created,
-                cur.stamp.max(inc.stamp),
-                false,
-                out,
-            ))
+            Merge::New(
+                ObjectState::new(
+                    cur.guid,
+                    cur.dn.clone(),
+                    cur.created,
+                    cur.stamp.max(inc.stamp),
+                    false,
+                    out,
+                )
+                .with_alive(cur.alive),
+            )
         }
     }
 }
@@ -402,6 +444,10 @@ mod tests {
             base.hash,
             obj(st(2, 1, 2), vec![attr("mail", Some("m"), st(2, 1, 2))]).hash
         );
+        // The liveness stamp: an unusual one changes the hash, the usual
+        // one (the create's) is the state as built.
+        assert_ne!(base.clone().with_alive(st(2, 1, 2)).hash, base.hash);
+        assert_eq!(base.clone().with_alive(base.created).hash, base.hash);
     }
 
     #[test]
@@ -447,6 +493,93 @@ mod tests {
             assert!(matches!(merge(&later_dead, &dead, g), Merge::Keep));
             assert!(matches!(merge(&dead, &dead, g), Merge::Keep));
         }
+    }
+
+    #[test]
+    fn a_higher_life_beats_a_tombstone_and_a_later_delete_beats_it() {
+        let live = obj(st(3, 1, 3), vec![attr("phone", Some("p"), st(3, 1, 3))]);
+        let dead = live.tombstone(st(4, 2, 4));
+        // An authoritative restore's rewrite (version raised by 100,000).
+        let boost = st(100_002, 3, 9);
+        let back = obj(boost, vec![attr("mail", Some("m"), boost)]).with_alive(boost);
+        let dead_again = back.tombstone(st(100_003, 2, 10));
+        for g in [Granularity::Object, Granularity::Attribute] {
+            assert!(
+                matches!(merge(&dead, &live, g), Merge::Keep),
+                "no resurrection"
+            );
+            assert!(matches!(merge(&dead, &back, g), Merge::Take), "{g:?}");
+            assert!(matches!(merge(&back, &dead, g), Merge::Keep));
+            // The earlier life loses whole, its own attributes included.
+            assert!(matches!(merge(&live, &back, g), Merge::Take));
+            assert!(matches!(merge(&back, &live, g), Merge::Keep));
+            assert!(matches!(merge(&back, &dead_again, g), Merge::Take));
+            assert!(matches!(merge(&dead_again, &back, g), Merge::Keep));
+        }
+    }
+
+    #[test]
+    fn merging_lives_gives_the_same_state_in_any_order() {
+        let g = Granularity::Attribute;
+        let live = obj(st(2, 1, 2), vec![attr("mail", Some("m"), st(2, 1, 2))]);
+        let later = obj(
+            st(3, 2, 3),
+            vec![
+                attr("mail", Some("m"), st(2, 1, 2)),
+                attr("phone", Some("p"), st(1, 2, 3)),
+            ],
+        );
+        let dead = live.tombstone(st(3, 3, 4));
+        let boost = st(100_002, 4, 9);
+        let back = obj(boost, vec![attr("mail", Some("m"), boost)]).with_alive(boost);
+        // A modify of the restored object, on another server: same life.
+        let title = obj(
+            st(100_003, 5, 2),
+            vec![
+                attr("mail", Some("m"), boost),
+                attr("title", Some("t"), st(1, 5, 2)),
+            ],
+        )
+        .with_alive(boost);
+        let all = [&live, &later, &dead, &back, &title];
+        // By hand: the restored life wins and its two writes join.
+        let want = obj(
+            st(100_003, 5, 2),
+            vec![
+                attr("mail", Some("m"), boost),
+                attr("title", Some("t"), st(1, 5, 2)),
+            ],
+        )
+        .with_alive(boost);
+        let mut order: Vec<usize> = (0..all.len()).collect();
+        // Every permutation (Heap's algorithm, iteratively).
+        let mut c = vec![0; order.len()];
+        let fold = |order: &[usize]| {
+            let mut cur = all[order[0]].clone();
+            for &k in &order[1..] {
+                cur = match merge(&cur, all[k], g) {
+                    Merge::Keep => cur,
+                    Merge::Take => all[k].clone(),
+                    Merge::New(n) => n,
+                };
+            }
+            cur
+        };
+        assert_eq!(fold(&order), want);
+        let (mut i, mut n) = (0, 1);
+        while i < order.len() {
+            if c[i] < i {
+                order.swap(if i % 2 == 0 { 0 } else { c[i] }, i);
+                assert_eq!(fold(&order), want, "order {order:?}");
+                n += 1;
+                c[i] += 1;
+                i = 0;
+            } else {
+                c[i] = 0;
+                i += 1;
+            }
+        }
+        assert_eq!(n, 120);
     }
 
     #[test]

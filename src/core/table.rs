@@ -166,8 +166,8 @@ pub struct Origin {
 impl Origin {
     fn of(s: &ObjectState) -> Origin {
         let inv = s.created.invocation;
-        let mut max = s.created.usn.max(s.stamp.usn);
-        let mut sole = s.stamp.invocation == inv;
+        let mut max = s.created.usn.max(s.stamp.usn).max(s.alive.usn);
+        let mut sole = s.stamp.invocation == inv && s.alive.invocation == inv;
         for a in &s.attrs {
             sole &= a.stamp.invocation == inv;
             max = max.max(a.stamp.usn);
@@ -317,7 +317,7 @@ impl Keys {
             n: 0,
             spill: Vec::new(),
         };
-        let stamps = [&s.created, &s.stamp]
+        let stamps = [&s.created, &s.stamp, &s.alive]
             .into_iter()
             .chain(s.attrs.iter().map(|a| &a.stamp));
         for st in stamps {

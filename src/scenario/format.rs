@@ -370,6 +370,9 @@ pub(super) struct RestoreStep {
     pub backup: Spanned<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Parsed<RestoreStrategy>>,
+    /// `authoritative` only: the subtree raised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtree: Option<Spanned<Name>>,
 }
 
 /// `partition`.
@@ -871,10 +874,12 @@ impl StepTable {
                 server,
                 backup,
                 strategy,
+                subtree,
             } => StepTable::Restore(RestoreStep {
                 server: name(server),
                 backup: name(backup),
                 strategy: strategy.map(Parsed),
+                subtree: subtree.as_deref().map(name),
             }),
             Action::Release {
                 server,

@@ -165,6 +165,8 @@ pub enum Action {
         backup: String,
         /// `None`: `config.restore`.
         strategy: Option<RestoreStrategy>,
+        /// An authoritative restore's subtree (`None`: every object).
+        subtree: Option<String>,
     },
     /// An operator returns a quarantined server to service
     /// ([`crate::Cluster::release`]).

@@ -18,7 +18,7 @@ use super::format::{
 use super::{
     Action, ConnectionSpec, ConnectorSpec, ExpectCheck, NetworkSpec, Scenario, SiteSpec, Step,
 };
-use crate::config::{Profile, ReplicationConfig};
+use crate::config::{Profile, ReplicationConfig, RestoreStrategy};
 use crate::core::WeekWindows;
 use crate::limits::{
     MAX_CONNECTIONS, MAX_LOAD_TOTAL, MAX_REPLICAS, MAX_SERVERS, MAX_TOTAL_DURATION,
@@ -139,7 +139,7 @@ fn read(src: &Source<'_>, text: &str, default_profile: Profile) -> Result<Scenar
     if let Some(n) = file.network {
         n.apply(&mut network);
     }
-    let steps = read_steps(&topo, &connectors, &steps)?;
+    let steps = read_steps(&topo, &connectors, &steps, config.restore)?;
     Ok(Scenario {
         name: file.name.0,
         seed: file.seed.map_or(0, |s| s.0),
@@ -664,6 +664,7 @@ fn read_steps(
     topo: &Topology,
     connectors: &[(ConnectorSpec, usize)],
     all: &[(Place<'_>, StepTable)],
+    default_restore: RestoreStrategy,
 ) -> Result<Vec<Step>> {
     let mut history = History::default();
     let mut steps = Vec::with_capacity(all.len());
@@ -676,6 +677,7 @@ fn read_steps(
             line,
             all,
             connectors,
+            default_restore,
         };
         steps.push(Step {
             index,
@@ -695,6 +697,8 @@ struct StepCx<'s> {
     /// Every step, to say "taken later, by step[N]" when a backup is used too early.
     all: &'s [(Place<'s>, StepTable)],
     connectors: &'s [(ConnectorSpec, usize)],
+    /// The `[replication]` restore strategy, for restore steps without one.
+    default_restore: RestoreStrategy,
 }
 
 impl StepCx<'_> {
@@ -760,10 +764,25 @@ impl StepCx<'_> {
             StepTable::Restore(r) => {
                 let server = self.server("server", &r.server)?;
                 self.check_backup(history, &server, &r.backup)?;
+                let strategy = r.strategy.map(|s| s.0);
+                if let Some(root) = &r.subtree {
+                    let effective = strategy.unwrap_or(self.default_restore);
+                    if effective != RestoreStrategy::Authoritative {
+                        let why = match strategy {
+                            Some(s) => format!("this step's strategy is `{s}`"),
+                            None => format!("the default `restore` is `{effective}`"),
+                        };
+                        let msg = format!(
+                            "`subtree` is only allowed with strategy = \"authoritative\" ({why})"
+                        );
+                        return Err(self.f.error(root.span(), "subtree", msg));
+                    }
+                }
                 Action::Restore {
                     server,
                     backup: text(&r.backup).to_string(),
-                    strategy: r.strategy.map(|s| s.0),
+                    strategy,
+                    subtree: r.subtree.as_ref().map(|t| text(t).to_string()),
                 }
             }
             StepTable::Release(r) => Action::Release {

@@ -81,7 +81,8 @@ fn example_parses_with_expected_values() {
         Action::Restore {
             server: "Server1".into(),
             backup: "nightly".into(),
-            strategy: Some(RestoreStrategy::Backsync)
+            strategy: Some(RestoreStrategy::Backsync),
+            subtree: None,
         }
     );
     let mail = BTreeMap::from([("mail".to_string(), "usera@example.com".to_string())]);
@@ -969,6 +970,9 @@ mod written {
                         server,
                         backup,
                         strategy,
+                        // Valid only on an authoritative restore.
+                        subtree: (strategy == Some(RestoreStrategy::Authoritative))
+                            .then(|| "ou=Sales".to_string()),
                     },
                 ];
             }

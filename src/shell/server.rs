@@ -946,6 +946,15 @@ impl Handler<RestoreServer> for DirectoryServer {
         let timeout = Duration::from_millis(m.opts.backsync_timeout);
         let _span = tracing::info_span!("restore", server = %self.name, %strategy).entered();
         self.core = Some(Dsa::restore(&m.backup, cfg, m.opts));
+        if let Some(r) = self.core.as_ref().and_then(|c| c.authoritative_raise()) {
+            let text = format!(
+                "{}: authoritative restore raised the version of {} by {}",
+                self.name,
+                crate::config::count(r.objects as u64, "object"),
+                crate::config::group(u64::from(r.by))
+            );
+            self.shared.obs.event(self.now(), text);
+        }
         // The restore's own age is the supervisor's to announce.
         self.last_inbound.clear();
         self.started_at = self.now();
@@ -1019,6 +1028,16 @@ impl Handler<RestoreServer> for DirectoryServer {
             _ => {}
         }
         self.start_up(ctx);
+        if self
+            .core
+            .as_ref()
+            .and_then(|c| c.authoritative_raise())
+            .is_some_and(|r| r.objects > 0)
+        {
+            // The raised objects are this instance's own writes: partners
+            // hear of them as of any write, not only at their next schedule.
+            self.changed(ctx);
+        }
         self.record_all();
         if let (true, Some(c)) = (self.shared.obs.facts_on(), self.core.as_ref()) {
             // Campaign hook: the restored table, as loaded.

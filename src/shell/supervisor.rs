@@ -267,6 +267,8 @@ pub(crate) struct RestoreCmd {
     pub server: usize,
     pub backup: String,
     pub strategy: RestoreStrategy,
+    /// An authoritative restore's subtree (`None`: every object).
+    pub subtree: Option<Arc<str>>,
 }
 
 impl Handler<RestoreCmd> for Supervisor {
@@ -314,6 +316,7 @@ impl Handler<RestoreCmd> for Supervisor {
             now: self.shared.now(),
             backsync_timeout: self.shared.cfg.backsync_timeout.as_millis() as u64,
             forget: self.cut_off(m.server),
+            subtree: m.subtree.clone(),
         };
         let addr = self.servers[m.server].clone();
         Box::pin(
@@ -332,10 +335,16 @@ impl Handler<RestoreCmd> for Supervisor {
                 act.running[m.server] = true;
                 let taken = backup.taken_at;
                 act.event(format!(
-                    "restore {name} from `{}` (taken at {}) with {}{}",
+                    "restore {name} from `{}` (taken at {}) with {}{}{}",
                     m.backup,
                     crate::config::fmt_duration(Duration::from_millis(taken)),
                     m.strategy,
+                    match (&m.subtree, m.strategy) {
+                        (Some(root), RestoreStrategy::Authoritative) => {
+                            format!(" of the subtree `{root}`")
+                        }
+                        _ => String::new(),
+                    },
                     if lost > 0 {
                         format!("; {lost} unreplicated writes held nowhere else now")
                     } else {
