@@ -240,7 +240,7 @@ pub fn plain(states: &[Arc<ObjectState>]) -> Vec<PlainObject> {
         .iter()
         .map(|s| PlainObject {
             guid: s.guid.0,
-            dn: s.dn.to_string(),
+            dn: s.rdn.to_string(),
             stamp: s.stamp,
             deleted: s.deleted,
             attrs: s

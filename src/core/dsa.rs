@@ -8,8 +8,9 @@ use std::sync::Arc;
 use crate::config::{Granularity, RestoreStrategy};
 use crate::core::ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 use crate::core::messages::{ChangesReply, GetChanges, PullKind};
-use crate::core::object::{Attr, ObjectState};
+use crate::core::object::{Attr, Name, ObjectState};
 use crate::core::table::{Digest, ObjectTable, Replica};
+use crate::core::tree::{Containers, Parent, check_dn, eq_ci, split_dn};
 use crate::core::vectors::{HighWatermark, UpToDatenessVector};
 
 /// The settings the protocol core needs (the rest is the shell's timing).
@@ -46,7 +47,7 @@ pub enum WriteError {
         /// The dn.
         dn: String,
     },
-    /// A modify or delete of a dn that is not live on this server.
+    /// A modify, delete or rename of a dn that is not live on this server.
     #[error("no live object `{dn}` on {server}")]
     NoSuchDn {
         /// The server.
@@ -54,6 +55,80 @@ pub enum WriteError {
         /// The dn.
         dn: String,
     },
+    /// A create or rename under a parent that is neither a fixed container
+    /// nor a live object on this server.
+    #[error("cannot write `{dn}` on {server}: its parent `{parent}` is not a live object there")]
+    NoSuchParent {
+        /// The server.
+        server: String,
+        /// The dn written.
+        dn: String,
+        /// Its parent's dn.
+        parent: String,
+    },
+    /// A delete (without `tree`) of an object with live children.
+    #[error(
+        "cannot delete `{dn}` on {server}: it has {children} live children (delete the tree to take them too)"
+    )]
+    NotLeaf {
+        /// The server.
+        server: String,
+        /// The dn.
+        dn: String,
+        /// How many live children it has there.
+        children: usize,
+    },
+    /// A modify, delete or rename of a fixed container.
+    #[error("`{dn}` is a fixed container: it cannot be modified, deleted or renamed")]
+    FixedContainer {
+        /// The dn.
+        dn: String,
+    },
+    /// A rename of an object under itself or one of its descendants.
+    #[error(
+        "cannot move `{dn}` to `{new_dn}` on {server}: the new parent is the object or below it"
+    )]
+    IntoOwnSubtree {
+        /// The server.
+        server: String,
+        /// The object's dn.
+        dn: String,
+        /// The dn asked for.
+        new_dn: String,
+    },
+    /// A dn that is not `type=value` rdns joined by commas.
+    #[error("invalid dn `{dn}`: {reason}")]
+    InvalidDn {
+        /// The dn.
+        dn: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl WriteError {
+    /// The LDAP result (RFC 4511 section 4.1.9) an LDAP front end answers
+    /// this refusal with.
+    ///
+    /// ```
+    /// use backsync::core::WriteError;
+    /// let e = WriteError::NotLeaf { server: "S1".into(), dn: "ou=Sales".into(), children: 2 };
+    /// assert_eq!(e.ldap_result(), "notAllowedOnNonLeaf");
+    /// ```
+    pub fn ldap_result(&self) -> &'static str {
+        match self {
+            WriteError::Busy(_) => "busy",
+            WriteError::Down(_) => "unavailable",
+            WriteError::Quarantined(_)
+            | WriteError::ReadOnly(_)
+            | WriteError::FixedContainer { .. }
+            | WriteError::IntoOwnSubtree { .. } => "unwillingToPerform",
+            WriteError::DnExists { .. } => "entryAlreadyExists",
+            WriteError::NoSuchDn { .. } | WriteError::NoSuchParent { .. } => "noSuchObject",
+            WriteError::NotLeaf { .. } => "notAllowedOnNonLeaf",
+            WriteError::InvalidDn { .. } => "invalidDNSyntax",
+        }
+    }
 }
 
 /// What a server is doing.
@@ -259,6 +334,8 @@ pub struct Dsa {
     /// acknowledged and not detected again (until a restore starts a new
     /// instance).
     released: bool,
+    /// Which parent dns are fixed containers.
+    containers: Arc<Containers>,
 }
 
 type AttrList<'a> = &'a [(&'a str, &'a str)];
@@ -281,7 +358,19 @@ impl Dsa {
             forgotten: BTreeSet::new(),
             last_backsync: None,
             released: false,
+            containers: Arc::new(Containers::Implicit),
         }
+    }
+
+    /// Sets which parent dns are fixed containers (for the writes that
+    /// follow; the default is [`Containers::Implicit`]).
+    pub fn set_containers(&mut self, c: Arc<Containers>) {
+        self.containers = c;
+    }
+
+    /// Which parent dns are fixed containers.
+    pub fn containers(&self) -> &Arc<Containers> {
+        &self.containers
     }
 
     /// Returns a quarantined server to service, as an administrator would
@@ -390,13 +479,53 @@ impl Dsa {
         }
     }
 
+    /// The live object shown as `dn`; a fixed container is refused as such.
     fn live(&self, dn: &str) -> Result<Replica, WriteError> {
-        self.table
-            .find_live(dn)
-            .ok_or_else(|| WriteError::NoSuchDn {
+        if let Some(r) = self.table.find_live(dn) {
+            return Ok(r);
+        }
+        if self.containers.fixed_dn(dn).is_some() {
+            return Err(WriteError::FixedContainer { dn: dn.to_string() });
+        }
+        Err(WriteError::NoSuchDn {
+            server: self.name.to_string(),
+            dn: dn.to_string(),
+        })
+    }
+
+    /// Whether `dn` names something live here: an object or a fixed container.
+    fn taken(&self, dn: &str) -> Option<Guid> {
+        self.table.find_live_guid(dn).or_else(|| {
+            self.containers
+                .fixed_dn(dn)
+                .is_some()
+                .then_some(Guid(u128::MAX))
+        })
+    }
+
+    /// The parent a write of `dn` goes under: the live object shown as its
+    /// parent dn, else a fixed container (by the policy), else refused.
+    fn parent_of(&mut self, dn: &str) -> Result<(Arc<str>, Parent), WriteError> {
+        check_dn(dn).map_err(|reason| WriteError::InvalidDn {
+            dn: dn.to_string(),
+            reason,
+        })?;
+        let (rdn, parent) = split_dn(dn);
+        let rdn: Arc<str> = rdn.into();
+        if let Some(fixed) = self.containers.fixed_dn(parent) {
+            return Ok((rdn, Parent::Fixed(self.intern(&fixed))));
+        }
+        if let Some(g) = self.table.find_live_guid(parent) {
+            return Ok((rdn, Parent::Object(g)));
+        }
+        match &*self.containers {
+            Containers::Implicit => Ok((rdn, Parent::Fixed(self.intern(parent)))),
+            Containers::Fixed(_) => Err(WriteError::NoSuchParent {
                 server: self.name.to_string(),
                 dn: dn.to_string(),
-            })
+                parent: parent.to_string(),
+            }),
+        }
     }
 
     /// Originating create.
@@ -408,12 +537,13 @@ impl Dsa {
         now: SimTime,
     ) -> Result<Guid, WriteError> {
         self.writable()?;
-        if self.table.find_live(dn).is_some() {
+        if self.taken(dn).is_some() {
             return Err(WriteError::DnExists {
                 server: self.name.to_string(),
                 dn: dn.to_string(),
             });
         }
+        let (rdn, parent) = self.parent_of(dn)?;
         let st = self.stamp(1, now);
         let attrs = attrs
             .iter()
@@ -423,7 +553,12 @@ impl Dsa {
                 stamp: st,
             })
             .collect();
-        let s = ObjectState::new(guid, dn.into(), st, st, false, attrs);
+        let name = Name {
+            rdn,
+            parent,
+            named: st,
+        };
+        let s = ObjectState::with_name(guid, name, st, st, false, attrs);
         self.table.put(Arc::new(s), st.usn);
         Ok(guid)
     }
@@ -473,17 +608,96 @@ impl Dsa {
             // One stamp per object: a removed attribute needs no stamp of its own.
             attrs.retain(|a| a.value.is_some());
         }
-        let s = ObjectState::new(cur.guid, cur.dn.clone(), cur.created, st, false, attrs);
+        let s = ObjectState::with_name(cur.guid, cur.name(), cur.created, st, false, attrs);
         self.table.put(Arc::new(s), st.usn);
         Ok(cur.guid)
     }
 
-    /// Originating delete: the object becomes a tombstone.
+    /// Originating delete: the object becomes a tombstone. Refused when it
+    /// has live children here.
     pub fn delete(&mut self, dn: &str, now: SimTime) -> Result<Guid, WriteError> {
         self.writable()?;
         let cur = self.live(dn)?.state;
+        let children = self.table.children(cur.guid).len();
+        if children > 0 {
+            return Err(WriteError::NotLeaf {
+                server: self.name.to_string(),
+                dn: dn.to_string(),
+                children,
+            });
+        }
         let st = self.stamp(cur.stamp.version + 1, now);
         self.table.put(Arc::new(cur.tombstone(st)), st.usn);
+        Ok(cur.guid)
+    }
+
+    /// Originating tree delete: the object and every live object below it
+    /// here become tombstones, the deepest first (each its own write).
+    /// Returns the guids deleted, the named object last.
+    pub fn delete_tree(&mut self, dn: &str, now: SimTime) -> Result<Vec<Guid>, WriteError> {
+        self.writable()?;
+        let top = self.live(dn)?.state.guid;
+        // Breadth first from the top; deleted in reverse, leaves first.
+        let mut order = vec![top];
+        let mut i = 0;
+        while i < order.len() {
+            for k in self.table.children(order[i]) {
+                if !order.contains(&k) {
+                    order.push(k);
+                }
+            }
+            i += 1;
+        }
+        for g in order.iter().rev() {
+            let Some(cur) = self.table.get(*g).map(|r| r.state) else {
+                continue;
+            };
+            let st = self.stamp(cur.stamp.version + 1, now);
+            self.table.put(Arc::new(cur.tombstone(st)), st.usn);
+        }
+        order.reverse();
+        Ok(order)
+    }
+
+    /// Originating rename or move: the object shown as `dn` takes the name
+    /// `new_dn`, keeping its guid; its children follow it. A case-only
+    /// rename changes only the case shown.
+    pub fn rename(&mut self, dn: &str, new_dn: &str, now: SimTime) -> Result<Guid, WriteError> {
+        self.writable()?;
+        let cur = self.live(dn)?.state;
+        if self.taken(new_dn).is_some_and(|g| g != cur.guid) || dn == new_dn {
+            return Err(WriteError::DnExists {
+                server: self.name.to_string(),
+                dn: new_dn.to_string(),
+            });
+        }
+        let (rdn, parent) = self.parent_of(new_dn)?;
+        if let Parent::Object(p) = parent
+            && self.table.is_ancestor(cur.guid, p)
+        {
+            return Err(WriteError::IntoOwnSubtree {
+                server: self.name.to_string(),
+                dn: dn.to_string(),
+                new_dn: new_dn.to_string(),
+            });
+        }
+        let st = self.stamp(cur.stamp.version + 1, now);
+        let named = match self.cfg.granularity {
+            Granularity::Attribute => Stamp {
+                version: cur.named.version + 1,
+                ..st
+            },
+            Granularity::Object => st,
+        };
+        // A case-only rename keeps the parent as it was written.
+        let parent = if eq_ci(&cur.rdn, &rdn) && cur.parent == parent {
+            cur.parent.clone()
+        } else {
+            parent
+        };
+        let name = Name { rdn, parent, named };
+        let s = ObjectState::with_name(cur.guid, name, cur.created, st, false, cur.attrs.clone());
+        self.table.put(Arc::new(s), st.usn);
         Ok(cur.guid)
     }
 
@@ -1117,6 +1331,7 @@ pub struct OwnWrite {
 fn covered(s: &ObjectState, v: &UpToDatenessVector) -> bool {
     v.covers(&s.created)
         && (s.stamp == s.created || v.covers(&s.stamp))
+        && (s.named == s.created || s.named == s.stamp || v.covers(&s.named))
         && s.attrs
             .iter()
             .all(|a| a.stamp == s.stamp || a.stamp == s.created || v.covers(&a.stamp))
@@ -1125,7 +1340,7 @@ fn covered(s: &ObjectState, v: &UpToDatenessVector) -> bool {
 /// The lowest originating USN above `after` among the stamps of `inv` a
 /// state carries.
 fn first_origin_after(s: &ObjectState, inv: InvocationId, after: Usn) -> Option<Usn> {
-    [s.created, s.stamp]
+    [s.created, s.stamp, s.named]
         .iter()
         .chain(s.attrs.iter().map(|a| &a.stamp))
         .filter(|st| st.invocation == inv && st.usn > after)
