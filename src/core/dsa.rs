@@ -238,6 +238,9 @@ pub struct Applied {
     pub follow_up: Option<GetChanges>,
     /// Something to report.
     pub event: Option<CoreEvent>,
+    /// The reply carried an object before its parent and was not applied:
+    /// `follow_up` asks for the same changes with ancestors first.
+    pub get_anc_retry: bool,
 }
 
 /// A consistent snapshot of one server (docs/DOMAIN.md section 6).
@@ -292,6 +295,8 @@ struct Pending {
     kind: PullKind,
     max_objects: usize,
     sent_at: SimTime,
+    /// Asked with ancestors first (`GetChanges::get_anc`).
+    get_anc: bool,
 }
 
 /// One directory server's state: object table, USN counter, watermarks,
@@ -710,6 +715,18 @@ impl Dsa {
         max_objects: usize,
         now: SimTime,
     ) -> Option<GetChanges> {
+        self.pull_with(source, kind, max_objects, now, false)
+    }
+
+    /// [`Dsa::pull`], asking for ancestors first when `get_anc`.
+    fn pull_with(
+        &mut self,
+        source: &Arc<str>,
+        kind: PullKind,
+        max_objects: usize,
+        now: SimTime,
+        get_anc: bool,
+    ) -> Option<GetChanges> {
         // A restore's pull (backsync, full copy) takes the place of an
         // ordinary one outstanding to the same source: refused here, it would
         // never be asked again and the restore would wait for good. The
@@ -754,6 +771,7 @@ impl Dsa {
                 kind,
                 max_objects,
                 sent_at: now,
+                get_anc,
             },
         );
         Some(GetChanges {
@@ -765,6 +783,7 @@ impl Dsa {
             utdv,
             kind,
             max_objects,
+            get_anc,
         })
     }
 
@@ -833,6 +852,8 @@ impl Dsa {
             Usn(0)
         };
         let full = req.kind == PullKind::Full;
+        // GET_ANC: the objects sent so far in this reply, ancestors included.
+        let mut sent: std::collections::HashSet<Guid> = std::collections::HashSet::new();
         let mut scan = self.table.changed_after_with_origin(from).peekable();
         // Consecutive replicas mostly come from one originator: remember
         // its vector entry instead of looking it up again.
@@ -849,8 +870,15 @@ impl Dsa {
             // One originator, all covered: skip without reading the state.
             let quick_covered = origin.usn.0 != u64::MAX && claim >= origin.usn;
             if full || !(quick_covered || covered(&r.state, &req.utdv)) {
+                if req.get_anc {
+                    self.push_ancestors(&r.state, &mut sent, &mut reply.changes);
+                    if !sent.insert(r.state.guid) {
+                        continue;
+                    }
+                }
                 reply.changes.push(r.state.clone());
-                if reply.changes.len() == req.max_objects && scan.peek().is_some() {
+                // `>=`: ancestors may have taken the page past its size.
+                if reply.changes.len() >= req.max_objects && scan.peek().is_some() {
                     reply.more = true;
                     reply.watermark = usn;
                     return reply;
@@ -860,6 +888,53 @@ impl Dsa {
         reply.watermark = self.usn;
         reply.utdv = Some(self.utdv());
         reply
+    }
+
+    /// GET_ANC: pushes the ancestors of `s` this reply has not sent yet,
+    /// the highest first, whatever the requester's vector says (it asked
+    /// because it lacks one).
+    fn push_ancestors(
+        &self,
+        s: &ObjectState,
+        sent: &mut std::collections::HashSet<Guid>,
+        out: &mut Vec<Arc<ObjectState>>,
+    ) {
+        let mut chain = Vec::new();
+        let mut cur = s.parent.object();
+        while let Some(g) = cur {
+            if sent.contains(&g) || chain.len() > 4096 || g == s.guid {
+                break;
+            }
+            let Some(r) = self.table.get_ref(g) else {
+                break;
+            };
+            chain.push(r.state.clone());
+            cur = r.state.parent.object();
+        }
+        for a in chain.into_iter().rev() {
+            if sent.insert(a.guid) {
+                out.push(a);
+            }
+        }
+    }
+
+    /// Whether a reply carries a live object whose parent object this
+    /// server neither holds nor gets earlier in the same reply: applied as
+    /// it is, that object would be orphaned (shown in LostAndFound) until
+    /// its parent comes.
+    fn orphans(&self, changes: &[Arc<ObjectState>]) -> bool {
+        let mut earlier: std::collections::HashSet<Guid> = std::collections::HashSet::new();
+        for s in changes {
+            if !s.deleted
+                && let Some(p) = s.parent.object()
+                && !earlier.contains(&p)
+                && self.table.get_ref(p).is_none()
+            {
+                return true;
+            }
+            earlier.insert(s.guid);
+        }
+        false
     }
 
     /// Backsync: every object the requester originated past what it holds,
@@ -954,11 +1029,11 @@ impl Dsa {
     /// Applies a reply, as the destination.
     pub fn apply(&mut self, reply: ChangesReply, now: SimTime) -> Applied {
         let mut out = Applied::default();
-        let asked = match self.pending.get(&reply.source) {
+        let (asked, get_anc) = match self.pending.get(&reply.source) {
             Some(p) if p.id == reply.request_id && p.kind == reply.kind => {
-                let max = p.max_objects;
+                let asked = (p.max_objects, p.get_anc);
                 self.pending.remove(&reply.source);
-                max
+                asked
             }
             _ => {
                 out.ignored = true;
@@ -990,6 +1065,19 @@ impl Dsa {
             }
         }
         out.sent = reply.changes.len();
+        // GET_ANC (MS-DRSR 4.1.10): a child before its parent (paged by
+        // usnChanged after the parent changed later, or moved under a newer
+        // parent) is not applied; the same page is asked for again, with
+        // ancestors first, and the watermark stays where it was.
+        if reply.kind == PullKind::Normal
+            && !reply.refused
+            && !get_anc
+            && self.orphans(&reply.changes)
+        {
+            out.get_anc_retry = true;
+            out.follow_up = self.pull_with(&reply.source, reply.kind, asked, now, true);
+            return out;
+        }
         for s in &reply.changes {
             if self.apply_state(s) {
                 out.changed += 1;
@@ -1017,8 +1105,7 @@ impl Dsa {
             PullKind::Backsync => self.apply_backsync(&reply, &mut out),
         }
         if reply.more && !reply.refused {
-            let max = asked;
-            out.follow_up = self.pull(&reply.source, reply.kind, max, now);
+            out.follow_up = self.pull_with(&reply.source, reply.kind, asked, now, get_anc);
         }
         out
     }

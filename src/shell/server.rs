@@ -681,7 +681,7 @@ impl DirectoryServer {
                 changed: applied.changed,
                 before,
                 after,
-                watermark: wm.filter(|_| !applied.ignored),
+                watermark: wm.filter(|_| !applied.ignored && !applied.get_anc_retry),
             }]);
             self.fact_puts(&applied.changed_guids, PutCause::Apply);
         }
