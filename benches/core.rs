@@ -99,6 +99,7 @@ fn apply(c: &mut Criterion) {
 
 fn request_from_zero(src: &Dsa, utdv: UpToDatenessVector, max: usize) -> GetChanges {
     GetChanges {
+        get_anc: false,
         request_id: 1,
         requester: "D".into(),
         requester_invocation: InvocationId(9),

@@ -240,7 +240,7 @@ pub fn plain(states: &[Arc<ObjectState>]) -> Vec<PlainObject> {
         .iter()
         .map(|s| PlainObject {
             guid: s.guid.0,
-            dn: s.dn.to_string(),
+            dn: s.rdn.to_string(),
             stamp: s.stamp,
             deleted: s.deleted,
             attrs: s
@@ -299,6 +299,7 @@ pub fn backsync_fixture(total: usize, lost: usize) -> (Dsa, GetChanges) {
     let mut utdv = UpToDatenessVector::default();
     utdv.raise(restored.invocation(), backup_usn);
     let req = GetChanges {
+        get_anc: false,
         request_id: 1,
         requester: restored.name().clone(),
         requester_invocation: restored.invocation(),

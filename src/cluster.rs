@@ -22,7 +22,7 @@ use crate::shell::Shared;
 use crate::shell::network::{LinkFaults, NetControl, Network};
 use crate::shell::observe::{Counters, Event};
 use crate::shell::server::{
-    BacksyncAnswered, DirectoryServer, Inspect, Release, Watermarks, WriteOp, Writes,
+    BacksyncAnswered, DirectoryServer, Inspect, Release, SetContainers, Watermarks, WriteOp, Writes,
 };
 use crate::shell::supervisor::{
     BackupCmd, BackupsCmd, ConvergeCmd, Convergence, CrashCmd, DeleteConnectorCmd, LostCmd,
@@ -218,7 +218,14 @@ impl Cluster {
     fn write(&mut self, server: &str, op: WriteOp) -> Result<Guid, ClusterError> {
         let i = self.idx(server)?;
         let dn = match &op {
-            WriteOp::Create { dn, .. } | WriteOp::Modify { dn, .. } | WriteOp::Delete { dn } => dn,
+            WriteOp::Create { dn, .. }
+            | WriteOp::Modify { dn, .. }
+            | WriteOp::Delete { dn }
+            | WriteOp::DeleteTree { dn } => dn,
+            WriteOp::Rename { dn, new_dn } => {
+                check_dn(new_dn)?;
+                dn
+            }
         };
         check_dn(dn)?;
         let r = self
@@ -277,9 +284,61 @@ impl Cluster {
         )
     }
 
-    /// Originating delete.
+    /// Originating delete. Refused ([`WriteError::NotLeaf`]) when the
+    /// object has live children on that server: see [`Cluster::delete_tree`].
     pub fn delete(&mut self, server: &str, dn: &str) -> Result<Guid, ClusterError> {
         self.write(server, WriteOp::Delete { dn: dn.into() })
+    }
+
+    /// Originating tree delete: the object and every live object below it
+    /// on that server become tombstones. Returns the named object's guid.
+    pub fn delete_tree(&mut self, server: &str, dn: &str) -> Result<Guid, ClusterError> {
+        self.write(server, WriteOp::DeleteTree { dn: dn.into() })
+    }
+
+    /// Originating rename or move: the object keeps its guid and its
+    /// children move with it. Refused when `dn` is not live there, `new_dn`
+    /// is ([`WriteError::DnExists`]), the new parent is not
+    /// ([`WriteError::NoSuchParent`]), the new parent is the object or
+    /// below it, or the server refuses writes.
+    ///
+    /// ```
+    /// use backsync::{Cluster, Topology, ReplicationConfig};
+    /// let t = Topology::new().site("Redmond", &["Server1"]);
+    /// let mut c = Cluster::new(&t, ReplicationConfig::default(), 1).unwrap();
+    /// c.set_fixed_containers(&["dc=corp"]).unwrap();
+    /// c.create("Server1", "ou=Sales,dc=corp", &[]).unwrap();
+    /// c.create("Server1", "cn=Ann,ou=Sales,dc=corp", &[]).unwrap();
+    /// c.rename("Server1", "ou=Sales,dc=corp", "ou=Marketing,dc=corp").unwrap();
+    /// assert!(c.lookup("Server1", "cn=Ann,ou=Marketing,dc=corp").unwrap().is_some());
+    /// ```
+    pub fn rename(&mut self, server: &str, dn: &str, new_dn: &str) -> Result<Guid, ClusterError> {
+        self.write(
+            server,
+            WriteOp::Rename {
+                dn: dn.into(),
+                new_dn: new_dn.into(),
+            },
+        )
+    }
+
+    /// Makes the directory a tree with exactly these fixed containers
+    /// (besides the root and `cn=LostAndFound`): every other parent a write
+    /// names must be a live object on the server it is written to
+    /// ([`crate::core::Containers::Fixed`]). Without it, a parent dn that
+    /// names no live object there is taken for a fixed container
+    /// ([`crate::core::Containers::Implicit`], the flat behaviour of
+    /// earlier releases). For the writes that follow, on every server,
+    /// restored ones included.
+    pub fn set_fixed_containers<S: AsRef<str>>(&mut self, dns: &[S]) -> Result<(), ClusterError> {
+        let c = Arc::new(crate::core::Containers::fixed(
+            dns.iter().map(AsRef::as_ref),
+        ));
+        *self.shared.containers.write().expect("containers lock") = c.clone();
+        for s in &self.servers {
+            self.ask(s, SetContainers(c.clone()))?;
+        }
+        Ok(())
     }
 
     /// A bulk workload generated from the seed: creates spread round-robin
@@ -620,7 +679,7 @@ impl Cluster {
             .objects(server)?
             .unwrap_or_default()
             .into_iter()
-            .filter(|o| o.deleted && o.dn == dn)
+            .filter(|o| o.deleted && crate::core::tree::eq_ci(&o.dn, dn))
             .max_by_key(|o| o.usn_changed))
     }
 

@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use crate::cluster::{Cluster, LoadSpec};
 use crate::config::{Granularity, RestoreStrategy, count};
-use crate::core::WriteError;
 use crate::error::ClusterError;
 use crate::scenario::{Action, ConvergeExpect, ExpectCheck, Scenario};
 use crate::shell::network::LinkFaults;
@@ -225,16 +224,11 @@ pub fn topology(s: &Scenario) -> Topology {
     }
 }
 
+/// A write the server refused, for any reason (busy, quarantined, down,
+/// read-only, no such object or parent, non-leaf, name taken, fixed
+/// container): what `expect_refused` accepts.
 fn refused(e: &ClusterError) -> bool {
-    matches!(
-        e,
-        ClusterError::Write(
-            WriteError::Busy(_)
-                | WriteError::Quarantined(_)
-                | WriteError::Down(_)
-                | WriteError::ReadOnly(_)
-        )
-    )
+    matches!(e, ClusterError::Write(_))
 }
 
 /// Runs a validated scenario to the end; every failure is collected, none stops it.
@@ -246,6 +240,9 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunReport, ClusterError> {
         jitter: s.network.jitter,
     };
     let mut c = Cluster::with_faults(&topology(s), s.config.clone(), seed, faults)?;
+    // A scenario's directory is a tree: its parents are objects but for
+    // the fixed containers its steps imply.
+    c.set_fixed_containers(&s.fixed_containers())?;
     if opts.record {
         c.record_changes();
     }
@@ -367,11 +364,26 @@ fn run_step(
         Action::Delete {
             server,
             dn,
+            tree,
+            expect_refused,
+        } => {
+            let r = if *tree {
+                c.delete_tree(server, dn)
+            } else {
+                c.delete(server, dn)
+            };
+            let what = if *tree { "deleted the tree" } else { "deleted" };
+            write_outcome(r, *expect_refused, &format!("{what} {dn} on {server}"))
+        }
+        Action::Rename {
+            server,
+            dn,
+            new_dn,
             expect_refused,
         } => write_outcome(
-            c.delete(server, dn),
+            c.rename(server, dn, new_dn),
             *expect_refused,
-            &format!("deleted {dn} on {server}"),
+            &format!("renamed {dn} to {new_dn} on {server}"),
         ),
         Action::Load {
             servers,

@@ -44,6 +44,37 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
         ],
     ),
     (
+        "conformance/replica_sync_conflicts.toml",
+        0,
+        &[
+            "refused as expected: cannot delete `OU=Test Parent Remote Conflict,DC=samba,DC=example,DC=com` on DC1: it has 1 live children",
+            "PASSED: all 30 steps",
+        ],
+    ),
+    (
+        "conformance/replica_sync_lost_and_found.toml",
+        0,
+        &[
+            "OU=Test Child,CN=LostAndFound is present on DC1",
+            "refused as expected: `CN=LostAndFound` is a fixed container",
+            "PASSED: all 20 steps",
+        ],
+    ),
+    (
+        "conformance/replica_sync_renames.toml",
+        0,
+        &[
+            "OU=Test CASE Child,OU=Original parent 2,DC=samba,DC=example,DC=com is present on DC1",
+            "PASSED: all 43 steps",
+        ],
+    ),
+    ("conformance/repl_move.toml", 0, &["PASSED: all 33 steps"]),
+    (
+        "conformance/ds389_nested_entries.toml",
+        0,
+        &["PASSED: all 26 steps"],
+    ),
+    (
         "strict_replication.toml",
         0,
         &[
@@ -194,15 +225,18 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
 #[test]
 fn every_shipped_scenario_runs_with_its_exit_code_and_key_lines() {
     let listed: Vec<&str> = SHIPPED.iter().map(|s| s.0).collect();
-    for entry in std::fs::read_dir(root().join("scenarios")).unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        if name == "forests" {
-            continue; // the LDIF exports the scenarios import
+    for dir in ["", "conformance/"] {
+        for entry in std::fs::read_dir(root().join("scenarios").join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if name == "forests" || name == "conformance" {
+                continue; // the LDIF exports the scenarios import; read next
+            }
+            let name = format!("{dir}{name}");
+            assert!(
+                listed.contains(&name.as_str()),
+                "{name} is not covered by this test"
+            );
         }
-        assert!(
-            listed.contains(&name.as_str()),
-            "{name} is not covered by this test"
-        );
     }
     for (name, code, lines) in SHIPPED {
         let o = backsync(&["run", &scenario(name)]);

@@ -146,7 +146,7 @@ impl WriteRec {
         format!(
             "{} of `{}` by {} at {} (invocation {}, USN {})",
             self.kind,
-            self.state.dn,
+            self.state.rdn,
             servers.get(self.server).map_or("?", String::as_str),
             crate::campaign::invariants::at(self.sim_ms),
             self.invocation,
@@ -462,7 +462,7 @@ impl Replay {
                             sim_ms: *sim_ms,
                             server: s,
                             guid: state.guid,
-                            dn: state.dn.clone(),
+                            dn: state.rdn.clone(),
                             after_gc,
                         });
                         tomb[s].remove(&state.guid);

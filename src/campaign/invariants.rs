@@ -243,7 +243,7 @@ fn unique_dn(r: &Replay, dn: &str) -> bool {
     let guids: BTreeSet<Guid> = r
         .writes
         .iter()
-        .filter(|w| &*w.state.dn == dn)
+        .filter(|w| &*w.state.rdn == dn)
         .map(|w| w.guid)
         .collect();
     guids.len() == 1
@@ -371,7 +371,7 @@ fn no_lost_write_in(h: &History, r: &Replay) -> Vec<Violation> {
                     .copied()
                     .filter(|x| comp.contains(x))
                     .collect();
-                let dn = w.state.dn.to_string();
+                let dn = w.state.rdn.to_string();
                 let check = match w.kind {
                     WriteKind::Create if unique_dn(r, &dn) => Some(Check::Present {
                         server: name(h, s).into(),
@@ -466,9 +466,9 @@ fn no_resurrection_in(h: &History, r: &Replay) -> Vec<Violation> {
                         .and_then(|t| t.get(&w.guid))
                         .is_some_and(|st| !st.deleted);
                 if alive {
-                    let check = unique_dn(r, &w.state.dn).then(|| Check::Absent {
+                    let check = unique_dn(r, &w.state.rdn).then(|| Check::Absent {
                         server: name(h, s).into(),
-                        dn: w.state.dn.to_string(),
+                        dn: w.state.rdn.to_string(),
                     });
                     v.push(
                         Violation::new(
@@ -518,17 +518,17 @@ fn unique_dns_in(h: &History, r: &Replay) -> Vec<Violation> {
         };
         let mut holder: BTreeMap<&str, (crate::core::Stamp, Guid)> = BTreeMap::new();
         for st in table.values().filter(|st| !st.deleted) {
-            let e = holder.entry(&st.dn).or_insert((st.created, st.guid));
+            let e = holder.entry(&st.rdn).or_insert((st.created, st.guid));
             *e = (*e).max((st.created, st.guid));
         }
         for o in objs.iter().filter(|o| !o.deleted) {
             let Some(st) = table.get(&o.guid) else {
                 continue;
             };
-            let want = if holder.get(&*st.dn).map(|x| x.1) == Some(o.guid) {
-                st.dn.to_string()
+            let want = if holder.get(&*st.rdn).map(|x| x.1) == Some(o.guid) {
+                st.rdn.to_string()
             } else {
-                format!("{} CNF:{}", st.dn, o.guid)
+                format!("{} CNF:{}", st.rdn, o.guid)
             };
             if o.dn != want {
                 v.push(Violation::new(
@@ -739,7 +739,7 @@ mod tests {
         /// A client write: the request the oracle reads, at the position
         /// of the engine's Put of it.
         fn write(&mut self, server: usize, inv: InvocationId, s: &Arc<ObjectState>) -> &mut Self {
-            let dn = s.dn.to_string();
+            let dn = s.rdn.to_string();
             let op = if s.deleted {
                 ClientOp::Delete { dn }
             } else if s.created == s.stamp {
@@ -887,16 +887,16 @@ mod tests {
     fn views(t: &BTreeMap<Guid, Arc<ObjectState>>) -> Vec<ObjectView> {
         let mut holder: BTreeMap<&str, (Stamp, Guid)> = BTreeMap::new();
         for s in t.values().filter(|s| !s.deleted) {
-            let e = holder.entry(&s.dn).or_insert((s.created, s.guid));
+            let e = holder.entry(&s.rdn).or_insert((s.created, s.guid));
             *e = (*e).max((s.created, s.guid));
         }
         t.values()
             .map(|s| {
-                let dn = match holder.get(&*s.dn) {
+                let dn = match holder.get(&*s.rdn) {
                     Some((_, g)) if *g != s.guid && !s.deleted => {
-                        format!("{} CNF:{}", s.dn, s.guid)
+                        format!("{} CNF:{}", s.rdn, s.guid)
                     }
-                    _ => s.dn.to_string(),
+                    _ => s.rdn.to_string(),
                 };
                 let r = Replica {
                     state: s.clone(),

@@ -373,7 +373,7 @@ impl Runner<'_> {
             .iter()
             .flat_map(|t| t.values())
             .filter(|s| !s.deleted)
-            .map(|s| &*s.dn)
+            .map(|s| &*s.rdn)
             .collect();
         set.into_iter().collect()
     }
@@ -381,7 +381,7 @@ impl Runner<'_> {
     fn is_live(&self, i: usize, dn: &str) -> bool {
         self.mirror[i]
             .as_ref()
-            .is_some_and(|t| t.values().any(|s| !s.deleted && &*s.dn == dn))
+            .is_some_and(|t| t.values().any(|s| !s.deleted && &*s.rdn == dn))
     }
 
     fn exec(&mut self, op: Op) -> Result<(), ClusterError> {
@@ -429,6 +429,13 @@ impl Runner<'_> {
                         remove,
                     },
                 );
+            }
+            // The generator makes no renames: the oracle models a flat directory.
+            Action::Rename { .. } => {
+                return Err(ClusterError::OutOfBounds {
+                    what: "campaign step",
+                    message: "campaigns do not rename".into(),
+                });
             }
             Action::Delete { server, dn, .. } => {
                 return self.write(
@@ -663,6 +670,7 @@ impl Runner<'_> {
                 let a = Action::Delete {
                     server: server.into(),
                     dn: dn.clone(),
+                    tree: false,
                     expect_refused: false,
                 };
                 (r, a)
@@ -721,9 +729,12 @@ impl Runner<'_> {
                 remove,
                 expect_refused: refused,
             },
-            Action::Delete { server, dn, .. } => Action::Delete {
+            Action::Delete {
+                server, dn, tree, ..
+            } => Action::Delete {
                 server,
                 dn,
+                tree,
                 expect_refused: refused,
             },
             other => other,

@@ -148,6 +148,7 @@ mod tests {
             Action::Delete {
                 server: "S2".into(),
                 dn: "cn=o1".into(),
+                tree: false,
                 expect_refused: true,
             },
             Action::DeleteConnector {

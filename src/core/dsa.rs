@@ -8,8 +8,9 @@ use std::sync::Arc;
 use crate::config::{Granularity, RestoreStrategy};
 use crate::core::ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 use crate::core::messages::{ChangesReply, GetChanges, PullKind};
-use crate::core::object::{Attr, ObjectState};
+use crate::core::object::{Attr, Name, ObjectState};
 use crate::core::table::{Digest, ObjectTable, Replica};
+use crate::core::tree::{Containers, Parent, check_dn, eq_ci, split_dn};
 use crate::core::vectors::{HighWatermark, UpToDatenessVector};
 
 /// The settings the protocol core needs (the rest is the shell's timing).
@@ -46,7 +47,7 @@ pub enum WriteError {
         /// The dn.
         dn: String,
     },
-    /// A modify or delete of a dn that is not live on this server.
+    /// A modify, delete or rename of a dn that is not live on this server.
     #[error("no live object `{dn}` on {server}")]
     NoSuchDn {
         /// The server.
@@ -54,6 +55,80 @@ pub enum WriteError {
         /// The dn.
         dn: String,
     },
+    /// A create or rename under a parent that is neither a fixed container
+    /// nor a live object on this server.
+    #[error("cannot write `{dn}` on {server}: its parent `{parent}` is not a live object there")]
+    NoSuchParent {
+        /// The server.
+        server: String,
+        /// The dn written.
+        dn: String,
+        /// Its parent's dn.
+        parent: String,
+    },
+    /// A delete (without `tree`) of an object with live children.
+    #[error(
+        "cannot delete `{dn}` on {server}: it has {children} live children (delete the tree to take them too)"
+    )]
+    NotLeaf {
+        /// The server.
+        server: String,
+        /// The dn.
+        dn: String,
+        /// How many live children it has there.
+        children: usize,
+    },
+    /// A modify, delete or rename of a fixed container.
+    #[error("`{dn}` is a fixed container: it cannot be modified, deleted or renamed")]
+    FixedContainer {
+        /// The dn.
+        dn: String,
+    },
+    /// A rename of an object under itself or one of its descendants.
+    #[error(
+        "cannot move `{dn}` to `{new_dn}` on {server}: the new parent is the object or below it"
+    )]
+    IntoOwnSubtree {
+        /// The server.
+        server: String,
+        /// The object's dn.
+        dn: String,
+        /// The dn asked for.
+        new_dn: String,
+    },
+    /// A dn that is not `type=value` rdns joined by commas.
+    #[error("invalid dn `{dn}`: {reason}")]
+    InvalidDn {
+        /// The dn.
+        dn: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl WriteError {
+    /// The LDAP result (RFC 4511 section 4.1.9) an LDAP front end answers
+    /// this refusal with.
+    ///
+    /// ```
+    /// use backsync::core::WriteError;
+    /// let e = WriteError::NotLeaf { server: "S1".into(), dn: "ou=Sales".into(), children: 2 };
+    /// assert_eq!(e.ldap_result(), "notAllowedOnNonLeaf");
+    /// ```
+    pub fn ldap_result(&self) -> &'static str {
+        match self {
+            WriteError::Busy(_) => "busy",
+            WriteError::Down(_) => "unavailable",
+            WriteError::Quarantined(_)
+            | WriteError::ReadOnly(_)
+            | WriteError::FixedContainer { .. }
+            | WriteError::IntoOwnSubtree { .. } => "unwillingToPerform",
+            WriteError::DnExists { .. } => "entryAlreadyExists",
+            WriteError::NoSuchDn { .. } | WriteError::NoSuchParent { .. } => "noSuchObject",
+            WriteError::NotLeaf { .. } => "notAllowedOnNonLeaf",
+            WriteError::InvalidDn { .. } => "invalidDNSyntax",
+        }
+    }
 }
 
 /// What a server is doing.
@@ -163,6 +238,9 @@ pub struct Applied {
     pub follow_up: Option<GetChanges>,
     /// Something to report.
     pub event: Option<CoreEvent>,
+    /// The reply carried an object before its parent and was not applied:
+    /// `follow_up` asks for the same changes with ancestors first.
+    pub get_anc_retry: bool,
 }
 
 /// A consistent snapshot of one server (docs/DOMAIN.md section 6).
@@ -250,6 +328,8 @@ struct Pending {
     kind: PullKind,
     max_objects: usize,
     sent_at: SimTime,
+    /// Asked with ancestors first (`GetChanges::get_anc`).
+    get_anc: bool,
 }
 
 /// One directory server's state: object table, USN counter, watermarks,
@@ -294,6 +374,8 @@ pub struct Dsa {
     released: bool,
     /// What the authoritative restore that started this instance raised.
     raised: Option<AuthoritativeRaise>,
+    /// Which parent dns are fixed containers.
+    containers: Arc<Containers>,
 }
 
 type AttrList<'a> = &'a [(&'a str, &'a str)];
@@ -317,6 +399,7 @@ impl Dsa {
             last_backsync: None,
             released: false,
             raised: None,
+            containers: Arc::new(Containers::Implicit),
         }
     }
 
@@ -324,6 +407,17 @@ impl Dsa {
     /// raised; `None` for an instance started otherwise.
     pub fn authoritative_raise(&self) -> Option<AuthoritativeRaise> {
         self.raised
+    }
+
+    /// Sets which parent dns are fixed containers (for the writes that
+    /// follow; the default is [`Containers::Implicit`]).
+    pub fn set_containers(&mut self, c: Arc<Containers>) {
+        self.containers = c;
+    }
+
+    /// Which parent dns are fixed containers.
+    pub fn containers(&self) -> &Arc<Containers> {
+        &self.containers
     }
 
     /// Returns a quarantined server to service, as an administrator would
@@ -432,13 +526,53 @@ impl Dsa {
         }
     }
 
+    /// The live object shown as `dn`; a fixed container is refused as such.
     fn live(&self, dn: &str) -> Result<Replica, WriteError> {
-        self.table
-            .find_live(dn)
-            .ok_or_else(|| WriteError::NoSuchDn {
+        if let Some(r) = self.table.find_live(dn) {
+            return Ok(r);
+        }
+        if self.containers.fixed_dn(dn).is_some() {
+            return Err(WriteError::FixedContainer { dn: dn.to_string() });
+        }
+        Err(WriteError::NoSuchDn {
+            server: self.name.to_string(),
+            dn: dn.to_string(),
+        })
+    }
+
+    /// Whether `dn` names something live here: an object or a fixed container.
+    fn taken(&self, dn: &str) -> Option<Guid> {
+        self.table.find_live_guid(dn).or_else(|| {
+            self.containers
+                .fixed_dn(dn)
+                .is_some()
+                .then_some(Guid(u128::MAX))
+        })
+    }
+
+    /// The parent a write of `dn` goes under: the live object shown as its
+    /// parent dn, else a fixed container (by the policy), else refused.
+    fn parent_of(&mut self, dn: &str) -> Result<(Arc<str>, Parent), WriteError> {
+        check_dn(dn).map_err(|reason| WriteError::InvalidDn {
+            dn: dn.to_string(),
+            reason,
+        })?;
+        let (rdn, parent) = split_dn(dn);
+        let rdn: Arc<str> = rdn.into();
+        if let Some(fixed) = self.containers.fixed_dn(parent) {
+            return Ok((rdn, Parent::Fixed(self.intern(&fixed))));
+        }
+        if let Some(g) = self.table.find_live_guid(parent) {
+            return Ok((rdn, Parent::Object(g)));
+        }
+        match &*self.containers {
+            Containers::Implicit => Ok((rdn, Parent::Fixed(self.intern(parent)))),
+            Containers::Fixed(_) => Err(WriteError::NoSuchParent {
                 server: self.name.to_string(),
                 dn: dn.to_string(),
-            })
+                parent: parent.to_string(),
+            }),
+        }
     }
 
     /// Originating create.
@@ -450,12 +584,13 @@ impl Dsa {
         now: SimTime,
     ) -> Result<Guid, WriteError> {
         self.writable()?;
-        if self.table.find_live(dn).is_some() {
+        if self.taken(dn).is_some() {
             return Err(WriteError::DnExists {
                 server: self.name.to_string(),
                 dn: dn.to_string(),
             });
         }
+        let (rdn, parent) = self.parent_of(dn)?;
         let st = self.stamp(1, now);
         let attrs = attrs
             .iter()
@@ -465,7 +600,12 @@ impl Dsa {
                 stamp: st,
             })
             .collect();
-        let s = ObjectState::new(guid, dn.into(), st, st, false, attrs);
+        let name = Name {
+            rdn,
+            parent,
+            named: st,
+        };
+        let s = ObjectState::with_name(guid, name, st, st, false, attrs);
         self.table.put(Arc::new(s), st.usn);
         Ok(guid)
     }
@@ -515,19 +655,98 @@ impl Dsa {
             // One stamp per object: a removed attribute needs no stamp of its own.
             attrs.retain(|a| a.value.is_some());
         }
-        let s = ObjectState::new(cur.guid, cur.dn.clone(), cur.created, st, false, attrs)
+        let s = ObjectState::with_name(cur.guid, cur.name(), cur.created, st, false, attrs)
             .with_alive(cur.alive);
         self.table.put(Arc::new(s), st.usn);
         Ok(cur.guid)
     }
 
-    /// Originating delete: the object becomes a tombstone.
+    /// Originating delete: the object becomes a tombstone. Refused when it
+    /// has live children here.
     pub fn delete(&mut self, dn: &str, now: SimTime) -> Result<Guid, WriteError> {
         self.writable()?;
         let cur = self.live(dn)?.state;
+        let children = self.table.children(cur.guid).len();
+        if children > 0 {
+            return Err(WriteError::NotLeaf {
+                server: self.name.to_string(),
+                dn: dn.to_string(),
+                children,
+            });
+        }
         // Saturating: an authoritative restore can raise versions near the top.
         let st = self.stamp(cur.stamp.version.saturating_add(1), now);
         self.table.put(Arc::new(cur.tombstone(st)), st.usn);
+        Ok(cur.guid)
+    }
+
+    /// Originating tree delete: the object and every live object below it
+    /// here become tombstones, the deepest first (each its own write).
+    /// Returns the guids deleted, the named object last.
+    pub fn delete_tree(&mut self, dn: &str, now: SimTime) -> Result<Vec<Guid>, WriteError> {
+        self.writable()?;
+        let top = self.live(dn)?.state.guid;
+        // Breadth first from the top; deleted in reverse, leaves first.
+        let mut order = vec![top];
+        let mut i = 0;
+        while i < order.len() {
+            for k in self.table.children(order[i]) {
+                if !order.contains(&k) {
+                    order.push(k);
+                }
+            }
+            i += 1;
+        }
+        for g in order.iter().rev() {
+            let Some(cur) = self.table.get(*g).map(|r| r.state) else {
+                continue;
+            };
+            let st = self.stamp(cur.stamp.version.saturating_add(1), now);
+            self.table.put(Arc::new(cur.tombstone(st)), st.usn);
+        }
+        order.reverse();
+        Ok(order)
+    }
+
+    /// Originating rename or move: the object shown as `dn` takes the name
+    /// `new_dn`, keeping its guid; its children follow it. A case-only
+    /// rename changes only the case shown.
+    pub fn rename(&mut self, dn: &str, new_dn: &str, now: SimTime) -> Result<Guid, WriteError> {
+        self.writable()?;
+        let cur = self.live(dn)?.state;
+        if self.taken(new_dn).is_some_and(|g| g != cur.guid) || dn == new_dn {
+            return Err(WriteError::DnExists {
+                server: self.name.to_string(),
+                dn: new_dn.to_string(),
+            });
+        }
+        let (rdn, parent) = self.parent_of(new_dn)?;
+        if let Parent::Object(p) = parent
+            && self.table.is_ancestor(cur.guid, p)
+        {
+            return Err(WriteError::IntoOwnSubtree {
+                server: self.name.to_string(),
+                dn: dn.to_string(),
+                new_dn: new_dn.to_string(),
+            });
+        }
+        let st = self.stamp(cur.stamp.version.saturating_add(1), now);
+        let named = match self.cfg.granularity {
+            Granularity::Attribute => Stamp {
+                version: cur.named.version.saturating_add(1),
+                ..st
+            },
+            Granularity::Object => st,
+        };
+        // A case-only rename keeps the parent as it was written.
+        let parent = if eq_ci(&cur.rdn, &rdn) && cur.parent == parent {
+            cur.parent.clone()
+        } else {
+            parent
+        };
+        let name = Name { rdn, parent, named };
+        let s = ObjectState::with_name(cur.guid, name, cur.created, st, false, cur.attrs.clone());
+        self.table.put(Arc::new(s), st.usn);
         Ok(cur.guid)
     }
 
@@ -539,6 +758,18 @@ impl Dsa {
         kind: PullKind,
         max_objects: usize,
         now: SimTime,
+    ) -> Option<GetChanges> {
+        self.pull_with(source, kind, max_objects, now, false)
+    }
+
+    /// [`Dsa::pull`], asking for ancestors first when `get_anc`.
+    fn pull_with(
+        &mut self,
+        source: &Arc<str>,
+        kind: PullKind,
+        max_objects: usize,
+        now: SimTime,
+        get_anc: bool,
     ) -> Option<GetChanges> {
         // A restore's pull (backsync, full copy) takes the place of an
         // ordinary one outstanding to the same source: refused here, it would
@@ -584,6 +815,7 @@ impl Dsa {
                 kind,
                 max_objects,
                 sent_at: now,
+                get_anc,
             },
         );
         Some(GetChanges {
@@ -595,6 +827,7 @@ impl Dsa {
             utdv,
             kind,
             max_objects,
+            get_anc,
         })
     }
 
@@ -663,6 +896,8 @@ impl Dsa {
             Usn(0)
         };
         let full = req.kind == PullKind::Full;
+        // GET_ANC: the objects sent so far in this reply, ancestors included.
+        let mut sent: std::collections::HashSet<Guid> = std::collections::HashSet::new();
         let mut scan = self.table.changed_after_with_origin(from).peekable();
         // Consecutive replicas mostly come from one originator: remember
         // its vector entry instead of looking it up again.
@@ -679,8 +914,15 @@ impl Dsa {
             // One originator, all covered: skip without reading the state.
             let quick_covered = origin.usn.0 != u64::MAX && claim >= origin.usn;
             if full || !(quick_covered || covered(&r.state, &req.utdv)) {
+                if req.get_anc {
+                    self.push_ancestors(&r.state, &mut sent, &mut reply.changes);
+                    if !sent.insert(r.state.guid) {
+                        continue;
+                    }
+                }
                 reply.changes.push(r.state.clone());
-                if reply.changes.len() == req.max_objects && scan.peek().is_some() {
+                // `>=`: ancestors may have taken the page past its size.
+                if reply.changes.len() >= req.max_objects && scan.peek().is_some() {
                     reply.more = true;
                     reply.watermark = usn;
                     return reply;
@@ -690,6 +932,53 @@ impl Dsa {
         reply.watermark = self.usn;
         reply.utdv = Some(self.utdv());
         reply
+    }
+
+    /// GET_ANC: pushes the ancestors of `s` this reply has not sent yet,
+    /// the highest first, whatever the requester's vector says (it asked
+    /// because it lacks one).
+    fn push_ancestors(
+        &self,
+        s: &ObjectState,
+        sent: &mut std::collections::HashSet<Guid>,
+        out: &mut Vec<Arc<ObjectState>>,
+    ) {
+        let mut chain = Vec::new();
+        let mut cur = s.parent.object();
+        while let Some(g) = cur {
+            if sent.contains(&g) || chain.len() > 4096 || g == s.guid {
+                break;
+            }
+            let Some(r) = self.table.get_ref(g) else {
+                break;
+            };
+            chain.push(r.state.clone());
+            cur = r.state.parent.object();
+        }
+        for a in chain.into_iter().rev() {
+            if sent.insert(a.guid) {
+                out.push(a);
+            }
+        }
+    }
+
+    /// Whether a reply carries a live object whose parent object this
+    /// server neither holds nor gets earlier in the same reply: applied as
+    /// it is, that object would be orphaned (shown in LostAndFound) until
+    /// its parent comes.
+    fn orphans(&self, changes: &[Arc<ObjectState>]) -> bool {
+        let mut earlier: std::collections::HashSet<Guid> = std::collections::HashSet::new();
+        for s in changes {
+            if !s.deleted
+                && let Some(p) = s.parent.object()
+                && !earlier.contains(&p)
+                && self.table.get_ref(p).is_none()
+            {
+                return true;
+            }
+            earlier.insert(s.guid);
+        }
+        false
     }
 
     /// Backsync: every object the requester originated past what it holds,
@@ -784,11 +1073,11 @@ impl Dsa {
     /// Applies a reply, as the destination.
     pub fn apply(&mut self, reply: ChangesReply, now: SimTime) -> Applied {
         let mut out = Applied::default();
-        let asked = match self.pending.get(&reply.source) {
+        let (asked, get_anc) = match self.pending.get(&reply.source) {
             Some(p) if p.id == reply.request_id && p.kind == reply.kind => {
-                let max = p.max_objects;
+                let asked = (p.max_objects, p.get_anc);
                 self.pending.remove(&reply.source);
-                max
+                asked
             }
             _ => {
                 out.ignored = true;
@@ -820,6 +1109,19 @@ impl Dsa {
             }
         }
         out.sent = reply.changes.len();
+        // GET_ANC (MS-DRSR 4.1.10): a child before its parent (paged by
+        // usnChanged after the parent changed later, or moved under a newer
+        // parent) is not applied; the same page is asked for again, with
+        // ancestors first, and the watermark stays where it was.
+        if reply.kind == PullKind::Normal
+            && !reply.refused
+            && !get_anc
+            && self.orphans(&reply.changes)
+        {
+            out.get_anc_retry = true;
+            out.follow_up = self.pull_with(&reply.source, reply.kind, asked, now, true);
+            return out;
+        }
         for s in &reply.changes {
             if self.apply_state(s) {
                 out.changed += 1;
@@ -847,8 +1149,7 @@ impl Dsa {
             PullKind::Backsync => self.apply_backsync(&reply, &mut out),
         }
         if reply.more && !reply.refused {
-            let max = asked;
-            out.follow_up = self.pull(&reply.source, reply.kind, max, now);
+            out.follow_up = self.pull_with(&reply.source, reply.kind, asked, now, get_anc);
         }
         out
     }
@@ -1064,17 +1365,25 @@ impl Dsa {
                     ..a.clone()
                 })
                 .collect();
-            let s = ObjectState::new(cur.guid, cur.dn.clone(), cur.created, st, false, attrs)
+            // The name is raised too: ntdsutil raises every attribute, the rdn included.
+            let name = Name {
+                named: Stamp {
+                    version: raise(cur.named.version),
+                    ..st
+                },
+                ..cur.name()
+            };
+            let s = ObjectState::with_name(cur.guid, name, cur.created, st, false, attrs)
                 .with_alive(st);
             self.table.put(Arc::new(s), st.usn);
         }
         chosen.len()
     }
 
-    /// Whether an object is `root` or below it. By its dn on this server
-    /// for now: once objects know their parent, this walks the chain.
+    /// Whether an object is `root` or below it, by the dn it is shown with
+    /// on this server (so `root` may be a fixed container).
     fn in_subtree(&self, s: &ObjectState, root: &str) -> bool {
-        dn_in_subtree(&s.dn, root)
+        dn_in_subtree(&self.table.shown_dn(s), root)
     }
 
     /// Forgets every object created by one of `invs` and what it knew of
@@ -1239,6 +1548,7 @@ pub fn dn_in_subtree(dn: &str, root: &str) -> bool {
 fn covered(s: &ObjectState, v: &UpToDatenessVector) -> bool {
     v.covers(&s.created)
         && (s.stamp == s.created || v.covers(&s.stamp))
+        && (s.named == s.created || s.named == s.stamp || v.covers(&s.named))
         && (s.alive == s.created || s.alive == s.stamp || v.covers(&s.alive))
         && s.attrs
             .iter()
@@ -1248,7 +1558,7 @@ fn covered(s: &ObjectState, v: &UpToDatenessVector) -> bool {
 /// The lowest originating USN above `after` among the stamps of `inv` a
 /// state carries.
 fn first_origin_after(s: &ObjectState, inv: InvocationId, after: Usn) -> Option<Usn> {
-    [s.created, s.stamp, s.alive]
+    [s.created, s.stamp, s.named, s.alive]
         .iter()
         .chain(s.attrs.iter().map(|a| &a.stamp))
         .filter(|st| st.invocation == inv && st.usn > after)

@@ -36,6 +36,10 @@ pub struct GetChanges {
     pub kind: PullKind,
     /// At most this many objects per reply.
     pub max_objects: usize,
+    /// Send each object's ancestors before it (MS-DRSR 4.1.10's
+    /// `DRS_GET_ANC`): the destination found an object whose parent it
+    /// does not hold and asks again with this set.
+    pub get_anc: bool,
 }
 
 /// A source's answer to [`GetChanges`].

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod messages;
 pub mod object;
 pub mod table;
+pub mod tree;
 pub mod vectors;
 pub mod week;
 
@@ -20,7 +21,8 @@ pub use dsa::{
 pub use hash::StableHasher;
 pub use ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 pub use messages::{ChangesReply, GetChanges, PullKind};
-pub use object::{Attr, Merge, ObjectState, merge};
+pub use object::{Attr, Merge, Name, ObjectState, merge};
 pub use table::{Digest, ObjectTable, Origin, Replica};
+pub use tree::{Containers, Parent};
 pub use vectors::{HighWatermark, UpToDatenessVector};
 pub use week::WeekWindows;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::config::Granularity;
 use crate::core::ids::{Guid, Stamp};
+use crate::core::tree::Parent;
 
 /// One attribute with the stamp of the write that last set (or removed) it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,13 +27,21 @@ pub struct Attr {
 pub struct ObjectState {
     /// Globally unique id.
     pub guid: Guid,
-    /// The dn it was created with; a name conflict only changes how it is shown.
-    pub dn: Arc<str>,
-    /// Stamp of the creating write: decides name conflicts.
+    /// Its relative name (`cn=Ann`), as given by its create or last rename;
+    /// a name conflict or a parent in LostAndFound only changes how it is
+    /// shown (`ObjectTable::shown_dn`).
+    pub rdn: Arc<str>,
+    /// What it hangs under: a fixed container or another object. The dn
+    /// it is shown with is its rdn and its parent's shown dn.
+    pub parent: Parent,
+    /// Stamp of the write that gave it its rdn and parent (its create or
+    /// last rename): the higher keeps a contested name.
+    pub named: Stamp,
+    /// Stamp of the creating write.
     pub created: Stamp,
     /// Stamp of the latest originating write (the Object-Version at object granularity).
     pub stamp: Stamp,
-    /// Tombstone flag: a deleted object keeps only its guid, dn and stamps.
+    /// Tombstone flag: a deleted object keeps only its guid, name and stamps.
     pub deleted: bool,
     /// Liveness stamp: the stamp of the last write that set `deleted`: the
     /// create for a live object, the delete for a tombstone, the raised
@@ -41,8 +50,8 @@ pub struct ObjectState {
     pub alive: Stamp,
     /// Attributes sorted by name.
     pub attrs: Vec<Attr>,
-    /// Hash of the whole replicated state (guid, dn, deleted, values and
-    /// every stamp): for digests and ties. Two replicas with the same values
+    /// Hash of the whole replicated state (guid, rdn, parent, deleted,
+    /// values and every stamp): for digests and ties. Two replicas with the same values
     /// but different versions differ here, so a write that changed no value
     /// still has to replicate before a directory counts as converged.
     pub hash: u128,
@@ -59,11 +68,42 @@ pub enum Merge {
     New(ObjectState),
 }
 
+/// An object's name: its rdn and parent, and the stamp of the write that
+/// gave them (what [`ObjectState::with_name`] sets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name {
+    /// The rdn.
+    pub rdn: Arc<str>,
+    /// The parent.
+    pub parent: Parent,
+    /// The stamp of the create or rename that gave them.
+    pub named: Stamp,
+}
+
 impl ObjectState {
-    /// Builds a state and computes its content hash.
+    /// Builds the state of an object created at the root (`parent` the root
+    /// container, named by its creating write) and computes its content
+    /// hash: the form of every object of a flat directory.
     pub fn new(
         guid: Guid,
-        dn: Arc<str>,
+        rdn: Arc<str>,
+        created: Stamp,
+        stamp: Stamp,
+        deleted: bool,
+        attrs: Vec<Attr>,
+    ) -> Self {
+        let name = Name {
+            rdn,
+            parent: Parent::Fixed(Arc::from("")),
+            named: created,
+        };
+        Self::with_name(guid, name, created, stamp, deleted, attrs)
+    }
+
+    /// Builds a state with its name and computes its content hash.
+    pub fn with_name(
+        guid: Guid,
+        name: Name,
         created: Stamp,
         stamp: Stamp,
         deleted: bool,
@@ -72,7 +112,9 @@ impl ObjectState {
         attrs.sort_by(|a, b| a.name.cmp(&b.name));
         let mut s = ObjectState {
             guid,
-            dn,
+            rdn: name.rdn,
+            parent: name.parent,
+            named: name.named,
             created,
             stamp,
             deleted,
@@ -111,7 +153,18 @@ impl ObjectState {
             h.write_u64(s.usn.0);
         };
         h.write_u128(self.guid.0);
-        h.write_str_lp(&self.dn);
+        h.write_str_lp(&self.rdn);
+        match &self.parent {
+            Parent::Fixed(dn) => {
+                h.write_u8(0);
+                h.write_str_lp(dn);
+            }
+            Parent::Object(g) => {
+                h.write_u8(1);
+                h.write_u128(g.0);
+            }
+        }
+        stamp(&mut h, &self.named);
         h.write_u8(self.deleted as u8);
         stamp(&mut h, &self.created);
         stamp(&mut h, &self.stamp);
@@ -137,6 +190,21 @@ impl ObjectState {
         h.finish128()
     }
 
+    /// Its name: rdn, parent and the stamp that gave them.
+    pub fn name(&self) -> Name {
+        Name {
+            rdn: self.rdn.clone(),
+            parent: self.parent.clone(),
+            named: self.named,
+        }
+    }
+
+    /// What decides which of two writes of the name wins: the stamp, then
+    /// (only for two writes with one stamp, after a USN rollback) the name.
+    fn name_key(&self) -> (Stamp, &str, &Parent) {
+        (self.named, &self.rdn, &self.parent)
+    }
+
     /// The live attribute values, by name.
     pub fn values(&self) -> BTreeMap<String, String> {
         self.attrs
@@ -160,10 +228,11 @@ impl ObjectState {
     /// Every distinct stamp this state carries: what dampening and the
     /// by-origin index look at.
     pub fn stamps(&self) -> impl Iterator<Item = Stamp> + '_ {
-        let mut v: Vec<Stamp> = Vec::with_capacity(self.attrs.len() + 3);
+        let mut v: Vec<Stamp> = Vec::with_capacity(self.attrs.len() + 4);
         v.push(self.created);
         v.push(self.stamp);
         v.push(self.alive);
+        v.push(self.named);
         v.extend(self.attrs.iter().map(|a| a.stamp));
         v.sort_unstable_by_key(|s| (s.invocation, s.usn));
         v.dedup_by_key(|s| (s.invocation, s.usn));
@@ -172,9 +241,9 @@ impl ObjectState {
 
     /// The tombstone of this object, stamped by the deleting write.
     pub fn tombstone(&self, stamp: Stamp) -> ObjectState {
-        ObjectState::new(
+        ObjectState::with_name(
             self.guid,
-            self.dn.clone(),
+            self.name(),
             self.created,
             stamp,
             true,
@@ -225,7 +294,10 @@ pub fn merge(cur: &ObjectState, inc: &ObjectState, g: Granularity) -> Merge {
     }
     // Compared by reference: no value is cloned unless a new state is built.
     let key = attr_key;
-    let (mut from_cur, mut from_inc) = (false, false);
+    // The name (rdn and parent) is one more attribute, stamped `named`.
+    let name = inc.name_key().cmp(&cur.name_key());
+    let name_from_inc = name == std::cmp::Ordering::Greater;
+    let (mut from_cur, mut from_inc) = (name == std::cmp::Ordering::Less, name_from_inc);
     walk_attrs(&cur.attrs, &inc.attrs, key, |_, side| match side {
         Side::Cur => from_cur = true,
         Side::Inc => from_inc = true,
@@ -237,10 +309,15 @@ pub fn merge(cur: &ObjectState, inc: &ObjectState, g: Granularity) -> Merge {
         _ => {
             let mut out: Vec<Attr> = Vec::with_capacity(cur.attrs.len().max(inc.attrs.len()));
             walk_attrs(&cur.attrs, &inc.attrs, key, |a, _| out.push(a.clone()));
+            let name = if name_from_inc {
+                inc.name()
+            } else {
+                cur.name()
+            };
             Merge::New(
-                ObjectState::new(
+                ObjectState::with_name(
                     cur.guid,
-                    cur.dn.clone(),
+                    name,
                     cur.created,
                     cur.stamp.max(inc.stamp),
                     false,
@@ -423,11 +500,14 @@ mod tests {
         let with = |f: &dyn Fn(&mut ObjectState)| {
             let mut s = base.clone();
             f(&mut s);
-            ObjectState::new(s.guid, s.dn, s.created, s.stamp, s.deleted, s.attrs)
+            ObjectState::with_name(s.guid, s.name(), s.created, s.stamp, s.deleted, s.attrs)
         };
         let variants = [
             with(&|s| s.guid = Guid(2)),
-            with(&|s| s.dn = "cn=y".into()),
+            with(&|s| s.rdn = "cn=y".into()),
+            with(&|s| s.parent = Parent::Object(Guid(9))),
+            with(&|s| s.parent = Parent::Fixed("ou=x".into())),
+            with(&|s| s.named = st(1, 1, 5)),
             with(&|s| s.created = st(1, 1, 0)),
             with(&|s| s.stamp = st(2, 1, 3)),
             with(&|s| s.deleted = true),
@@ -456,7 +536,7 @@ mod tests {
         let t = s.tombstone(st(3, 2, 5));
         assert!(t.deleted);
         assert_eq!(
-            (t.guid, &*t.dn, t.created, t.stamp),
+            (t.guid, &*t.rdn, t.created, t.stamp),
             (s.guid, "cn=x", s.created, st(3, 2, 5))
         );
         assert!(t.attrs.is_empty());

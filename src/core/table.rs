@@ -15,6 +15,7 @@ use hashbrown::HashTable;
 use crate::config::Granularity;
 use crate::core::ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 use crate::core::object::{Merge, ObjectState, merge};
+use crate::core::tree::{CNF_MARK, LOST_AND_FOUND, Parent, eq_ci, hash_ci, split_dn};
 
 /// One server's copy of one object: the shared state plus its local USNs.
 #[derive(Debug, Clone)]
@@ -166,8 +167,14 @@ pub struct Origin {
 impl Origin {
     fn of(s: &ObjectState) -> Origin {
         let inv = s.created.invocation;
-        let mut max = s.created.usn.max(s.stamp.usn).max(s.alive.usn);
-        let mut sole = s.stamp.invocation == inv && s.alive.invocation == inv;
+        let mut max = s
+            .created
+            .usn
+            .max(s.stamp.usn)
+            .max(s.named.usn)
+            .max(s.alive.usn);
+        let mut sole =
+            s.stamp.invocation == inv && s.named.invocation == inv && s.alive.invocation == inv;
         for a in &s.attrs {
             sole &= a.stamp.invocation == inv;
             max = max.max(a.stamp.usn);
@@ -198,11 +205,20 @@ pub struct ObjectTable {
     /// copy-on-write with backups: a restored server copies only the blocks
     /// it writes to (the newest of its own, as backsync brings them back).
     by_origin: BTreeMap<(InvocationId, u64), Arc<BTreeMap<Usn, Slot>>>,
-    /// Per dn of live objects, the holder: the latest created live object
-    /// with that dn.
-    by_dn: HashTable<Hashed>,
-    /// The rare dns more than one live object was created with: all of them.
-    dn_conflicts: HashMap<Arc<str>, Vec<Slot>>,
+    /// Per name of live objects (where it is shown, and its rdn, compared
+    /// ignoring case), the holder: the live object with that name whose
+    /// last naming write (create or rename) is the latest.
+    names: HashTable<Hashed>,
+    /// The rare names more than one live object has, by the 64-bit hash
+    /// of the name: every such object (two names with one hash share an
+    /// entry and are told apart by comparing them).
+    name_conflicts: HashMap<u64, Vec<Slot>>,
+    /// Live objects by the guid of their parent object (held or not, live
+    /// or not): what follows a parent that dies, comes back or arrives.
+    kids: HashMap<Guid, Vec<Slot>>,
+    /// Live objects whose parents lead back to them (concurrent moves made
+    /// a cycle): of each cycle, the one named last, shown in LostAndFound.
+    cut: BTreeSet<Guid>,
     /// Tombstones by deletion time, for garbage collection.
     tombstones: BTreeSet<(SimTime, Guid)>,
     digest: Digest,
@@ -217,32 +233,18 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn dn_hash(dn: &str) -> u32 {
-    (dn_hash64(dn) >> 32) as u32
-}
-
-fn dn_hash64(dn: &str) -> u64 {
-    let mut h = dn.len() as u64;
-    let mut chunks = dn.as_bytes().chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-        h = (h.rotate_left(23) ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-    let mut tail = [0u8; 8];
-    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-    h = (h.rotate_left(23) ^ u64::from_le_bytes(tail)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    mix(h)
-}
-
 /// Slots per slab chunk.
 const CHUNK_BITS: u32 = 10;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
-/// One slot: a replica (`None` when free) and its [`Origin`].
+/// One slot: a replica (`None` when free), its [`Origin`], and whether it
+/// is shown in LostAndFound here (a live object whose parent object is not
+/// live here, or that a cycle of moves cut off).
 #[derive(Debug, Clone)]
 struct Cell {
     replica: Option<Replica>,
     origin: Origin,
+    lost: bool,
 }
 
 /// The replicas, in chunks of [`CHUNK`] slots shared copy-on-write: a
@@ -277,6 +279,7 @@ impl Slab {
                 invocation: InvocationId(0),
                 usn: Usn(u64::MAX),
             },
+            lost: false,
         });
         self.len += 1;
         Slot::try_from(self.len - 1).expect("fewer than 2^32 objects")
@@ -317,7 +320,7 @@ impl Keys {
             n: 0,
             spill: Vec::new(),
         };
-        let stamps = [&s.created, &s.stamp, &s.alive]
+        let stamps = [&s.created, &s.stamp, &s.named, &s.alive]
             .into_iter()
             .chain(s.attrs.iter().map(|a| &a.stamp));
         for st in stamps {
@@ -369,66 +372,154 @@ impl std::hash::Hasher for GuidHasher {
 /// other threads (the throughput mode's observers) need no actor round trip.
 type GuidIndex = DashMap<Guid, Slot, std::hash::BuildHasherDefault<GuidHasher>>;
 
-/// The order of a dn's live objects: the greatest holds the name.
+/// The order of the live objects sharing a name: the greatest holds it.
 fn name_key(slab: &Slab, s: Slot) -> (Stamp, Guid) {
     let st = &at(slab, s).state;
-    (st.created, st.guid)
+    (st.named, st.guid)
 }
 
-fn dn_insert(
-    by_dn: &mut HashTable<Hashed>,
-    conflicts: &mut HashMap<Arc<str>, Vec<Slot>>,
+/// Where a live object is shown: under a fixed container, under its
+/// parent object, or in LostAndFound.
+#[derive(Debug, Clone, Copy)]
+enum Place<'a> {
+    Fixed(&'a str),
+    Under(Guid),
+    Lost,
+}
+
+impl Place<'_> {
+    /// A fixed container's place; `cn=LostAndFound` is the LostAndFound place.
+    fn fixed(dn: &str) -> Place<'_> {
+        if eq_ci(dn, LOST_AND_FOUND) {
+            Place::Lost
+        } else {
+            Place::Fixed(dn)
+        }
+    }
+
+    fn same(&self, o: &Place<'_>) -> bool {
+        match (self, o) {
+            (Place::Fixed(a), Place::Fixed(b)) => eq_ci(a, b),
+            (Place::Under(a), Place::Under(b)) => a == b,
+            (Place::Lost, Place::Lost) => true,
+            _ => false,
+        }
+    }
+
+    fn hash(&self) -> u64 {
+        match self {
+            Place::Fixed("") => 0x7f4a_7c15_9e37_79b9,
+            Place::Fixed(dn) => hash_ci(dn),
+            Place::Under(g) => mix((g.0 as u64) ^ ((g.0 >> 64) as u64).rotate_left(29)),
+            Place::Lost => 0x2545_f491_4f6c_dd1d,
+        }
+    }
+}
+
+/// The place of live slot `s`.
+fn place_of(slab: &Slab, s: Slot) -> Place<'_> {
+    let c = slab.cell(s);
+    let st = &c
+        .replica
+        .as_ref()
+        .expect("an indexed slot is occupied")
+        .state;
+    if c.lost {
+        return Place::Lost;
+    }
+    match &st.parent {
+        Parent::Fixed(dn) => Place::fixed(dn),
+        Parent::Object(g) => Place::Under(*g),
+    }
+}
+
+/// The 64-bit hash of a name: where it is shown and its rdn.
+fn name_hash(place: &Place<'_>, rdn: &str) -> u64 {
+    mix(place.hash() ^ hash_ci(rdn).rotate_left(17))
+}
+
+/// Whether live slot `s` has this name.
+fn has_name(slab: &Slab, s: Slot, place: &Place<'_>, rdn: &str) -> bool {
+    place_of(slab, s).same(place) && eq_ci(&at(slab, s).state.rdn, rdn)
+}
+
+fn name_insert(
+    names: &mut HashTable<Hashed>,
+    conflicts: &mut HashMap<u64, Vec<Slot>>,
     slab: &Slab,
     s: Slot,
 ) {
-    let dn = &at(slab, s).state.dn;
-    let h = dn_hash(dn);
-    match by_dn.find_mut(widen(h), |o| {
-        o.hash == h && at(slab, o.slot).state.dn == *dn
+    let (place, rdn) = (place_of(slab, s), &*at(slab, s).state.rdn);
+    let h64 = name_hash(&place, rdn);
+    let h = (h64 >> 32) as u32;
+    match names.find_mut(widen(h), |o| {
+        o.hash == h && has_name(slab, o.slot, &place, rdn)
     }) {
         Some(holder) => {
-            let all = conflicts
-                .entry(dn.clone())
-                .or_insert_with(|| vec![holder.slot]);
+            let all = conflicts.entry(h64).or_default();
+            if !all.contains(&holder.slot) {
+                all.push(holder.slot);
+            }
             all.push(s);
             if name_key(slab, s) > name_key(slab, holder.slot) {
                 holder.slot = s;
             }
         }
         None => {
-            by_dn.insert_unique(widen(h), Hashed { slot: s, hash: h }, |o| widen(o.hash));
+            names.insert_unique(widen(h), Hashed { slot: s, hash: h }, |o| widen(o.hash));
         }
     }
 }
 
-/// Takes slot `s` (still holding its state) out of the dn index.
-fn dn_remove(
-    by_dn: &mut HashTable<Hashed>,
-    conflicts: &mut HashMap<Arc<str>, Vec<Slot>>,
+/// Takes live slot `s` (still holding its state and place) out of the
+/// name index.
+fn name_remove(
+    names: &mut HashTable<Hashed>,
+    conflicts: &mut HashMap<u64, Vec<Slot>>,
     slab: &Slab,
     s: Slot,
 ) {
-    let dn = &at(slab, s).state.dn;
-    let h = dn_hash(dn);
-    if let Some(all) = conflicts.get_mut(&**dn) {
+    let (place, rdn) = (place_of(slab, s), &*at(slab, s).state.rdn);
+    let h64 = name_hash(&place, rdn);
+    let h = (h64 >> 32) as u32;
+    if let Some(all) = conflicts.get_mut(&h64)
+        && all.contains(&s)
+    {
         all.retain(|&o| o != s);
-        let best = all
-            .iter()
-            .copied()
+        let same: Vec<Slot> = (all.iter().copied())
+            .filter(|&o| has_name(slab, o, &place, rdn))
+            .collect();
+        let best = (same.iter().copied())
             .max_by_key(|&o| name_key(slab, o))
             .expect("a conflict keeps two or more");
-        if all.len() == 1 {
-            conflicts.remove(&**dn);
+        if same.len() == 1 {
+            all.retain(|&o| o != best);
+            if all.is_empty() {
+                conflicts.remove(&h64);
+            }
         }
-        if let Some(holder) = by_dn.find_mut(widen(h), |o| {
-            o.hash == h && at(slab, o.slot).state.dn == *dn
+        if let Some(holder) = names.find_mut(widen(h), |o| {
+            o.hash == h && has_name(slab, o.slot, &place, rdn)
         }) {
             holder.slot = best;
         }
-    } else if let Ok(e) = by_dn.find_entry(widen(h), |o| o.slot == s) {
+    } else if let Ok(e) = names.find_entry(widen(h), |o| o.slot == s) {
         e.remove();
     }
 }
+
+/// Whether a stored state changes nothing the name index reads.
+fn same_name(old: &ObjectState, new: &ObjectState) -> bool {
+    !old.deleted
+        && !new.deleted
+        && old.named == new.named
+        && (Arc::ptr_eq(&old.rdn, &new.rdn) || old.rdn == new.rdn)
+        && old.parent == new.parent
+}
+
+/// How far a walk up the parents goes before it stops (a deeper tree is
+/// shown from there in LostAndFound).
+const MAX_DEPTH: usize = 4096;
 
 impl ObjectTable {
     /// An empty table.
@@ -506,17 +597,20 @@ impl ObjectTable {
     fn store(&mut self, slot: Option<Slot>, state: Arc<ObjectState>, usn: Usn) {
         let s = match slot {
             Some(s) => {
-                let usn_created = at(&self.slab, s).usn_created;
-                let same_name = {
-                    let old = &at(&self.slab, s).state;
-                    !old.deleted
-                        && !state.deleted
-                        && old.dn == state.dn
-                        && old.created == state.created
-                };
-                let old_keys = Keys::of(&at(&self.slab, s).state);
+                let cell = self.slab.cell(s);
+                let usn_created = cell.replica.as_ref().expect("occupied").usn_created;
+                let old = &cell.replica.as_ref().expect("occupied").state;
+                let same_name = same_name(old, &state);
+                let was_live = !old.deleted;
+                let tree = !same_name
+                    && (old.parent.object().is_some()
+                        || state.parent.object().is_some()
+                        || !self.cut.is_empty());
+                let lost = cell.lost;
+                let old_keys = Keys::of(old);
                 let new_keys = Keys::of(&state);
                 self.unindex(s, &old_keys, Some(&new_keys), same_name);
+                let (guid, live) = (state.guid, !state.deleted);
                 *self.slab.cell_mut(s) = Cell {
                     origin: Origin::of(&state),
                     replica: Some(Replica {
@@ -524,8 +618,15 @@ impl ObjectTable {
                         usn_changed: usn,
                         usn_created,
                     }),
+                    lost: lost && same_name,
                 };
                 self.index(s, &new_keys, Some(&old_keys), same_name);
+                if was_live != live {
+                    self.replace_kids(guid);
+                }
+                if tree {
+                    self.recheck_cycles(guid);
+                }
                 return;
             }
             None => match self.free.pop() {
@@ -535,6 +636,7 @@ impl ObjectTable {
         };
         let guid = state.guid;
         let keys = Keys::of(&state);
+        let (live, tree) = (!state.deleted, state.parent.object().is_some());
         *self.slab.cell_mut(s) = Cell {
             origin: Origin::of(&state),
             replica: Some(Replica {
@@ -542,24 +644,42 @@ impl ObjectTable {
                 usn_changed: usn,
                 usn_created: usn,
             }),
+            lost: false,
         };
         self.by_guid.insert(guid, s);
         self.index(s, &keys, None, false);
+        if live {
+            // Children that arrived before it (or stayed after its garbage
+            // collection) hang under it again.
+            self.replace_kids(guid);
+        }
+        if tree || !self.cut.is_empty() {
+            self.recheck_cycles(guid);
+        }
     }
 
     /// Removes an object entirely (garbage collection, connector purge).
     pub fn remove(&mut self, guid: Guid) -> Option<Replica> {
         let s = self.slot(guid)?;
-        let keys = Keys::of(&at(&self.slab, s).state);
+        let st = &at(&self.slab, s).state;
+        let (live, tree) = (!st.deleted, st.parent.object().is_some());
+        let keys = Keys::of(st);
         self.unindex(s, &keys, None, false);
         self.by_guid.remove(&guid);
         self.free.push(s);
-        self.slab.cell_mut(s).replica.take()
+        let r = self.slab.cell_mut(s).replica.take();
+        if live {
+            self.replace_kids(guid);
+        }
+        if live && (tree || !self.cut.is_empty()) {
+            self.recheck_cycles(guid);
+        }
+        r
     }
 
     /// Adds the replica in slot `s` (whose stamps have `keys`) to every
     /// index, except the origins it `had` before (they point here already)
-    /// and, when `same_name`, its dn entry.
+    /// and, when `same_name`, its name and parent entries.
     fn index(&mut self, s: Slot, keys: &Keys, had: Option<&Keys>, same_name: bool) {
         let r = at(&self.slab, s);
         let st = &r.state;
@@ -570,21 +690,28 @@ impl ObjectTable {
             }
             Arc::make_mut(self.by_origin.entry(block(inv, u)).or_default()).insert(u, s);
         }
-        if st.deleted {
-            self.tombstones.insert((st.stamp.time, st.guid));
+        let (deleted, time, guid, hash) = (st.deleted, st.stamp.time, st.guid, st.hash);
+        let parent = st.parent.object();
+        if deleted {
+            self.tombstones.insert((time, guid));
         } else {
             self.live += 1;
             if !same_name {
-                dn_insert(&mut self.by_dn, &mut self.dn_conflicts, &self.slab, s);
+                if let Some(p) = parent {
+                    self.kids.entry(p).or_default().push(s);
+                    let lost = self.lost(guid, p);
+                    self.slab.cell_mut(s).lost = lost;
+                }
+                name_insert(&mut self.names, &mut self.name_conflicts, &self.slab, s);
             }
         }
-        self.digest.sum = self.digest.sum.wrapping_add(st.hash);
+        self.digest.sum = self.digest.sum.wrapping_add(hash);
         self.digest.count += 1;
     }
 
     /// Takes the replica in slot `s` (whose stamps have `keys`) out of
     /// every index, except the origins it `keeps` and, when `same_name`, its
-    /// dn entry.
+    /// name and parent entries.
     fn unindex(&mut self, s: Slot, keys: &Keys, keeps: Option<&Keys>, same_name: bool) {
         let r = at(&self.slab, s);
         let st = &r.state;
@@ -611,11 +738,124 @@ impl ObjectTable {
         } else {
             self.live -= 1;
             if !same_name {
-                dn_remove(&mut self.by_dn, &mut self.dn_conflicts, &self.slab, s);
+                name_remove(&mut self.names, &mut self.name_conflicts, &self.slab, s);
+                if let Some(p) = st.parent.object()
+                    && let Some(v) = self.kids.get_mut(&p)
+                {
+                    v.retain(|&k| k != s);
+                    if v.is_empty() {
+                        self.kids.remove(&p);
+                    }
+                }
             }
         }
         self.digest.sum = self.digest.sum.wrapping_sub(st.hash);
         self.digest.count -= 1;
+    }
+
+    /// The slot of a live object.
+    fn live_slot(&self, guid: Guid) -> Option<Slot> {
+        self.slot(guid)
+            .filter(|&s| !at(&self.slab, s).state.deleted)
+    }
+
+    /// Whether live object `guid`, child of object `parent`, is shown in
+    /// LostAndFound here: its parent is not live here, or a cycle of moves
+    /// cut it off.
+    fn lost(&self, guid: Guid, parent: Guid) -> bool {
+        self.live_slot(parent).is_none() || self.cut.contains(&guid)
+    }
+
+    /// Moves live slot `s` to LostAndFound or back when that changed.
+    fn replace(&mut self, s: Slot) {
+        let st = &at(&self.slab, s).state;
+        let lost = match st.parent.object() {
+            Some(p) => self.lost(st.guid, p),
+            None => false,
+        };
+        if lost != self.slab.cell(s).lost {
+            name_remove(&mut self.names, &mut self.name_conflicts, &self.slab, s);
+            self.slab.cell_mut(s).lost = lost;
+            name_insert(&mut self.names, &mut self.name_conflicts, &self.slab, s);
+        }
+    }
+
+    /// The children of `parent` move to LostAndFound or back after it died,
+    /// came back, arrived or went.
+    fn replace_kids(&mut self, parent: Guid) {
+        let Some(kids) = self.kids.get(&parent) else {
+            return;
+        };
+        for k in kids.clone() {
+            self.replace(k);
+        }
+    }
+
+    /// The live objects on the cycle of parents through `start`, if its
+    /// parents lead back to it.
+    fn cycle_through(&self, start: Guid) -> Option<Vec<Guid>> {
+        let mut path = vec![start];
+        let mut seen = BTreeSet::new();
+        let mut cur = start;
+        loop {
+            let s = self.live_slot(cur)?;
+            let p = at(&self.slab, s).state.parent.object()?;
+            if p == start {
+                return Some(path);
+            }
+            // A walk into a cycle that does not pass through `start`.
+            if path.len() > MAX_DEPTH || (path.len() > 32 && !seen.insert(p)) {
+                return None;
+            }
+            if path.len() == 32 {
+                seen.extend(path.iter().copied());
+            }
+            path.push(p);
+            cur = p;
+        }
+    }
+
+    /// After `changed` moved, died or came back: of each cycle of moves
+    /// (objects whose parents lead back to themselves), the one with the
+    /// latest name is cut off into LostAndFound; the others hang under it.
+    /// The same on every server whatever the order the moves arrived in:
+    /// the cycles are those of the states held.
+    fn recheck_cycles(&mut self, changed: Guid) {
+        let mut todo: Vec<Guid> = self.cut.iter().copied().collect();
+        todo.push(changed);
+        let mut flipped = Vec::new();
+        for c in todo {
+            match self.cycle_through(c) {
+                Some(members) => {
+                    let key = |g: &Guid| {
+                        let st = &at(&self.slab, self.slot(*g).expect("on a cycle")).state;
+                        (st.named, st.guid)
+                    };
+                    let top = *members.iter().max_by_key(|g| key(g)).expect("a cycle");
+                    for m in members {
+                        let want = m == top;
+                        if want != self.cut.contains(&m) {
+                            if want {
+                                self.cut.insert(m);
+                            } else {
+                                self.cut.remove(&m);
+                            }
+                            flipped.push(m);
+                        }
+                    }
+                }
+                None => {
+                    if self.cut.remove(&c) {
+                        flipped.push(c);
+                    }
+                }
+            }
+        }
+        for g in flipped {
+            if let Some(s) = self.live_slot(g) {
+                self.replace(s);
+            }
+        }
     }
 
     /// Guids changed locally after `from`, in USN order.
@@ -695,36 +935,157 @@ impl ObjectTable {
             .copied()
     }
 
-    /// The live object that holds `dn`: of the live objects created with
-    /// that dn, the latest created (the others are shown `CNF`-renamed).
+    /// The live object that holds the name `dn` (compared ignoring case):
+    /// of the live objects shown with that name, the one whose last naming
+    /// write (create or rename) is the latest; the others are shown
+    /// `CNF`-renamed. `None` for a `CNF:` name.
     pub fn holder(&self, dn: &str) -> Option<Guid> {
+        let (rdn, parent) = split_dn(dn);
+        self.places(parent)
+            .into_iter()
+            .find_map(|p| self.holder_at(&p, rdn))
+            .map(|s| at(&self.slab, s).state.guid)
+    }
+
+    /// The holder of name `rdn` at `place`.
+    fn holder_at(&self, place: &Place<'_>, rdn: &str) -> Option<Slot> {
+        let h = (name_hash(place, rdn) >> 32) as u32;
         let slab = &self.slab;
-        let h = dn_hash(dn);
-        self.by_dn
+        self.names
             .find(widen(h), |o| {
-                o.hash == h && &*at(slab, o.slot).state.dn == dn
+                o.hash == h && has_name(slab, o.slot, place, rdn)
             })
-            .map(|o| at(slab, o.slot).state.guid)
+            .map(|o| o.slot)
     }
 
-    /// The dn a replica is shown with: its own, or `<dn> CNF:<guid>` when a
-    /// later-created live object holds the name.
-    pub fn shown_dn(&self, s: &ObjectState) -> String {
-        match self.holder(&s.dn) {
-            Some(g) if g != s.guid && !s.deleted => format!("{} CNF:{}", s.dn, s.guid),
-            _ => s.dn.to_string(),
+    /// Where the children of the container or object shown as `dn` are:
+    /// the live object shown so (if any), then the fixed container of that
+    /// name (every dn that is not an object's is one for lookups; which
+    /// ones a write may use is the writer's policy).
+    fn places<'a>(&self, dn: &'a str) -> Vec<Place<'a>> {
+        if dn.is_empty() {
+            return vec![Place::Fixed("")];
         }
+        if eq_ci(dn, LOST_AND_FOUND) {
+            return vec![Place::Lost];
+        }
+        let mut v = Vec::with_capacity(2);
+        if let Some(s) = self.find_live_slot(dn) {
+            v.push(Place::Under(at(&self.slab, s).state.guid));
+        }
+        v.push(Place::Fixed(dn));
+        v
     }
 
-    /// Finds the live object shown with exactly `dn` (a `CNF:` name included).
+    /// The slot of the live object shown with `dn` (ignoring case; a
+    /// `CNF:` name included).
+    fn find_live_slot(&self, dn: &str) -> Option<Slot> {
+        let (rdn, parent) = split_dn(dn);
+        let places = self.places(parent);
+        if let Some(s) = places.iter().find_map(|p| self.holder_at(p, rdn)) {
+            return Some(s);
+        }
+        // `<rdn> CNF:<guid>`: the loser of a name conflict, by its guid.
+        let (base, guid) = rdn.rsplit_once(CNF_MARK)?;
+        let s = self.live_slot(guid.parse().ok()?)?;
+        let named = |p: &Place<'_>| has_name(&self.slab, s, p, base);
+        let place = places.iter().find(|p| named(p))?;
+        (self.holder_at(place, base) != Some(s)).then_some(s)
+    }
+
+    /// Finds the live object shown with `dn` (compared ignoring case; a
+    /// `CNF:` name included).
     pub fn find_live(&self, dn: &str) -> Option<Replica> {
-        if let Some(g) = self.holder(dn) {
-            return self.get(g);
+        self.find_live_slot(dn).map(|s| at(&self.slab, s).clone())
+    }
+
+    /// The guid of the live object shown with `dn`.
+    pub fn find_live_guid(&self, dn: &str) -> Option<Guid> {
+        self.find_live_slot(dn)
+            .map(|s| at(&self.slab, s).state.guid)
+    }
+
+    /// The dn a replica is shown with here: its rdn (`<rdn> CNF:<guid>`
+    /// when another live object with a later naming write holds the name),
+    /// then the dn of its parent: a fixed container's, the parent object's
+    /// as shown here, or `cn=LostAndFound` when the parent object is not
+    /// live here. A tombstone is shown with the name it last had: its rdn
+    /// under its parent's dn, live or not.
+    pub fn shown_dn(&self, st: &ObjectState) -> String {
+        let mut segs: Vec<std::borrow::Cow<'_, str>> = Vec::new();
+        // The first state is the one asked about; it need not be held.
+        let mut state: &ObjectState = st;
+        let mut slot = self.slot(st.guid);
+        loop {
+            let held = slot.filter(|&s| at(&self.slab, s).state.guid == state.guid);
+            let lost = held.is_some_and(|s| self.slab.cell(s).lost);
+            if !state.deleted && held.is_some_and(|s| !self.is_holder(s)) {
+                segs.push(format!("{}{CNF_MARK}{}", state.rdn, state.guid).into());
+            } else {
+                segs.push((&*state.rdn).into());
+            }
+            if segs.len() > MAX_DEPTH || (lost && !state.deleted) {
+                segs.push(LOST_AND_FOUND.into());
+                break;
+            }
+            match &state.parent {
+                Parent::Fixed(dn) => {
+                    if !dn.is_empty() {
+                        segs.push((&**dn).into());
+                    }
+                    break;
+                }
+                Parent::Object(g) => match self.slot(*g) {
+                    Some(s) => {
+                        state = &at(&self.slab, s).state;
+                        slot = Some(s);
+                    }
+                    None => {
+                        segs.push(LOST_AND_FOUND.into());
+                        break;
+                    }
+                },
+            }
         }
-        let (base, guid) = dn.rsplit_once(" CNF:")?;
-        let r = self.get(guid.parse().ok()?)?;
-        (!r.state.deleted && &*r.state.dn == base && self.holder(base) != Some(r.state.guid))
-            .then_some(r)
+        segs.join(",")
+    }
+
+    /// Whether live slot `s` holds its name.
+    fn is_holder(&self, s: Slot) -> bool {
+        let place = place_of(&self.slab, s);
+        self.holder_at(&place, &at(&self.slab, s).state.rdn) == Some(s)
+    }
+
+    /// Live objects whose parent is object `parent`, in slot order.
+    pub fn children(&self, parent: Guid) -> Vec<Guid> {
+        let mut v: Vec<Slot> = self.kids.get(&parent).cloned().unwrap_or_default();
+        v.sort_unstable();
+        v.into_iter()
+            .map(|s| at(&self.slab, s).state.guid)
+            .collect()
+    }
+
+    /// Whether `ancestor` is `guid` or one of the objects above it (by the
+    /// parents held here, live or not).
+    pub fn is_ancestor(&self, ancestor: Guid, guid: Guid) -> bool {
+        let mut cur = guid;
+        for _ in 0..MAX_DEPTH {
+            if cur == ancestor {
+                return true;
+            }
+            match self.get_ref(cur).and_then(|r| r.state.parent.object()) {
+                Some(p) => cur = p,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    /// Whether live object `guid` is shown in LostAndFound here.
+    pub fn in_lost_and_found(&self, guid: Guid) -> bool {
+        self.live_slot(guid).is_some_and(|s| {
+            self.slab.cell(s).lost || matches!(place_of(&self.slab, s), Place::Lost)
+        })
     }
 
     /// Tombstones deleted at or before `cutoff`, oldest first.
@@ -785,7 +1146,7 @@ mod tests {
         t.remove(Guid(3));
         assert_eq!(t.holder("cn=a"), Some(Guid(1)));
         assert!(
-            t.dn_conflicts.is_empty(),
+            t.name_conflicts.is_empty(),
             "one live object left: no conflict"
         );
         t.put(obj(1, "cn=a", stamp(1, 1), true), Usn(5));
@@ -1240,8 +1601,13 @@ mod tests {
         let mut s = (*t.get(Guid(1)).unwrap().state).clone();
         s.stamp = stamp(1, 5000);
         t.put(
-            Arc::new(ObjectState::new(
-                s.guid, s.dn, s.created, s.stamp, false, s.attrs,
+            Arc::new(ObjectState::with_name(
+                s.guid,
+                s.name(),
+                s.created,
+                s.stamp,
+                false,
+                s.attrs,
             )),
             Usn(4),
         );

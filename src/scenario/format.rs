@@ -247,6 +247,7 @@ pub(super) enum StepTable {
     Create(WriteStep),
     Modify(WriteStep),
     Delete(WriteStep),
+    Rename(RenameStep),
     Load(LoadStep),
     Backup(BackupStep),
     Crash(ServerStep),
@@ -293,9 +294,10 @@ macro_rules! actions {
 }
 
 actions! {
-    "create" => Create(WriteStep) except "remove";
-    "modify" => Modify(WriteStep);
+    "create" => Create(WriteStep) except "remove", "tree";
+    "modify" => Modify(WriteStep) except "tree";
     "delete" => Delete(WriteStep) except "attrs", "remove";
+    "rename" => Rename(RenameStep);
     "load" => Load(LoadStep);
     "backup" => Backup(BackupStep);
     "crash" => Crash(ServerStep);
@@ -314,11 +316,24 @@ actions! {
 #[serde(deny_unknown_fields)]
 pub(super) struct WriteStep {
     pub server: Spanned<Name>,
-    pub dn: Name,
+    pub dn: Spanned<Name>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attrs: Attrs,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<Spanned<Name>>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tree: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub expect_refused: bool,
+}
+
+/// `rename`.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RenameStep {
+    pub server: Spanned<Name>,
+    pub dn: Spanned<Name>,
+    pub new_dn: Spanned<Name>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub expect_refused: bool,
 }
@@ -821,9 +836,10 @@ impl StepTable {
             |server: &str, dn: &str, set: &BTreeMap<String, String>, remove: &[String], refused| {
                 WriteStep {
                     server: name(server),
-                    dn: Name(dn.to_string()),
+                    dn: name(dn),
                     attrs: attrs(set),
                     remove: remove.iter().map(|r| name(r)).collect(),
+                    tree: false,
                     expect_refused: refused,
                 }
             };
@@ -845,8 +861,23 @@ impl StepTable {
             Action::Delete {
                 server,
                 dn,
+                tree,
                 expect_refused,
-            } => StepTable::Delete(write(server, dn, &none, &[], *expect_refused)),
+            } => StepTable::Delete(WriteStep {
+                tree: *tree,
+                ..write(server, dn, &none, &[], *expect_refused)
+            }),
+            Action::Rename {
+                server,
+                dn,
+                new_dn,
+                expect_refused,
+            } => StepTable::Rename(RenameStep {
+                server: name(server),
+                dn: name(dn),
+                new_dn: name(new_dn),
+                expect_refused: *expect_refused,
+            }),
             Action::Load {
                 servers,
                 creates,

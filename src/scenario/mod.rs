@@ -129,6 +129,21 @@ pub enum Action {
         server: String,
         /// The object's dn.
         dn: String,
+        /// Delete the object's whole subtree with it (without, an object
+        /// with live children is refused).
+        tree: bool,
+        /// The step passes only if the server refuses the write.
+        expect_refused: bool,
+    },
+    /// Originating rename or move on `server`: the object keeps its guid,
+    /// its children follow it.
+    Rename {
+        /// Where the write originates.
+        server: String,
+        /// The object's dn.
+        dn: String,
+        /// Its new dn.
+        new_dn: String,
         /// The step passes only if the server refuses the write.
         expect_refused: bool,
     },
@@ -228,6 +243,7 @@ impl Action {
             Action::Create { .. } => "create",
             Action::Modify { .. } => "modify",
             Action::Delete { .. } => "delete",
+            Action::Rename { .. } => "rename",
             Action::Load { .. } => "load",
             Action::Backup { .. } => "backup",
             Action::Crash { .. } => "crash",
@@ -397,6 +413,107 @@ impl Scenario {
             message: format!("cannot read the file: {e}"),
         })?;
         Scenario::from_bytes(&bytes, &origin)
+    }
+
+    /// The fixed containers the steps imply (docs/scenarios.md, "A
+    /// directory tree"): every proper ancestor of a dn a step names that
+    /// no step creates (by `create`, `load`, or as a `rename`'s `new_dn`)
+    /// and none of whose ancestors a step creates; never a dn below
+    /// `cn=LostAndFound` or with a `CNF:` rdn (those name objects). The
+    /// root and `cn=LostAndFound` are fixed containers besides these.
+    ///
+    /// ```
+    /// use backsync::Scenario;
+    /// let text = "name = \"t\"\n[[site]]\nname = \"A\"\nservers = [\"S1\"]\n\
+    ///     [[step]]\ndo = \"create\"\nserver = \"S1\"\ndn = \"ou=Sales,dc=corp\"\n\
+    ///     [[step]]\ndo = \"create\"\nserver = \"S1\"\ndn = \"cn=Ann,ou=Sales,dc=corp\"\n\
+    ///     [[step]]\ndo = \"create\"\nserver = \"S1\"\ndn = \"cn=Bob,ou=Users\"\n";
+    /// let s = Scenario::from_str(text, "t.toml").unwrap();
+    /// assert_eq!(s.fixed_containers(), ["dc=corp", "ou=Users"]);
+    /// ```
+    pub fn fixed_containers(&self) -> Vec<String> {
+        use crate::core::tree::{CNF_MARK, LOST_AND_FOUND, eq_ci, lower, rdns, split_dn};
+        let mut created = std::collections::BTreeSet::new();
+        let mut named: Vec<&str> = Vec::new();
+        let mut loads: Vec<(String, u64)> = Vec::new();
+        for st in &self.steps {
+            match &st.action {
+                Action::Create { dn, .. } => {
+                    created.insert(lower(dn));
+                    named.push(dn);
+                }
+                Action::Rename { dn, new_dn, .. } => {
+                    created.insert(lower(new_dn));
+                    named.extend([dn.as_str(), new_dn.as_str()]);
+                }
+                Action::Modify { dn, .. } | Action::Delete { dn, .. } => named.push(dn),
+                Action::Expect { check, .. } => match check {
+                    ExpectCheck::Dn { dn, .. } | ExpectCheck::Tombstone { dn } => named.push(dn),
+                    _ => {}
+                },
+                Action::Load {
+                    creates, prefix, ..
+                } => {
+                    let p = lower(prefix.as_deref().unwrap_or(DEFAULT_LOAD_PREFIX));
+                    match loads.iter_mut().find(|(q, _)| *q == p) {
+                        Some((_, n)) => *n += creates,
+                        None => loads.push((p, *creates)),
+                    }
+                }
+                _ => {}
+            }
+        }
+        // `cn=<prefix><n>` for a load's n (the loads of one prefix number on).
+        let loaded = |dn: &str| {
+            let Some(rest) = dn.strip_prefix("cn=") else {
+                return false;
+            };
+            loads.iter().any(|(p, n)| {
+                rest.strip_prefix(p.as_str())
+                    .and_then(|k| k.parse::<u64>().ok())
+                    .is_some_and(|k| k >= 1 && k <= *n)
+            })
+        };
+        let is_created = |dn: &str| {
+            let l = lower(dn);
+            created.contains(&l) || loaded(&l)
+        };
+        let mut out: Vec<String> = Vec::new();
+        for dn in named {
+            let mut parent = split_dn(dn).1;
+            while !parent.is_empty() {
+                let ancestors_created = {
+                    let mut p = parent;
+                    let mut any = false;
+                    while !p.is_empty() {
+                        any |= is_created(p);
+                        p = split_dn(p).1;
+                    }
+                    any
+                };
+                let below_lost = {
+                    let mut p = split_dn(parent).1;
+                    let mut any = false;
+                    while !p.is_empty() {
+                        any |= eq_ci(p, LOST_AND_FOUND);
+                        p = split_dn(p).1;
+                    }
+                    any
+                };
+                let cnf = rdns(parent).any(|r| r.contains(CNF_MARK));
+                if !ancestors_created
+                    && !below_lost
+                    && !cnf
+                    && !eq_ci(parent, LOST_AND_FOUND)
+                    && !out.iter().any(|o| eq_ci(o, parent))
+                {
+                    out.push(parent.to_string());
+                }
+                parent = split_dn(parent).1;
+            }
+        }
+        out.sort_by_key(|d| lower(d));
+        out
     }
 
     /// Every server name, in site order.

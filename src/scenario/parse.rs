@@ -255,7 +255,7 @@ fn unknown_step_field(act: &str, key: &str, allowed: &[&str]) -> String {
     let elsewhere = |a: &&str| StepTable::fields(a).is_some_and(|f| f.contains(&key));
     if key == "expect_refused" {
         format!(
-            "`expect_refused` is only allowed on create, modify, delete and release steps, not `{act}`"
+            "`expect_refused` is only allowed on create, modify, delete, rename and release steps, not `{act}`"
         )
     } else if ACTIONS.iter().any(elsewhere) {
         format!("`{key}` is not a field of `do = \"{act}\"` ({takes})")
@@ -707,10 +707,27 @@ impl StepCx<'_> {
         Ok(match table {
             StepTable::Create(w) => Action::Create {
                 server: self.server("server", &w.server)?,
-                dn: w.dn.0.clone(),
+                dn: self.dn("dn", &w.dn)?,
                 attrs: strings(&w.attrs),
                 expect_refused: w.expect_refused,
             },
+            StepTable::Rename(r) => {
+                let server = self.server("server", &r.server)?;
+                let dn = self.dn("dn", &r.dn)?;
+                let new_dn = self.dn("new_dn", &r.new_dn)?;
+                if dn == new_dn {
+                    let msg = format!(
+                        "renames `{dn}` to the same dn (a case-only rename changes the case of some letter)"
+                    );
+                    return Err(f.error(r.new_dn.span(), "new_dn", msg));
+                }
+                Action::Rename {
+                    server,
+                    dn,
+                    new_dn,
+                    expect_refused: r.expect_refused,
+                }
+            }
             StepTable::Modify(w) => {
                 let server = self.server("server", &w.server)?;
                 if w.attrs.is_empty() && w.remove.is_empty() {
@@ -726,7 +743,7 @@ impl StepCx<'_> {
                 }
                 Action::Modify {
                     server,
-                    dn: w.dn.0.clone(),
+                    dn: self.dn("dn", &w.dn)?,
                     attrs: strings(&w.attrs),
                     remove: plain(&w.remove),
                     expect_refused: w.expect_refused,
@@ -734,7 +751,8 @@ impl StepCx<'_> {
             }
             StepTable::Delete(w) => Action::Delete {
                 server: self.server("server", &w.server)?,
-                dn: w.dn.0.clone(),
+                dn: self.dn("dn", &w.dn)?,
+                tree: w.tree,
                 expect_refused: w.expect_refused,
             },
             StepTable::Load(_) => self.load(history, table)?,
@@ -808,6 +826,15 @@ impl StepCx<'_> {
             },
             StepTable::Expect(e) => self.expect(e)?,
         })
+    }
+
+    /// Field `key`: a dn a write can name (`type=value` rdns).
+    fn dn(&self, key: &str, dn: &Spanned<Name>) -> Result<String> {
+        crate::core::tree::check_dn(text(dn)).map_err(|why| {
+            self.f
+                .error(dn.span(), key, format!("invalid dn `{}`: {why}", text(dn)))
+        })?;
+        Ok(text(dn).to_string())
     }
 
     /// Field `key`: a known server.

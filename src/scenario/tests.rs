@@ -725,11 +725,16 @@ mod written {
         ExpectLost(u64),
     }
 
+    /// A dn a write can name: one to three `type=value` rdns.
+    fn dn() -> impl Strategy<Value = String> {
+        "[a-zA-Z]{1,3}=[^,\\\\\\s][^,\\\\]{0,6}(,[a-zA-Z]{1,3}=[^,\\\\\\s][^,\\\\]{0,6}){0,2}"
+    }
+
     fn seed() -> impl Strategy<Value = Seed> {
         let attrs = || btree_map(text(), any::<String>(), 0..3);
         let count = 0..=crate::limits::MAX_COUNT;
         prop_oneof![
-            (0..3u8, text(), attrs(), vec(text(), 0..3), any::<bool>())
+            (0..3u8, dn(), attrs(), vec(text(), 0..3), any::<bool>())
                 .prop_map(|(k, dn, a, r, x)| Seed::Write(k, dn, a, r, x)),
             (
                 any::<bool>(),
@@ -947,6 +952,7 @@ mod written {
             Seed::Write(_, dn, _, _, expect_refused) => Action::Delete {
                 server,
                 dn,
+                tree: false,
                 expect_refused,
             },
             Seed::Load(some, creates, modifies, deletes, prefix) => Action::Load {

@@ -10,7 +10,7 @@ pub mod topology;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::config::ReplicationConfig;
-use crate::core::{CoreConfig, InvocationId, SimTime, Usn};
+use crate::core::{Containers, CoreConfig, InvocationId, SimTime, Usn};
 use observe::Observatory;
 use topology::Layout;
 
@@ -32,6 +32,8 @@ pub struct Shared {
     /// instance (backsync, naive): what a reply still in flight from
     /// before it is checked against.
     restore_marks: Mutex<Vec<Option<RestoreMark>>>,
+    /// Which parent dns are fixed containers, for every database instance.
+    pub(crate) containers: RwLock<Arc<Containers>>,
 }
 
 /// A restore that kept the backup's invocation id.
@@ -61,6 +63,7 @@ impl Shared {
             seed,
             throughput,
             restore_marks: Mutex::new(vec![None; n]),
+            containers: RwLock::new(Arc::new(Containers::Implicit)),
         })
     }
 
@@ -83,6 +86,11 @@ impl Shared {
     /// Simulated ms since the cluster started (the runtime's clock).
     pub(crate) fn now(&self) -> SimTime {
         (tokio::time::Instant::now() - self.start).as_millis() as SimTime
+    }
+
+    /// Which parent dns are fixed containers now.
+    pub(crate) fn containers(&self) -> Arc<Containers> {
+        self.containers.read().expect("containers lock").clone()
     }
 
     pub(crate) fn core_config(&self) -> CoreConfig {

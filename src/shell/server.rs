@@ -61,9 +61,11 @@ impl DirectoryServer {
         let name = shared.layout().servers[idx].clone();
         let cfg = shared.core_config();
         let inv = shared.invocation_for(idx, 0);
+        let mut core = Dsa::new(name.clone(), inv, cfg);
+        core.set_containers(shared.containers());
         DirectoryServer {
             idx,
-            core: Some(Dsa::new(name.clone(), inv, cfg)),
+            core: Some(core),
             name,
             epoch: 0,
             shared,
@@ -679,7 +681,7 @@ impl DirectoryServer {
                 changed: applied.changed,
                 before,
                 after,
-                watermark: wm.filter(|_| !applied.ignored),
+                watermark: wm.filter(|_| !applied.ignored && !applied.get_anc_retry),
             }]);
             self.fact_puts(&applied.changed_guids, PutCause::Apply);
         }
@@ -805,6 +807,18 @@ pub enum WriteOp {
         /// The dn.
         dn: String,
     },
+    /// Delete `dn` and every live object below it.
+    DeleteTree {
+        /// The dn.
+        dn: String,
+    },
+    /// Rename or move `dn` to `new_dn`.
+    Rename {
+        /// The dn.
+        dn: String,
+        /// The new dn.
+        new_dn: String,
+    },
 }
 
 /// Writes applied in one handler (a `load` step).
@@ -831,21 +845,28 @@ impl Handler<Writes> for DirectoryServer {
                             .iter()
                             .map(|(k, v)| (k.as_str(), v.as_str()))
                             .collect();
-                        c.create(guid, dn, &a, now)
+                        c.create(guid, dn, &a, now).map(|g| vec![g])
                     }
                     WriteOp::Modify { dn, set, remove } => {
                         let s: Vec<(&str, &str)> =
                             set.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                         let r: Vec<&str> = remove.iter().map(String::as_str).collect();
-                        c.modify(dn, &s, &r, now)
+                        c.modify(dn, &s, &r, now).map(|g| vec![g])
                     }
-                    WriteOp::Delete { dn } => c.delete(dn, now),
+                    WriteOp::Delete { dn } => c.delete(dn, now).map(|g| vec![g]),
+                    // The named object last: its guid is the write's.
+                    WriteOp::DeleteTree { dn } => c.delete_tree(dn, now).map(|mut v| {
+                        v.rotate_right(1);
+                        v
+                    }),
+                    WriteOp::Rename { dn, new_dn } => c.rename(dn, new_dn, now).map(|g| vec![g]),
                 },
             };
-            if let Ok(g) = &r {
-                self.record(&[*g]);
-                self.fact_puts(&[*g], PutCause::Write);
+            if let Ok(gs) = &r {
+                self.record(gs);
+                self.fact_puts(gs, PutCause::Write);
             }
+            let r = r.map(|gs| gs[0]);
             any |= r.is_ok();
             self.shared.obs.trace(&(now, self.idx, "write", r.is_ok()));
             out.push(r);
@@ -945,8 +966,9 @@ impl Handler<RestoreServer> for DirectoryServer {
         let strategy = m.opts.strategy;
         let timeout = Duration::from_millis(m.opts.backsync_timeout);
         let _span = tracing::info_span!("restore", server = %self.name, %strategy).entered();
-        self.core = Some(Dsa::restore(&m.backup, cfg, m.opts));
-        if let Some(r) = self.core.as_ref().and_then(|c| c.authoritative_raise()) {
+        let mut core = Dsa::restore(&m.backup, cfg, m.opts);
+        core.set_containers(self.shared.containers());
+        if let Some(r) = core.authoritative_raise() {
             let text = format!(
                 "{}: authoritative restore raised the version of {} by {}",
                 self.name,
@@ -955,6 +977,7 @@ impl Handler<RestoreServer> for DirectoryServer {
             );
             self.shared.obs.event(self.now(), text);
         }
+        self.core = Some(core);
         // The restore's own age is the supervisor's to announce.
         self.last_inbound.clear();
         self.started_at = self.now();
@@ -1128,6 +1151,20 @@ impl Handler<Inspect> for DirectoryServer {
                 .map(|(dn, r)| ObjectView::new(dn, &r))
                 .collect(),
         })
+    }
+}
+
+/// Sets which parent dns are fixed containers.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct SetContainers(pub Arc<crate::core::Containers>);
+
+impl Handler<SetContainers> for DirectoryServer {
+    type Result = ();
+    fn handle(&mut self, m: SetContainers, _: &mut Context<Self>) {
+        if let Some(c) = self.core.as_mut() {
+            c.set_containers(m.0);
+        }
     }
 }
 
