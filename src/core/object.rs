@@ -58,6 +58,9 @@ pub struct ObjectState {
 }
 
 /// What merging an incoming state into the local one gives.
+// Returned by value once per merge and moved into an `Arc` at once: a box
+// would add an allocation to every mixed merge.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Merge {
     /// The local state already wins or equals: nothing changes.
