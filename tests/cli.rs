@@ -69,9 +69,9 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
         &[
             "backsync answer from Server2",
             "backsync complete, 3 partners answered",
-            "  backsync of Server1 from 20m 4s: answered by Server2 (1 object back), Server4 (0 objects back), Server3 (0 objects back); complete at 20m 8s",
+            "  backsync of Server1 from 20m 4s: answered by Server2 (1 object back), Server4 (0 objects back), Server3 (0 objects back); complete at 45m 2s",
             "  came back by backsync: 1 object (Server2: 1)",
-            "  end: converged at step 7 (after 4.02s)",
+            "  end: converged at step 7 (after 24m 59s)",
             "cn=UserA,ou=Users is present on Server1",
             "PASSED: all 9 steps",
         ],
