@@ -55,7 +55,7 @@ fn w1_to(to: &str, t: u64) -> u64 {
     }
     // The sites' first servers are the bridgeheads on the W side (X1, Y1,
     // Z1); W2 is W's.
-    let bridgehead = if site == 0 { "W2" } else { &NAMES[2 * site] };
+    let bridgehead = if site == 0 { "W2" } else { NAMES[2 * site] };
     if to != bridgehead {
         t += intrasite();
     }
@@ -65,7 +65,7 @@ fn w1_to(to: &str, t: u64) -> u64 {
 /// When a message `from` sends at `t` reaches W1: the same way back.
 fn to_w1(from: &str, t: u64) -> u64 {
     let site = "WXYZ".find(&from[..1]).unwrap();
-    let bridgehead = if site == 0 { "W2" } else { &NAMES[2 * site] };
+    let bridgehead = if site == 0 { "W2" } else { NAMES[2 * site] };
     let mut t = t;
     if from != bridgehead {
         t += intrasite();
