@@ -802,6 +802,19 @@ impl Cluster {
         self.shared.obs.counters()
     }
 
+    /// Relayed messages held by a server now: waiting at a bridgehead for
+    /// a connector's schedule tick, or for the next server on their way to
+    /// be up and reachable (store-and-forward between sites). They count as
+    /// in flight: the run has not converged while any is held.
+    pub fn held(&self) -> u64 {
+        self.shared.obs.held_now().max(0) as u64
+    }
+
+    /// Messages in flight now, held ones included.
+    pub fn in_flight(&self) -> u64 {
+        self.shared.obs.in_flight().max(0) as u64
+    }
+
     /// Writes lost by nature at this moment: acknowledged writes held by no
     /// running server and by no backup that could still be restored. A
     /// write that comes back later (a restore, a partner) is no longer counted.

@@ -362,6 +362,8 @@ impl CompareRow {
                 messages: after.iter().map(|c| c.messages).sum(),
                 objects_sent: after.iter().map(|c| c.objects_sent).sum(),
                 objects_repaired: after.iter().map(|c| c.objects_repaired).sum(),
+                relayed: after.iter().map(|c| c.relayed).sum(),
+                held: after.last().map_or(0, |c| c.held),
             },
             lost_unreplicated: r.lost_unreplicated,
             refused_writes: r.refused_writes,

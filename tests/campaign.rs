@@ -307,7 +307,10 @@ fn threads_change_nothing_and_runs_are_deterministic() {
 fn schedules_replay_as_scenario_files() {
     let p = restricted("backsync", 1).params().unwrap();
     let mut checked = 0;
-    for seed in 0..40 {
+    // Eighty seeds: about one schedule in ten has no link faults (the
+    // first 40 held only four once the restricted generator learnt to wait
+    // for relayed replies between sites).
+    for seed in 0..80 {
         let plan = plan(seed, &p);
         let out = runner::run(&plan.setup, &plan.intents).unwrap();
         if out.executed.iter().any(|o| matches!(o, Op::Faults(_))) || out.unexpressible > 0 {

@@ -113,9 +113,9 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
         &[
             "backsync answer from Server2",
             "backsync complete, 3 partners answered",
-            "  backsync of Server1 from 20m 4s: answered by Server2 (1 object back), Server4 (0 objects back), Server3 (0 objects back); complete at 20m 8s",
+            "  backsync of Server1 from 20m 4s: answered by Server2 (1 object back), Server4 (0 objects back), Server3 (0 objects back); complete at 45m 2s",
             "  came back by backsync: 1 object (Server2: 1)",
-            "  end: converged at step 7 (after 4.02s)",
+            "  end: converged at step 7 (after 24m 59s)",
             "cn=UserA,ou=Users is present on Server1",
             "PASSED: all 9 steps",
         ],
@@ -208,6 +208,18 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
             "Server1 holds a tombstone of cn=UserA,ou=Users",
             "0 acknowledged writes are lost (expected 0)",
             "PASSED: all 23 steps",
+        ],
+    ),
+    (
+        "relay_chain.toml",
+        0,
+        &[
+            "the last backsync of W1 got replies from [W2] (expected [W2])",
+            "diverged as expected: not converged within 1h",
+            "W1: backsync answer from Z1",
+            "W1: backsync complete, 7 partners answered",
+            "the last backsync of W1 got replies from [W2, X1, X2, Y1, Y2, Z1, Z2]",
+            "PASSED: all 21 steps",
         ],
     ),
     (

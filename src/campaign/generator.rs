@@ -16,7 +16,11 @@
 //! This keeps what operators must keep: outages and backup ages shorter
 //! than the tombstone lifetime (a run lasts under 20 days); every backsync
 //! able to reach each of its partners before its timeout (no partner stays
-//! away longer than an epoch plus the calm after it, under 16 hours); and
+//! away longer than an epoch plus the calm after it, under 16 hours, and
+//! no server goes away long while a backsync relayed between sites may
+//! still wait for it, or, a bridgehead, hold it); no restore while a reply its server sent
+//! before crashing may still be on its way (relayed between sites, a
+//! schedule and a latency per connector at most); and
 //! once a server is restored from a backup, its backups taken after that
 //! one are abandoned, never restored later (they hold a timeline the
 //! directory rolled back past). Breaking these makes lingering objects,
@@ -98,6 +102,12 @@ pub fn plan(seed: u64, p: &Params) -> Plan {
                 )
             })
             .collect(),
+        bridgeheads: (setup.topology.connectors.iter())
+            .flat_map(|c| c.bridgeheads.clone())
+            .filter_map(|b| setup.topology.server_names().iter().position(|s| *s == b))
+            .collect(),
+        last_restore: None,
+        last_heal: 0,
         now: 0,
         up: vec![true; n],
         backups: vec![Vec::new(); n],
@@ -210,6 +220,13 @@ struct Gen {
     names: Vec<String>,
     site_of: Vec<usize>,
     connectors: Vec<([String; 2], Duration, Duration)>,
+    /// Servers that bridge a connector: messages between sites wait for
+    /// them (store-and-forward).
+    bridgeheads: std::collections::BTreeSet<usize>,
+    /// The latest restore.
+    last_restore: Option<u64>,
+    /// The latest heal.
+    last_heal: u64,
     /// Plan time: the sum of the waits so far (writes take no time).
     now: u64,
     up: Vec<bool>,
@@ -370,13 +387,14 @@ impl Gen {
         }
         // The epoch ends: everything heals, crashed servers come back.
         self.wait_until(end);
-        self.wait_in_flight();
         if self.partitioned {
             self.event(Ev::Heal);
         }
         if self.faults {
             self.event(Ev::FaultsOff);
         }
+        // After the heal: what a partition held between sites leaves then.
+        self.wait_in_flight();
         for i in 0..n {
             if !self.up[i] && self.long.is_none_or(|(l, _)| l != i) {
                 self.restore(i);
@@ -450,7 +468,24 @@ impl Gen {
             }
             Ev::LongCrash(i) => {
                 let down = self.up.iter().filter(|u| !**u).count();
-                if self.up[i] && down == 0 && self.long.is_none() && !self.long_done {
+                // Without hazards, no server goes away long while a
+                // backsync relayed between sites may still wait for it: a
+                // bridgehead holds the others' traffic (up to the backsync
+                // timeout), any other server may still be asked (a round
+                // trip through the bridgeheads, then a reply timeout).
+                let window = if self.bridgeheads.contains(&i) {
+                    self.cfg.backsync_timeout.as_millis() as u64
+                } else {
+                    2 * self.relay_span() + self.cfg.reply_timeout.as_millis() as u64
+                };
+                let relaying = !self.connectors.is_empty()
+                    && self.last_restore.is_some_and(|t| self.now < t + window);
+                if self.up[i]
+                    && down == 0
+                    && self.long.is_none()
+                    && !self.long_done
+                    && (self.hazards || !relaying)
+                {
                     // Rarely, with hazards, away past the tombstone lifetime.
                     let tsl = self.cfg.tombstone_lifetime.as_millis() as u64;
                     let away = if self.hazards && self.rng.random_bool(0.15) {
@@ -468,7 +503,10 @@ impl Gen {
                 }
             }
             Ev::Restore(i) => {
-                if !self.up[i] && self.long.is_none_or(|(l, _)| l != i) {
+                // Without hazards, not while a partition may hold a reply
+                // of its between sites (the epoch's end restores it).
+                let held = !self.hazards && self.partitioned && !self.connectors.is_empty();
+                if !self.up[i] && self.long.is_none_or(|(l, _)| l != i) && !held {
                     self.wait_in_flight();
                     self.restore(i);
                 }
@@ -513,6 +551,7 @@ impl Gen {
             }
             Ev::Heal => {
                 self.partitioned = false;
+                self.last_heal = self.now;
                 self.push(Action::Heal);
             }
             Ev::FaultsOn => {
@@ -548,10 +587,24 @@ impl Gen {
     /// Without hazards, no restore while a reply sent before the latest
     /// crash may still be in flight (the longest latency plus jitter is
     /// well under two minutes).
+    /// Between sites, a reply may also wait at each bridgehead on its way
+    /// for the connector's tick (store-and-forward): at most a schedule
+    /// and a latency per connector.
     fn wait_in_flight(&mut self) {
         if !self.hazards {
-            self.wait_until(self.last_crash + 2 * MIN);
+            let relay = self.relay_span();
+            // A partition holds relayed messages until it heals.
+            let heal = if relay > 0 { self.last_heal + relay } else { 0 };
+            self.wait_until((self.last_crash + 2 * MIN + relay).max(heal));
         }
+    }
+
+    /// The longest a message relayed between sites waits and travels with
+    /// every bridgehead up: a schedule and a latency per connector.
+    fn relay_span(&self) -> u64 {
+        (self.connectors.iter())
+            .map(|(_, s, l)| (*s + *l).as_millis() as u64)
+            .sum()
     }
 
     fn backup(&mut self, i: usize) {
@@ -587,6 +640,7 @@ impl Gen {
             b[k].clone()
         };
         self.up[i] = true;
+        self.last_restore = Some(self.now);
         self.push(Action::Restore {
             server: self.names[i].clone(),
             backup,

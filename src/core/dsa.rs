@@ -834,10 +834,20 @@ impl Dsa {
     /// Forgets pulls outstanding since before `cutoff` (their request or
     /// reply was lost), returning them so the caller can ask again.
     pub fn expire_pulls(&mut self, cutoff: SimTime) -> Vec<(Arc<str>, PullKind)> {
+        self.expire_pulls_by(|_, sent_at| sent_at <= cutoff)
+    }
+
+    /// Forgets the pulls that `late(source, sent_at)` judges lost (a
+    /// source further away may be given longer), returning them, in source
+    /// order.
+    pub fn expire_pulls_by(
+        &mut self,
+        mut late: impl FnMut(&str, SimTime) -> bool,
+    ) -> Vec<(Arc<str>, PullKind)> {
         let late: Vec<_> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.sent_at <= cutoff)
+            .filter(|(s, p)| late(s, p.sent_at))
             .map(|(s, p)| (s.clone(), p.kind))
             .collect();
         for (s, _) in &late {

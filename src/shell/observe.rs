@@ -113,8 +113,12 @@ pub struct Counters {
     pub objects_sent: u64,
     /// Objects that changed on some server by replication.
     pub objects_repaired: u64,
-    /// Messages dropped (partition, crash, loss, no route).
+    /// Messages dropped (partition, crash, loss, no route, held by a
+    /// server that crashed).
     pub dropped: u64,
+    /// Connector hops of relayed messages: a message from a server to one
+    /// two sites away that crosses both connectors counts 2.
+    pub relayed: u64,
 }
 
 impl std::ops::Sub for Counters {
@@ -125,6 +129,7 @@ impl std::ops::Sub for Counters {
             objects_sent: self.objects_sent - o.objects_sent,
             objects_repaired: self.objects_repaired - o.objects_repaired,
             dropped: self.dropped - o.dropped,
+            relayed: self.relayed - o.relayed,
         }
     }
 }
@@ -137,6 +142,9 @@ pub struct Observatory {
     objects_sent: AtomicU64,
     repaired: AtomicU64,
     dropped: AtomicU64,
+    relayed: AtomicU64,
+    /// Relayed messages held by a server now (part of `in_flight`).
+    held: AtomicI64,
     servers: Mutex<Vec<ServerObs>>,
     notify: Notify,
     events: Mutex<Vec<Event>>,
@@ -200,6 +208,8 @@ impl Observatory {
             objects_sent: AtomicU64::new(0),
             repaired: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            relayed: AtomicU64::new(0),
+            held: AtomicI64::new(0),
             servers: Mutex::new(vec![down; n]),
             notify: Notify::new(),
             events: Mutex::new(Vec::new()),
@@ -242,6 +252,24 @@ impl Observatory {
         self.notify.notify_waiters();
     }
 
+    /// Relayed messages held (positive) or handed on or dropped (negative).
+    pub(crate) fn held(&self, n: i64) {
+        self.held.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// Relayed messages crossed a connector.
+    pub(crate) fn relayed(&self, n: u64) {
+        self.relayed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Relayed messages held by a server now, waiting for a connector's
+    /// tick or for the next server to be up and reachable. They count as
+    /// in flight ([`Observatory::in_flight`]): a run with any held has not
+    /// converged.
+    pub fn held_now(&self) -> i64 {
+        self.held.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn repaired(&self, n: usize) {
         self.repaired.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -258,6 +286,7 @@ impl Observatory {
             objects_sent: self.objects_sent.load(Ordering::Relaxed),
             objects_repaired: self.repaired.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            relayed: self.relayed.load(Ordering::Relaxed),
         }
     }
 

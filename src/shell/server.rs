@@ -14,8 +14,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::core::{
-    Backup, ChangesReply, CoreConfig, CoreEvent, Dsa, Guid, InvocationId, Mode, OwnWrite, PullKind,
-    RestoreOptions, Usn, WriteError,
+    Backup, ChangesReply, CoreConfig, CoreEvent, Dsa, GetChanges, Guid, InvocationId, Mode,
+    OwnWrite, PullKind, RestoreOptions, Usn, WriteError,
 };
 use crate::error::ReleaseError;
 use crate::shell::Shared;
@@ -54,6 +54,12 @@ pub struct DirectoryServer {
     /// Sources refused under strict replication consistency, for the rest
     /// of the run.
     strict_refused: BTreeSet<usize>,
+    /// Backsync requests relayed between sites (store-and-forward), per
+    /// source, with when they were last sent: resent as they are (the same
+    /// request id) when no reply came in time, so a reply to any copy
+    /// answers them. A new request each time would leave the replies to
+    /// copies held on the way answering nothing outstanding.
+    relayed_asks: BTreeMap<usize, (GetChanges, u64)>,
 }
 
 impl DirectoryServer {
@@ -76,6 +82,7 @@ impl DirectoryServer {
             started_at: 0,
             deferred: BTreeSet::new(),
             strict_refused: BTreeSet::new(),
+            relayed_asks: BTreeMap::new(),
             rng: ChaCha8Rng::seed_from_u64(seed ^ (idx as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             deadline: None,
         }
@@ -132,6 +139,9 @@ impl DirectoryServer {
         if let Some(req) = core.pull(&src, kind, max, now) {
             let _span = tracing::debug_span!("replication_cycle", server = %self.name, source = %src, ?kind).entered();
             tracing::debug!(from_usn = req.from_usn.0, "GetChanges");
+            if kind == PullKind::Backsync && self.shared.layout().relayed(self.idx, source) {
+                self.relayed_asks.insert(source, (req.clone(), now));
+            }
             self.send(source, Payload::Request(req));
         }
     }
@@ -395,12 +405,47 @@ impl DirectoryServer {
         // Replies lost on the way would block a source for good: give up on
         // them after the reply timeout and ask again where a restore waits.
         ctx.run_interval(cfg.reply_timeout, |act, _| {
-            let cutoff = act
-                .now()
-                .saturating_sub(act.shared.cfg.reply_timeout.as_millis() as u64);
-            let Some(c) = act.core.as_mut() else { return };
-            let late = c.expire_pulls(cutoff);
             let now = act.now();
+            let timeout = act.shared.cfg.reply_timeout.as_millis() as u64;
+            // A source reached by store-and-forward gets the longest its
+            // request and reply may be held on the way, on top: else every
+            // reply would land after its request was given up, ignored.
+            let layout = act.shared.layout();
+            let allowance: BTreeMap<Arc<str>, u64> = (0..layout.servers.len())
+                .map(|o| (o, layout.relay_allowance(act.idx, o)))
+                .filter(|(_, d)| !d.is_zero())
+                .map(|(o, d)| (layout.servers[o].clone(), 2 * d.as_millis() as u64))
+                .collect();
+            drop(layout);
+            let Some(c) = act.core.as_mut() else { return };
+            // A relayed backsync request still outstanding is resent, not
+            // given up.
+            let backsync = matches!(c.mode(), Mode::Backsync(_));
+            act.relayed_asks.retain(|&s, (r, _)| {
+                backsync
+                    && r.kind == PullKind::Backsync
+                    && c.pulling(&act.shared.layout().servers[s])
+            });
+            let resent: BTreeSet<Arc<str>> = (act.relayed_asks.keys())
+                .map(|&s| act.shared.layout().servers[s].clone())
+                .collect();
+            let late = c.expire_pulls_by(|src, sent_at| {
+                let extra = allowance.get(src).copied().unwrap_or(0);
+                !resent.contains(src)
+                    && sent_at.saturating_add(timeout).saturating_add(extra) <= now
+            });
+            let mut again = Vec::new();
+            for (&s, (req, sent_at)) in act.relayed_asks.iter_mut() {
+                let name = &act.shared.layout().servers[s];
+                let extra = allowance.get(name).copied().unwrap_or(0);
+                if sent_at.saturating_add(timeout).saturating_add(extra) <= now {
+                    *sent_at = now;
+                    again.push((s, req.clone()));
+                }
+            }
+            for (s, req) in again {
+                act.send(s, Payload::Request(req));
+            }
             for (src, kind) in late {
                 let Ok(i) = act.shared.layout().server(&src) else {
                     continue;
@@ -922,6 +967,7 @@ impl Handler<CrashServer> for DirectoryServer {
         self.epoch += 1;
         self.notify_pending = false;
         self.repull.clear();
+        self.relayed_asks.clear();
         self.publish();
         if self.shared.obs.recording() {
             self.shared
@@ -984,6 +1030,7 @@ impl Handler<RestoreServer> for DirectoryServer {
         self.epoch += 1;
         self.notify_pending = false;
         self.repull.clear();
+        self.relayed_asks.clear();
         let epoch = self.epoch;
         let layout = self.shared.layout();
         let waiting: Vec<usize> = self

@@ -32,6 +32,12 @@ pub struct Convergence {
     pub objects_sent: u64,
     /// Objects changed on some server by replication meanwhile.
     pub objects_repaired: u64,
+    /// Connector hops of relayed messages meanwhile (store-and-forward
+    /// between sites, `shell::network`).
+    pub relayed: u64,
+    /// Relayed messages still held by a server at the end (in flight: none
+    /// once converged).
+    pub held: u64,
 }
 
 /// The supervisor.
@@ -423,6 +429,8 @@ impl Handler<DeleteConnectorCmd> for Supervisor {
                 layout.site_names[a], layout.site_names[b]
             )
         };
+        // Messages held for it take another way, or none.
+        self.net.do_send(NetControl::LinkDeleted(m.0));
         let mut jobs = Vec::new();
         for i in (0..self.servers.len()).filter(|&i| self.running[i]) {
             let layout = self.shared.layout();
@@ -591,5 +599,7 @@ async fn wait_converged(shared: Arc<Shared>, within: Duration) -> Convergence {
         messages: d.messages,
         objects_sent: d.objects_sent,
         objects_repaired: d.objects_repaired,
+        relayed: d.relayed,
+        held: shared.obs.held_now().max(0) as u64,
     }
 }

@@ -172,6 +172,21 @@ pub(crate) struct Conn {
     pub latency: Duration,
 }
 
+/// Where a relayed message goes next ([`Layout::next_hop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hop {
+    /// To this server of the same site, after the intrasite latency.
+    Site(usize),
+    /// Across this connector (link index), from its bridgehead on `side`
+    /// (0 or 1, as in `Link::sites`), on the connector's schedule.
+    Link {
+        /// The link index.
+        link: usize,
+        /// The side the message leaves from.
+        side: usize,
+    },
+}
+
 /// The topology resolved to indexes, as the shell uses it.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
@@ -524,6 +539,99 @@ impl Layout {
         best[b].map(|d| d + self.intrasite_latency)
     }
 
+    /// Whether a message from `from` to `to` is relayed hop by hop through
+    /// the bridgeheads of the sites on its path (Exchange 5.5's intersite
+    /// directory replication, carried by the bridgeheads' MTAs): between
+    /// sites of a connector topology, unless the two are the bridgeheads of
+    /// one connector that still exists (its own replication, which crosses
+    /// directly). Never with connections (AD replicates by RPC between the
+    /// two servers, with no store-and-forward).
+    pub fn relayed(&self, from: usize, to: usize) -> bool {
+        !self.has_connections() && !self.same_site(from, to) && !self.peers(from, to)
+    }
+
+    /// Whether `a` and `b` are the two bridgeheads of a connector that
+    /// still exists.
+    pub fn peers(&self, a: usize, b: usize) -> bool {
+        (self.links.iter())
+            .any(|l| !l.deleted && (l.bridgeheads == [a, b] || l.bridgeheads == [b, a]))
+    }
+
+    /// The connectors (link indexes, in order) on the fewest-hops path from
+    /// site `a` to site `b` through connectors that still exist, the first
+    /// found in link order; `None` when none joins them.
+    pub fn site_path(&self, a: usize, b: usize) -> Option<Vec<usize>> {
+        let n = self.site_names.len();
+        // Per site, the link it was first reached over.
+        let mut via: Vec<Option<usize>> = vec![None; n];
+        let mut seen = vec![false; n];
+        seen[a] = true;
+        let mut q = VecDeque::from([a]);
+        while let Some(x) = q.pop_front() {
+            if x == b {
+                break;
+            }
+            for (i, l) in self.links.iter().enumerate().filter(|(_, l)| !l.deleted) {
+                for (p, r) in [(l.sites[0], l.sites[1]), (l.sites[1], l.sites[0])] {
+                    if p == x && !seen[r] {
+                        seen[r] = true;
+                        via[r] = Some(i);
+                        q.push_back(r);
+                    }
+                }
+            }
+        }
+        if !seen[b] {
+            return None;
+        }
+        let mut path = Vec::new();
+        let mut x = b;
+        while x != a {
+            let i = via[x].expect("a reached site other than the start has a link");
+            path.push(i);
+            let [s0, s1] = self.links[i].sites;
+            x = if s1 == x { s0 } else { s1 };
+        }
+        path.reverse();
+        Some(path)
+    }
+
+    /// The next hop of a relayed message held at `at` for `to`: a server of
+    /// the same site (the destination, or the bridgehead of the next
+    /// connector), or the connector to cross when `at` is its bridgehead.
+    /// `None` when no connector path joins their sites.
+    pub fn next_hop(&self, at: usize, to: usize) -> Option<Hop> {
+        let (a, b) = (self.site_of[at], self.site_of[to]);
+        if a == b {
+            return Some(Hop::Site(to));
+        }
+        let link = *self.site_path(a, b)?.first()?;
+        let l = &self.links[link];
+        let side = usize::from(l.sites[0] != a);
+        match l.bridgeheads[side] {
+            bh if bh == at => Some(Hop::Link { link, side }),
+            bh => Some(Hop::Site(bh)),
+        }
+    }
+
+    /// The longest a relayed message from `from` to `to` takes with every
+    /// server up: each connector on the path, a schedule period of waiting
+    /// plus its latency, and an intrasite latency for each of the (at most)
+    /// two hops inside each site. Zero when the two talk directly.
+    pub fn relay_allowance(&self, from: usize, to: usize) -> Duration {
+        if !self.relayed(from, to) {
+            return Duration::ZERO;
+        }
+        let Some(path) = self.site_path(self.site_of[from], self.site_of[to]) else {
+            return Duration::ZERO;
+        };
+        let hops = path.len() as u32 + 1;
+        path.iter()
+            .map(|&i| self.links[i].schedule + self.links[i].latency)
+            .sum::<Duration>()
+            + self.intrasite_latency * (2 * hops)
+    }
+
     fn conn_latency(&self, from: usize, to: usize) -> Duration {
         let direct = (self.conns.iter())
             .find(|c| (c.from, c.to) == (from, to) || (c.from, c.to) == (to, from));
@@ -630,5 +738,54 @@ mod tests {
         assert_eq!(l.partners(1), [0, 2]);
         assert_eq!(l.reachable_servers(2), [0, 1]);
         assert_eq!(l.latency(0, 2), Some(2 * S + S / 10));
+    }
+
+    /// W - X - Y - Z, X's bridgehead to Y (X2) not its bridgehead to W (X1).
+    fn chain() -> Layout {
+        let t = Topology::new()
+            .site("W", &["W1", "W2"])
+            .site("X", &["X1", "X2"])
+            .site("Y", &["Y1"])
+            .site("Z", &["Z1", "Z2"])
+            .connector(["W", "X"], ["W2", "X1"])
+            .connector(["X", "Y"], ["X2", "Y1"])
+            .connector(["Y", "Z"], ["Y1", "Z1"]);
+        resolve(&t).unwrap()
+    }
+
+    #[test]
+    fn relayed_messages_go_bridgehead_to_bridgehead() {
+        let l = chain();
+        let (w1, w2, x1, x2, y1, z1, z2) = (0, 1, 2, 3, 4, 5, 6);
+        // Inside a site and between one connector's bridgeheads: direct.
+        assert!(!l.relayed(w1, w2) && !l.relayed(w2, x1) && !l.relayed(y1, x2));
+        assert!(l.relayed(w1, x1) && l.relayed(w2, x2) && l.relayed(z2, w1));
+        assert_eq!(l.site_path(0, 3), Some(vec![0, 1, 2]));
+        assert_eq!(l.site_path(3, 0), Some(vec![2, 1, 0]));
+        // W1 -> Z2: to W2, across W - X, to X2, across X - Y, across Y - Z, to Z2.
+        assert_eq!(l.next_hop(w1, z2), Some(Hop::Site(w2)));
+        assert_eq!(l.next_hop(w2, z2), Some(Hop::Link { link: 0, side: 0 }));
+        assert_eq!(l.next_hop(x1, z2), Some(Hop::Site(x2)));
+        assert_eq!(l.next_hop(x2, z2), Some(Hop::Link { link: 1, side: 0 }));
+        assert_eq!(l.next_hop(y1, z2), Some(Hop::Link { link: 2, side: 0 }));
+        assert_eq!(l.next_hop(z1, z2), Some(Hop::Site(z2)));
+        // And back, from the other sides.
+        assert_eq!(l.next_hop(z1, w1), Some(Hop::Link { link: 2, side: 1 }));
+        assert_eq!(l.next_hop(x2, w1), Some(Hop::Site(x1)));
+        assert_eq!(l.next_hop(x1, w1), Some(Hop::Link { link: 0, side: 1 }));
+        // Three connectors of 60 s + 2 s, four sites of two intrasite hops.
+        assert_eq!(l.relay_allowance(w1, z2), 3 * 62 * S + 8 * (S / 10));
+        assert_eq!(l.relay_allowance(w2, x1), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_deleted_connector_leaves_no_route() {
+        let mut l = chain();
+        l.links[1].deleted = true;
+        assert_eq!(l.site_path(0, 3), None);
+        assert_eq!(l.next_hop(0, 6), None);
+        assert_eq!(l.next_hop(0, 3), Some(Hop::Site(1)));
+        // Bridgeheads of a deleted connector are no longer peers.
+        assert!(l.relayed(3, 4) && !l.peers(3, 4));
     }
 }
