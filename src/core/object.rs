@@ -54,6 +54,8 @@ pub struct ObjectState {
 
 /// What merging an incoming state into the local one gives.
 #[derive(Debug)]
+// `New` is moved once into an `Arc`: boxing it first would allocate twice.
+#[allow(clippy::large_enum_variant)]
 pub enum Merge {
     /// The local state already wins or equals: nothing changes.
     Keep,

@@ -445,10 +445,10 @@ impl Scenario {
                     named.extend([dn.as_str(), new_dn.as_str()]);
                 }
                 Action::Modify { dn, .. } | Action::Delete { dn, .. } => named.push(dn),
-                Action::Expect { check, .. } => match check {
-                    ExpectCheck::Dn { dn, .. } | ExpectCheck::Tombstone { dn } => named.push(dn),
-                    _ => {}
-                },
+                Action::Expect {
+                    check: ExpectCheck::Dn { dn, .. } | ExpectCheck::Tombstone { dn },
+                    ..
+                } => named.push(dn),
                 Action::Load {
                     creates, prefix, ..
                 } => {
