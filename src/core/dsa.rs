@@ -212,6 +212,29 @@ pub enum CoreEvent {
         /// The partner copied.
         from: Arc<str>,
     },
+    /// Replication left two live objects with one name here: `guid` lost
+    /// it and is shown `<rdn> CNF:<guid>` (the object named last keeps it).
+    NameConflict {
+        /// The object that lost the name.
+        guid: Guid,
+        /// The dn it is shown with now.
+        shown: String,
+        /// The object that holds the name.
+        holder: Guid,
+    },
+    /// Per-object conflict resolution (Exchange 5.5) discarded a write:
+    /// two writes of one object with the same version from different
+    /// originators; the later won and the other's modifications were lost.
+    UpdateConflict {
+        /// The object.
+        guid: Guid,
+        /// The dn it is shown with.
+        dn: String,
+        /// The originator whose write was lost.
+        lost_invocation: InvocationId,
+        /// The originator whose write won.
+        won_invocation: InvocationId,
+    },
     /// USN rollback detected: quarantined.
     Quarantined {
         /// The partner whose vector showed it.
@@ -238,6 +261,9 @@ pub struct Applied {
     pub follow_up: Option<GetChanges>,
     /// Something to report.
     pub event: Option<CoreEvent>,
+    /// Conflicts this reply resolved here, losers first named
+    /// ([`CoreEvent::NameConflict`], [`CoreEvent::UpdateConflict`]).
+    pub conflicts: Vec<CoreEvent>,
     /// The reply carried an object before its parent and was not applied:
     /// `follow_up` asks for the same changes with ancestors first.
     pub get_anc_retry: bool,
@@ -1133,9 +1159,49 @@ impl Dsa {
             return out;
         }
         for s in &reply.changes {
+            // Exchange 5.5 (KB 195911): equal Object-Versions from different
+            // originators: the later change wins, the other is lost. A
+            // create (version 1) never meets another of the same object.
+            let lost = (self.cfg.granularity == Granularity::Object && s.stamp.version > 1)
+                .then(|| self.table.get_ref(s.guid))
+                .flatten()
+                .map(|r| r.state.clone())
+                .filter(|c| {
+                    !c.deleted
+                        && !s.deleted
+                        && c.stamp.version == s.stamp.version
+                        && c.stamp.invocation != s.stamp.invocation
+                });
             if self.apply_state(s) {
                 out.changed += 1;
                 out.changed_guids.push(s.guid);
+            }
+            if let Some(c) = lost {
+                let (lost, won) = if (c.stamp, c.hash) < (s.stamp, s.hash) {
+                    (c.stamp.invocation, s.stamp.invocation)
+                } else {
+                    (s.stamp.invocation, c.stamp.invocation)
+                };
+                out.conflicts.push(CoreEvent::UpdateConflict {
+                    guid: s.guid,
+                    dn: self.table.shown_dn(&c),
+                    lost_invocation: lost,
+                    won_invocation: won,
+                });
+            }
+        }
+        let mut named = BTreeSet::new();
+        for g in &out.changed_guids {
+            for (loser, holder) in self.table.name_losers(*g) {
+                if named.insert(loser)
+                    && let Some(r) = self.table.get_ref(loser)
+                {
+                    out.conflicts.push(CoreEvent::NameConflict {
+                        guid: loser,
+                        shown: self.table.shown_dn(&r.state),
+                        holder,
+                    });
+                }
             }
         }
         match reply.kind {

@@ -62,6 +62,8 @@ pub struct ObjectState {
 // would add an allocation to every mixed merge.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
+// `New` is moved once into an `Arc`: boxing it first would allocate twice.
+#[allow(clippy::large_enum_variant)]
 pub enum Merge {
     /// The local state already wins or equals: nothing changes.
     Keep,

@@ -1050,6 +1050,31 @@ impl ObjectTable {
         segs.join(",")
     }
 
+    /// The live objects that share a name with live object `guid` here and
+    /// do not hold it, each with the holder: (loser, holder).
+    pub fn name_losers(&self, guid: Guid) -> Vec<(Guid, Guid)> {
+        if self.name_conflicts.is_empty() {
+            return Vec::new();
+        }
+        let Some(s) = self.live_slot(guid) else {
+            return Vec::new();
+        };
+        let (place, rdn) = (place_of(&self.slab, s), &*at(&self.slab, s).state.rdn);
+        let Some(all) = self.name_conflicts.get(&name_hash(&place, rdn)) else {
+            return Vec::new();
+        };
+        let Some(holder) = self.holder_at(&place, rdn) else {
+            return Vec::new();
+        };
+        let hg = at(&self.slab, holder).state.guid;
+        let mut v: Vec<(Guid, Guid)> = (all.iter().copied())
+            .filter(|&o| o != holder && has_name(&self.slab, o, &place, rdn))
+            .map(|o| (at(&self.slab, o).state.guid, hg))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Whether live slot `s` holds its name.
     fn is_holder(&self, s: Slot) -> bool {
         let place = place_of(&self.slab, s);

@@ -346,6 +346,25 @@ impl DirectoryServer {
             CoreEvent::ResyncDone { from } => {
                 format!("{}: full resync from {from} complete", self.name)
             }
+            // Worded after MSExchangeDS event 1074 (KB 195911).
+            CoreEvent::UpdateConflict {
+                dn,
+                lost_invocation,
+                won_invocation,
+                ..
+            } => format!(
+                "{}: replication warning: there was a conflict with replication. Modifications made to object {dn} by directory with invocation id {lost_invocation}{} were lost (the later change, from {won_invocation}, won)",
+                self.name,
+                self.directory_of(lost_invocation)
+            ),
+            CoreEvent::NameConflict {
+                guid,
+                shown,
+                holder,
+            } => format!(
+                "{}: replication warning: there was a name conflict with replication. Object {guid} is now shown as {shown}; {holder}, named later, keeps the name",
+                self.name
+            ),
             CoreEvent::Quarantined {
                 partner,
                 partner_usn,
@@ -356,6 +375,17 @@ impl DirectoryServer {
             ),
         };
         self.shared.obs.event(self.now(), text);
+    }
+
+    /// ` <server>` for an invocation id one of the servers had (its first
+    /// few database instances), as event 1074 names the directory.
+    fn directory_of(&self, inv: InvocationId) -> String {
+        let n = self.shared.layout().servers.len();
+        (0..n)
+            .flat_map(|i| (0..64u64).map(move |k| (i, k)))
+            .find(|&(i, k)| self.shared.invocation_for(i, k) == inv)
+            .map(|(i, _)| format!(" {}", self.shared.layout().servers[i]))
+            .unwrap_or_default()
     }
 
     fn start_schedules(&mut self, ctx: &mut Context<Self>) {
@@ -773,6 +803,13 @@ impl DirectoryServer {
                 applied.changed
             );
             self.shared.obs.event(now, text);
+        }
+        // Exchange 5.5 logged the losers of conflicts (event 1074); its
+        // per-object model is the object granularity.
+        if self.shared.cfg.granularity == crate::config::Granularity::Object {
+            for c in applied.conflicts.iter().cloned() {
+                self.report(c);
+            }
         }
         if applied.changed > 0 {
             self.record(&applied.changed_guids);
