@@ -36,15 +36,21 @@ pub enum RestoreStrategy {
     Naive,
     /// 389-DS reinitialisation: drop the data, copy the whole directory from a partner.
     FullResync,
+    /// Backsync under a fresh invocation id: new writes (and the local USNs
+    /// partners' watermarks read) belong to the new id, while backsync still
+    /// asks partners, from their by-origin index, for the old id's objects
+    /// (docs/DOMAIN.md section 6).
+    SafeBacksync,
 }
 
 impl RestoreStrategy {
     /// Every strategy, in the order reports show them.
-    pub const ALL: [RestoreStrategy; 4] = [
+    pub const ALL: [RestoreStrategy; 5] = [
         RestoreStrategy::Backsync,
         RestoreStrategy::NewInvocation,
         RestoreStrategy::Naive,
         RestoreStrategy::FullResync,
+        RestoreStrategy::SafeBacksync,
     ];
 
     /// The name used in scenario files and on the command line.
@@ -54,6 +60,7 @@ impl RestoreStrategy {
             RestoreStrategy::NewInvocation => "new-invocation",
             RestoreStrategy::Naive => "naive",
             RestoreStrategy::FullResync => "full-resync",
+            RestoreStrategy::SafeBacksync => "safe-backsync",
         }
     }
 }
@@ -85,7 +92,7 @@ impl FromStr for RestoreStrategy {
             .ok_or_else(|| UnknownName {
                 what: "restore strategy",
                 got: s.to_string(),
-                expected: "backsync, new-invocation, naive, full-resync",
+                expected: "backsync, new-invocation, naive, full-resync, safe-backsync",
             })
     }
 }

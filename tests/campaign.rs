@@ -766,6 +766,7 @@ fn restore_opts(
         now: 0,
         backsync_timeout: 16 * 3_600_000,
         forget,
+        since_backup: Vec::new(),
     }
 }
 

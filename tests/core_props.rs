@@ -310,6 +310,7 @@ proptest! {
             now: w.now,
             backsync_timeout: 1_000_000,
             forget: BTreeSet::new(),
+            since_backup: Vec::new(),
         };
         w.dsas[0] = Dsa::restore(&backup, w.cfg, opts);
         w.check_dampening = false;

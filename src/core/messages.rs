@@ -24,7 +24,9 @@ pub struct GetChanges {
     pub request_id: u64,
     /// The asking server.
     pub requester: Arc<str>,
-    /// The asking server's database instance.
+    /// The asking server's database instance; in a backsync request, the
+    /// instance whose objects it asks for (after a safe-backsync restore,
+    /// the restored backup's, not the server's new one).
     pub requester_invocation: InvocationId,
     /// The source invocation `from_usn` belongs to; another one means "from zero".
     pub source_invocation: Option<InvocationId>,
@@ -59,6 +61,9 @@ pub struct ChangesReply {
     pub utdv: Option<UpToDatenessVector>,
     /// Backsync: the highest USN of the requester this source has seen.
     pub seen_requester_usn: Option<Usn>,
+    /// Backsync: this source's vector entry for the invocation asked for,
+    /// the writes of it the source holds all of (safe backsync claims them).
+    pub held_requester_usn: Option<Usn>,
     /// The source would not answer (quarantined, or itself in backsync).
     pub refused: bool,
 }
