@@ -671,7 +671,7 @@ fn compare_exits_0_only_when_every_strategy_passes() {
             .lines()
             .filter(|l| l.ends_with("all passed"))
             .count()
-            == 4
+            == 5
     );
     assert!(backsync(&["compare", "--help"]).status.success());
     let help = stdout(&backsync(&["compare", "--help"]));
@@ -689,7 +689,7 @@ fn a_dash_sends_json_to_stdout_and_the_report_to_stderr() {
 
     let o = backsync(&["compare", &scenario("kb_q190703.toml"), "--json", "-"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON alone");
-    assert_eq!(v["rows"].as_array().map(Vec::len), Some(4));
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(5));
 
     let o = backsync(&[
         "run",

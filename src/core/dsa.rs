@@ -619,7 +619,6 @@ impl Dsa {
             watermark: Usn(0),
             utdv: None,
             seen_requester_usn: None,
-            held_requester_usn: None,
             refused: false,
         }
     }
@@ -728,7 +727,6 @@ impl Dsa {
 
     fn backsync_seen(&self, req: &GetChanges, reply: &mut ChangesReply) {
         let inv = req.requester_invocation;
-        reply.held_requester_usn = Some(self.utdv().get(inv));
         let from_hwm = self
             .hwm
             .get(&req.requester)
@@ -869,20 +867,13 @@ impl Dsa {
             return false;
         };
         let round = b.round.get(&reply.source).copied().unwrap_or(0);
-        let asked = b.asks_for.get(round).copied().unwrap_or(self.invocation);
         if let Some(seen) = reply.seen_requester_usn {
             b.seen = b.seen.max(seen);
         }
-        // A safe backsync claims what a partner vouches for (its vector
-        // entry) only from an answer of one page: that page was one snapshot
-        // of the partner, holding every object with such a write above this
-        // server's entry. Across pages, the partner may take writes behind
-        // the by-origin cursor; ordinary replication brings those.
-        let one_page = !reply.more && !reply.refused && !b.cursor.contains_key(&reply.source);
-        let vouched = reply
-            .held_requester_usn
-            .filter(|_| b.safe && one_page)
-            .map(|h| (asked, h));
+        // A safe backsync claims nothing more of the ids it asked for: a
+        // partner's vector entry may cover a write through a later state of
+        // the object that the by-origin answer does not carry (and that
+        // may be lost with the partner); ordinary replication settles it.
         b.cursor.insert(reply.source.clone(), reply.watermark);
         if reply.more && !reply.refused {
             return false;
@@ -891,17 +882,11 @@ impl Dsa {
             // This invocation is done: the next one, from its start.
             b.round.insert(reply.source.clone(), round + 1);
             b.cursor.remove(&reply.source);
-            if let Some((inv, h)) = vouched {
-                self.utdv.raise(inv, h);
-            }
             return true;
         }
         b.waiting.remove(&reply.source);
         b.answered.insert(reply.source.clone());
         let done = b.waiting.is_empty();
-        if let Some((inv, h)) = vouched {
-            self.utdv.raise(inv, h);
-        }
         if done {
             out.event = self.finish_backsync();
         }
@@ -2059,7 +2044,7 @@ mod tests {
     }
 
     #[test]
-    fn a_safe_backsync_claims_what_a_one_page_answer_vouches_for() {
+    fn a_safe_backsync_claims_no_more_of_the_old_id_than_the_backup_did() {
         let sb: Arc<str> = "B".into();
         let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
         let mut b = Dsa::new(sb.clone(), InvocationId(2), cfg());
@@ -2070,7 +2055,8 @@ mod tests {
         }
         cycle(&mut b, &a, PullKind::Normal, 10, 4);
         assert_eq!(b.utdv().get(InvocationId(1)), Usn(3));
-        // One page: B held all of invocation 1 up to 3 when it answered.
+        // One page or three, B vouching for invocation 1 up to 3 or not: the
+        // claim stays the backup's, ordinary replication raises it.
         let mut r = Dsa::restore(
             &backup,
             cfg(),
@@ -2079,9 +2065,8 @@ mod tests {
         assert_eq!(r.utdv().get(InvocationId(1)), Usn(0));
         assert_eq!(cycle(&mut r, &b, PullKind::Backsync, 10, 5).len(), 1);
         assert_eq!(r.mode().name(), "running");
-        assert_eq!(r.utdv().get(InvocationId(1)), Usn(3));
+        assert_eq!(r.utdv().get(InvocationId(1)), Usn(0));
         assert_eq!(r.table().len(), 3);
-        // Three pages of one object: no claim beyond the backup's.
         let mut r = Dsa::restore(
             &backup,
             cfg(),
@@ -2187,8 +2172,11 @@ mod tests {
         assert_eq!(second.changed, 1);
         assert!(matches!(second.event, Some(CoreEvent::BacksyncDone { .. })));
         assert!(r.lookup("cn=mid").is_some());
-        // B vouched for 0x77 up to 1 in a one-page answer.
-        assert_eq!(r.utdv().get(InvocationId(0x77)), Usn(1));
+        assert_eq!(
+            r.utdv().get(InvocationId(0x77)),
+            Usn(0),
+            "claims nothing of it"
+        );
     }
 
     #[test]

@@ -61,9 +61,6 @@ pub struct ChangesReply {
     pub utdv: Option<UpToDatenessVector>,
     /// Backsync: the highest USN of the requester this source has seen.
     pub seen_requester_usn: Option<Usn>,
-    /// Backsync: this source's vector entry for the invocation asked for,
-    /// the writes of it the source holds all of (safe backsync claims them).
-    pub held_requester_usn: Option<Usn>,
     /// The source would not answer (quarantined, or itself in backsync).
     pub refused: bool,
 }
