@@ -41,16 +41,22 @@ pub enum RestoreStrategy {
     /// version raised by 100,000 per day since the backup, so it wins over
     /// every later change, deletes included.
     Authoritative,
+    /// Backsync under a fresh invocation id: new writes (and the local USNs
+    /// partners' watermarks read) belong to the new id, while backsync still
+    /// asks partners, from their by-origin index, for the old id's objects
+    /// (docs/DOMAIN.md section 6).
+    SafeBacksync,
 }
 
 impl RestoreStrategy {
     /// Every strategy, in the order reports show them.
-    pub const ALL: [RestoreStrategy; 5] = [
+    pub const ALL: [RestoreStrategy; 6] = [
         RestoreStrategy::Backsync,
         RestoreStrategy::NewInvocation,
         RestoreStrategy::Naive,
         RestoreStrategy::FullResync,
         RestoreStrategy::Authoritative,
+        RestoreStrategy::SafeBacksync,
     ];
 
     /// The name used in scenario files and on the command line.
@@ -61,6 +67,7 @@ impl RestoreStrategy {
             RestoreStrategy::Naive => "naive",
             RestoreStrategy::FullResync => "full-resync",
             RestoreStrategy::Authoritative => "authoritative",
+            RestoreStrategy::SafeBacksync => "safe-backsync",
         }
     }
 }
@@ -92,7 +99,7 @@ impl FromStr for RestoreStrategy {
             .ok_or_else(|| UnknownName {
                 what: "restore strategy",
                 got: s.to_string(),
-                expected: "backsync, new-invocation, naive, full-resync, authoritative",
+                expected: "backsync, new-invocation, naive, full-resync, authoritative, safe-backsync",
             })
     }
 }

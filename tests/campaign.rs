@@ -100,8 +100,50 @@ fn full_resync_campaign_of_200_seeds_is_clean() {
 }
 
 #[test]
+fn safe_backsync_campaign_is_clean_announces_no_restore_hazard_and_sends_no_more() {
+    let safe = run_campaign(&small("safe-backsync", 200), &|| {}).unwrap();
+    clean(&small("safe-backsync", 200));
+    let plain = run_campaign(&small("backsync", 200), &|| {}).unwrap();
+    let (s, p) = (&safe.summary, &plain.summary);
+    // The same seeds: the same faults, and backsync meets its hazards.
+    assert_eq!(s.faults.crashes, p.faults.crashes);
+    assert!(p.hazards["backsync-timeout"] > 0, "{:?}", p.hazards);
+    // Safe backsync meets none of the three restore hazards, so no loss is
+    // owed to one: only lingering objects (a server away past the
+    // tombstone lifetime) may differ from the oracle.
+    for k in [
+        "abandoned-backup",
+        "backsync-timeout",
+        "write-in-flight-at-restore",
+    ] {
+        assert_eq!(s.hazards[k], 0, "{k}");
+    }
+    assert_eq!(s.silent_losses, 0);
+    assert!(
+        s.faults
+            .announced_by_cover
+            .keys()
+            .all(|k| k == "tombstone-lifetime-exceeded"),
+        "{:?}",
+        s.faults.announced_by_cover
+    );
+    assert!(
+        s.faults.lost_by_nature <= p.faults.lost_by_nature + p.faults.lost_by_nature / 20,
+        "lost by nature: {} vs {}",
+        s.faults.lost_by_nature,
+        p.faults.lost_by_nature
+    );
+    assert!(
+        s.faults.objects_sent * 10 <= p.faults.objects_sent * 12,
+        "objects sent: {} vs {}",
+        s.faults.objects_sent,
+        p.faults.objects_sent
+    );
+}
+
+#[test]
 fn active_directory_profile_campaigns_are_clean() {
-    for s in ["backsync", "new-invocation", "full-resync"] {
+    for s in ["backsync", "new-invocation", "full-resync", "safe-backsync"] {
         let mut a = small(s, 100);
         a.profile = "ad".into();
         a.first_seed = 1_000;
@@ -776,6 +818,7 @@ fn restore_opts(
         backsync_timeout: 16 * 3_600_000,
         forget,
         subtree: None,
+        since_backup: Vec::new(),
     }
 }
 

@@ -189,6 +189,18 @@ const SHIPPED: &[(&str, i32, &[&str])] = &[
         ],
     ),
     (
+        "safe_backsync.toml",
+        0,
+        &[
+            "S4 restored from `nightly` with safe-backsync",
+            "S4: safe backsync complete, 5 partners answered",
+            "cn=Late is present on S4",
+            "cn=After is present on S3",
+            "0 acknowledged writes are lost (expected 0)",
+            "PASSED: all 13 steps",
+        ],
+    ),
+    (
         "same_value_modify.toml",
         0,
         &[
@@ -532,19 +544,15 @@ fn compare_shows_the_five_strategies_side_by_side() {
     // Naive rollback fails the file's checks: 1, as documented in `--help`.
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let out = stdout(&o);
-    let row = |s: &str| {
-        out.lines()
-            .find(|l| l.starts_with(s))
-            .unwrap_or_else(|| panic!("{s}:\n{out}"))
-            .to_string()
-    };
+    let row = |s: &str| compare_row(&out, s);
     assert!(row("backsync ").contains("converged"));
     assert!(row("new-invocation").contains("converged"));
     assert!(row("naive").contains("diverged"));
     assert!(row("full-resync").contains("converged"));
     assert!(row("authoritative").contains("converged"));
+    assert!(row("safe-backsync").contains("converged"));
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(j).unwrap()).unwrap();
-    assert_eq!(v["rows"].as_array().unwrap().len(), 5);
+    assert_eq!(v["rows"].as_array().unwrap().len(), 6);
     assert_eq!(v["schema_version"], 1);
     // Full resync copies the whole directory; backsync only what was lost.
     let sent = |i: usize| v["rows"][i]["objects_sent"].as_u64().unwrap();
@@ -554,6 +562,26 @@ fn compare_shows_the_five_strategies_side_by_side() {
         sent(3),
         sent(0)
     );
+}
+
+/// The line of a compare table that starts with `strategy`.
+fn compare_row(out: &str, strategy: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with(strategy))
+        .unwrap_or_else(|| panic!("{strategy}:\n{out}"))
+        .to_string()
+}
+
+#[test]
+fn compare_shows_safe_backsync_surviving_the_write_in_flight_that_backsync_loses() {
+    let o = backsync(&["compare", &scenario("safe_backsync.toml")]);
+    // Backsync and naive fail the file's checks.
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    let row = |s: &str| compare_row(&out, s);
+    assert!(row("backsync ").contains("diverged"), "{out}");
+    assert!(row("naive").contains("diverged"), "{out}");
+    assert!(row("safe-backsync").contains("all passed"), "{out}");
 }
 
 #[test]

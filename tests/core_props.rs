@@ -311,6 +311,7 @@ proptest! {
             backsync_timeout: 1_000_000,
             forget: BTreeSet::new(),
             subtree: None,
+            since_backup: Vec::new(),
         };
         w.dsas[0] = Dsa::restore(&backup, w.cfg, opts);
         w.check_dampening = false;

@@ -88,8 +88,8 @@ pub struct CampaignArgs {
     /// Objects created over each run (at least 1).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 200))]
     pub objects: usize,
-    /// Restore strategy of every restore: backsync, new-invocation, naive, full-resync
-    /// (not authoritative, which overrules acknowledged writes by design).
+    /// Restore strategy of every restore: backsync, new-invocation, naive, full-resync,
+    /// safe-backsync (not authoritative, which overrules acknowledged writes by design).
     #[cfg_attr(feature = "cli", arg(long, default_value = "backsync"))]
     pub strategy: String,
     /// Profile: exchange55 or ad.
@@ -390,6 +390,11 @@ pub fn run_seed(p: &Params, seed: u64, check_determinism: bool) -> SeedResult {
             r.counts.purged_by_design = verdict.purged as u64;
             r.counts.announced_losses = verdict.announced_losses() as u64;
             r.counts.silent_losses = verdict.silent_losses() as u64;
+            r.counts.announced_by_cover = verdict
+                .announced_by_cover()
+                .into_iter()
+                .map(|(k, n)| (k, n as u64))
+                .collect();
             r.converged = out.history.converged;
             r.convergence_ms = out.history.convergence_ms;
             r.bound_ms = out.history.bound_ms;

@@ -186,6 +186,8 @@ pub struct Difference {
     pub expected: String,
     /// Whether an earlier hazard announcement covers it.
     pub announced: bool,
+    /// The kinds of the announcements that cover it.
+    pub covered_by: BTreeSet<&'static str>,
 }
 
 /// What the oracle concludes about one run.
@@ -212,6 +214,30 @@ impl Verdict {
     /// Objects with at least one difference no announcement covers.
     pub fn silent_losses(&self) -> usize {
         self.silent_objects().len()
+    }
+
+    /// The objects counted in [`Verdict::announced_losses`], by the kinds
+    /// of the announcements covering their differences, joined with ` + `
+    /// in name order: which hazards the losses are owed to.
+    pub fn announced_by_cover(&self) -> BTreeMap<String, usize> {
+        let silent = self.silent_objects();
+        let mut kinds: BTreeMap<Guid, BTreeSet<&'static str>> = BTreeMap::new();
+        for d in self
+            .differences
+            .iter()
+            .filter(|d| !silent.contains(&d.guid))
+        {
+            kinds
+                .entry(d.guid)
+                .or_default()
+                .extend(d.covered_by.iter().copied());
+        }
+        let mut out = BTreeMap::new();
+        for k in kinds.values() {
+            let key: Vec<&str> = k.iter().copied().collect();
+            *out.entry(key.join(" + ")).or_default() += 1;
+        }
+        out
     }
 
     fn silent_objects(&self) -> BTreeSet<Guid> {
@@ -258,11 +284,22 @@ struct Model {
     resync_keep: Vec<Option<Replica>>,
     writes: Vec<Write>,
     purged: BTreeSet<usize>,
+    /// Per server, the invocation ids its acknowledged writes took.
+    written_under: Vec<BTreeSet<u64>>,
+    /// Per server, the ids a safe-backsync restore left behind: no write
+    /// of the restored server may take one of them again.
+    retired: Vec<BTreeSet<u64>>,
+    /// Writes that took a retired id: (server, guid, invocation, USN).
+    reused: Vec<(usize, Guid, u64, u64)>,
 }
 
 impl Model {
     fn write(&mut self, server: usize, op: &ClientOp, ack: (Guid, u64, u64, u64)) {
         let (guid, time, inv, usn) = ack;
+        if self.retired[server].contains(&inv) {
+            self.reused.push((server, guid, inv, usn));
+        }
+        self.written_under[server].insert(inv);
         let id = self.writes.len();
         self.writes.push(Write { server, guid });
         let g = self.g;
@@ -371,13 +408,33 @@ impl Model {
                 strategy,
             } => {
                 let copy = self.backups.get(backup).cloned().unwrap_or_default();
-                if *strategy == RestoreStrategy::FullResync {
-                    // The backup is thrown away, unless the engine found no
-                    // partner to copy from and kept it (its `Put`s follow).
-                    self.replicas[*server] = Some(Replica::new());
-                    self.resync_keep[*server] = Some(copy);
-                } else {
-                    self.replicas[*server] = Some(copy);
+                match strategy {
+                    RestoreStrategy::FullResync => {
+                        // The backup is thrown away, unless the engine found
+                        // no partner to copy from and kept it (its `Put`s
+                        // follow).
+                        self.replicas[*server] = Some(Replica::new());
+                        self.resync_keep[*server] = Some(copy);
+                    }
+                    RestoreStrategy::SafeBacksync => {
+                        // The oracle's reading of a safe backsync: the server
+                        // comes back as its backup, and whatever identity its
+                        // writes had before, the ones it makes from now on
+                        // are named by one never used: no later write may
+                        // share a name with a write the backup, a partner or
+                        // a message on the wire may still carry.
+                        self.replicas[*server] = Some(copy);
+                        let before = self.written_under[*server].clone();
+                        self.retired[*server].extend(before);
+                    }
+                    // Campaigns refuse authoritative restores (`CampaignArgs::params`):
+                    // here it would only be the backup coming back.
+                    RestoreStrategy::Backsync
+                    | RestoreStrategy::NewInvocation
+                    | RestoreStrategy::Naive
+                    | RestoreStrategy::Authoritative => {
+                        self.replicas[*server] = Some(copy);
+                    }
                 }
                 self.forget(*server);
             }
@@ -469,6 +526,9 @@ pub fn check(inp: &Inputs<'_>) -> Verdict {
         resync_keep: vec![None; n],
         writes: Vec::new(),
         purged: BTreeSet::new(),
+        written_under: vec![BTreeSet::new(); n],
+        retired: vec![BTreeSet::new(); n],
+        reused: Vec::new(),
     };
     // API records take the place of the fact at their position when that
     // fact is the engine's side of them (a write's Put, a backup, a
@@ -520,6 +580,19 @@ pub fn check(inp: &Inputs<'_>) -> Verdict {
             .count(),
         differences: Vec::new(),
     };
+    // A write after a safe-backsync restore under an id the server wrote
+    // under before: the restore did not do what it promises, whatever the
+    // directories show.
+    for &(server, guid, inv, usn) in &m.reused {
+        v.differences.push(Difference {
+            server,
+            guid,
+            held: format!("a write under invocation {inv:016x} (USN {usn}), an id it wrote under before its safe-backsync restore"),
+            expected: "a write under an invocation id never used before".into(),
+            announced: false,
+            covered_by: BTreeSet::new(),
+        });
+    }
     for comp in inp.components {
         let mut expected = Replica::new();
         for &s in comp.iter().filter(|&&s| running[s]) {
@@ -551,11 +624,17 @@ pub fn check(inp: &Inputs<'_>) -> Verdict {
                 if ok {
                     continue;
                 }
-                let announced = inp.hazards.iter().any(|hz| {
-                    hz.server == s
-                        || hz.objects.contains(&g)
-                        || writers.get(&g).is_some_and(|w| w.contains(&hz.server))
-                });
+                let covered_by: BTreeSet<&'static str> = inp
+                    .hazards
+                    .iter()
+                    .filter(|hz| {
+                        hz.server == s
+                            || hz.objects.contains(&g)
+                            || writers.get(&g).is_some_and(|w| w.contains(&hz.server))
+                    })
+                    .map(|hz| hz.kind.name())
+                    .collect();
+                let announced = !covered_by.is_empty();
                 let ev = e.map(|e| e.values());
                 v.differences.push(Difference {
                     server: s,
@@ -568,6 +647,7 @@ pub fn check(inp: &Inputs<'_>) -> Verdict {
                         _ => "absent".into(),
                     },
                     announced,
+                    covered_by,
                 });
             }
         }
@@ -636,6 +716,100 @@ mod tests {
         let mut ob = a.clone();
         ob.absorb(&b, Granularity::Object);
         assert_eq!(ob.values()["mail"], "a");
+    }
+
+    /// Server 0 writes under invocation 1, is restored with `strategy`,
+    /// then writes under `then`: the differences the oracle finds.
+    fn after_restore(strategy: RestoreStrategy, then: u64) -> Vec<Difference> {
+        use crate::core::{InvocationId, ObjectState, Stamp, Usn};
+        use std::sync::Arc;
+        let put = |guid: u128, inv: u64, usn: u64| {
+            let st = Stamp {
+                version: 1,
+                time: 0,
+                invocation: InvocationId(inv),
+                usn: Usn(usn),
+            };
+            Fact::Put {
+                sim_ms: 0,
+                server: 0,
+                invocation: InvocationId(inv),
+                usn: Usn(usn),
+                state: Arc::new(ObjectState::new(
+                    Guid(guid),
+                    format!("cn={guid}").into(),
+                    st,
+                    st,
+                    false,
+                    Vec::new(),
+                )),
+                cause: PutCause::Write,
+            }
+        };
+        let facts = vec![
+            put(1, 1, 1),
+            Fact::Restored {
+                sim_ms: 0,
+                server: 0,
+                invocation: InvocationId(then),
+                strategy,
+                backup_taken_at: 0,
+                hwm: Vec::new(),
+            },
+            put(2, then, 2),
+        ];
+        let create = |dn: &str| ApiOp::Write {
+            server: 0,
+            op: ClientOp::Create {
+                dn: dn.into(),
+                attrs: BTreeMap::new(),
+            },
+            acked: true,
+        };
+        let api = vec![
+            ApiRec {
+                at_fact: 0,
+                op: create("cn=1"),
+            },
+            ApiRec {
+                at_fact: 1,
+                op: ApiOp::Restore {
+                    server: 0,
+                    backup: "b".into(),
+                    strategy,
+                },
+            },
+            ApiRec {
+                at_fact: 2,
+                op: create("cn=2"),
+            },
+        ];
+        check(&Inputs {
+            granularity: Granularity::Object,
+            servers: 1,
+            components: &[vec![0]],
+            facts: &facts,
+            api: &api,
+            finals: &[None],
+            hazards: &[],
+            end_ms: 0,
+            tombstone_lifetime_ms: 1,
+        })
+        .differences
+    }
+
+    #[test]
+    fn a_write_after_a_safe_backsync_under_an_old_id_is_a_silent_difference() {
+        let d = after_restore(RestoreStrategy::SafeBacksync, 1);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(
+            (d[0].server, d[0].guid, d[0].announced),
+            (0, Guid(2), false)
+        );
+        assert!(d[0].held.contains("0000000000000001 (USN 2)"), "{d:?}");
+        assert!(after_restore(RestoreStrategy::SafeBacksync, 0x77).is_empty());
+        // Plain backsync promises no new id: the oracle asks for none.
+        assert!(after_restore(RestoreStrategy::Backsync, 1).is_empty());
     }
 
     #[test]

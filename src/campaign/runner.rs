@@ -56,6 +56,9 @@ pub struct FaultCounts {
     pub writes_refused: u64,
     /// Writes lost by nature (on no other server when theirs crashed).
     pub lost_by_nature: u64,
+    /// Objects carried by replies answered (every pull kind, duplicates
+    /// and replies lost on the way included): the replication traffic.
+    pub objects_sent: u64,
     /// Writes removed by a connector deletion, by design.
     pub purged_by_design: u64,
     /// Hazards announced, by kind.
@@ -65,6 +68,9 @@ pub struct FaultCounts {
     pub announced_losses: u64,
     /// Objects with a difference no announcement covers (violations).
     pub silent_losses: u64,
+    /// The announced losses by the kinds of hazard covering them (kinds
+    /// joined with ` + `).
+    pub announced_by_cover: BTreeMap<String, u64>,
     /// Age of each restored backup, ms.
     #[serde(skip)]
     pub backup_ages_ms: Vec<u64>,
@@ -89,12 +95,16 @@ impl FaultCounts {
         self.writes += o.writes;
         self.writes_refused += o.writes_refused;
         self.lost_by_nature += o.lost_by_nature;
+        self.objects_sent += o.objects_sent;
         self.purged_by_design += o.purged_by_design;
         for (k, n) in &o.hazards {
             *self.hazards.entry(k.clone()).or_default() += n;
         }
         self.announced_losses += o.announced_losses;
         self.silent_losses += o.silent_losses;
+        for (k, n) in &o.announced_by_cover {
+            *self.announced_by_cover.entry(k.clone()).or_default() += n;
+        }
         self.backup_ages_ms.extend(&o.backup_ages_ms);
         self.outages_ms.extend(&o.outages_ms);
     }
@@ -352,7 +362,8 @@ impl Runner<'_> {
                 Fact::Restored { server, .. } => self.mirror[*server] = Some(BTreeMap::new()),
                 Fact::LinkLost { .. } => self.counts.messages_lost += 1,
                 Fact::LinkDuplicated { .. } => self.counts.messages_duplicated += 1,
-                Fact::Reply { .. } | Fact::Answered { .. } | Fact::BackedUp { .. } => {}
+                Fact::Answered { guids, .. } => self.counts.objects_sent += guids.len() as u64,
+                Fact::Reply { .. } | Fact::BackedUp { .. } => {}
             }
             self.facts.push(f);
         }

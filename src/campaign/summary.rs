@@ -256,6 +256,14 @@ impl Summary {
                 format!("{} purged by connector deletion", group(f.purged_by_design)),
             ],
         );
+        list(
+            &mut o,
+            "traffic",
+            &[format!(
+                "{} sent in replies",
+                count(f.objects_sent, "object")
+            )],
+        );
         let mut kinds: Vec<String> = self
             .hazards
             .iter()
@@ -272,6 +280,15 @@ impl Summary {
             group(self.announced_losses),
             group(self.silent_losses)
         );
+        if self.announced_losses > 0 {
+            let by: Vec<String> = self
+                .faults
+                .announced_by_cover
+                .iter()
+                .map(|(k, n)| format!("{k} {}", group(*n)))
+                .collect();
+            list(&mut o, "announced by", &by);
+        }
         // Simulated times, one row each, columns as wide as their widest cell.
         let rows: [(&str, &Quantiles, &str); 5] = [
             ("outages", &self.outages, "outage"),

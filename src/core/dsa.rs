@@ -184,6 +184,16 @@ pub struct BacksyncRun {
     pub cursor: BTreeMap<Arc<str>, Usn>,
     /// When it gives up.
     pub deadline: SimTime,
+    /// The invocations whose objects it asks partners for, one after the
+    /// other: the restored backup's (for plain backsync, also the server's
+    /// own) and, for a safe backsync, the server's later ones.
+    pub asks_for: Vec<InvocationId>,
+    /// Per partner, the index in `asks_for` its answer has reached.
+    pub round: BTreeMap<Arc<str>, usize>,
+    /// Safe backsync: the server writes under a fresh invocation id, so no
+    /// USN of `asks_for` is handed out again, and it claims `asks_for`'s
+    /// writes only as far as partners vouch for them.
+    pub safe: bool,
 }
 
 /// Something the core decided that the shell reports.
@@ -200,6 +210,9 @@ pub enum CoreEvent {
         /// The restored backup's USN: own writes above it came back only
         /// from the partners that answered.
         backup_usn: Usn,
+        /// Safe backsync: no USN was handed out again, and what partners
+        /// that never answered hold comes back by ordinary replication.
+        safe: bool,
     },
     /// A full copy lost its last partner to a connector deletion: the
     /// replica starts empty, and ordinary replication fills it.
@@ -313,6 +326,11 @@ pub struct RestoreOptions {
     pub backsync_timeout: u64,
     /// Creators cut off by a deleted connector: their objects are forgotten.
     pub forget: BTreeSet<InvocationId>,
+    /// The server's own invocation ids since the backup's, oldest first
+    /// (Active Directory keeps such a list with the server's object, the
+    /// retiredReplDSASignatures attribute): a safe backsync asks partners
+    /// for their objects too, since the backup knows nothing of them.
+    pub since_backup: Vec<InvocationId>,
     /// [`RestoreStrategy::Authoritative`] only: the root of the subtree whose
     /// objects are raised (`None`: every object). Ignored by other strategies.
     pub subtree: Option<Arc<str>>,
@@ -402,6 +420,11 @@ pub struct Dsa {
     raised: Option<AuthoritativeRaise>,
     /// Which parent dns are fixed containers.
     containers: Arc<Containers>,
+    /// After a safe-backsync restore: the instance the restored backup was
+    /// taken from and the USN up to which this instance's local USNs name
+    /// the same changes as that instance's did. A partner's watermark read
+    /// from that instance stays valid up to there.
+    lineage: Option<HighWatermark>,
 }
 
 type AttrList<'a> = &'a [(&'a str, &'a str)];
@@ -426,6 +449,7 @@ impl Dsa {
             released: false,
             raised: None,
             containers: Arc::new(Containers::Implicit),
+            lineage: None,
         }
     }
 
@@ -529,7 +553,8 @@ impl Dsa {
     /// it lost, and they would never send them back.
     fn own_claim(&self) -> Usn {
         match &self.mode {
-            Mode::Backsync(b) => b.backup_usn,
+            // A safe backsync's own id is fresh: it holds every write of it.
+            Mode::Backsync(b) if !b.safe => b.backup_usn,
             _ => self.usn,
         }
     }
@@ -809,12 +834,15 @@ impl Dsa {
         if matches!(self.mode, Mode::Quarantined { .. }) || busy {
             return None;
         }
+        let mut asks_for = self.invocation;
         let (from, src_inv, utdv) = match (&self.mode, kind) {
-            (Mode::Backsync(b), PullKind::Backsync) => (
-                b.cursor.get(source).copied().unwrap_or_default(),
-                None,
-                self.utdv(),
-            ),
+            (Mode::Backsync(b), PullKind::Backsync) => {
+                (b.cursor.get(source).copied().unwrap_or_default(), None, {
+                    let round = b.round.get(source).copied().unwrap_or(0);
+                    asks_for = b.asks_for.get(round).copied().unwrap_or(self.invocation);
+                    self.utdv()
+                })
+            }
             (_, PullKind::Backsync) => return None,
             (Mode::Resync { cursor, .. }, PullKind::Full) => (
                 cursor.usn,
@@ -847,7 +875,7 @@ impl Dsa {
         Some(GetChanges {
             request_id: id,
             requester: self.name.clone(),
-            requester_invocation: self.invocation,
+            requester_invocation: asks_for,
             source_invocation: src_inv,
             from_usn: from,
             utdv,
@@ -926,10 +954,12 @@ impl Dsa {
             self.answer_backsync(req, &mut reply);
             return reply;
         }
-        let from = if req.source_invocation == Some(self.invocation) {
-            req.from_usn
-        } else {
-            Usn(0)
+        let from = match (req.source_invocation, self.lineage) {
+            (Some(i), _) if i == self.invocation => req.from_usn,
+            // A watermark read from the instance this one was restored
+            // from: the changes up to the backup's USN are the same ones.
+            (Some(i), Some(l)) if i == l.invocation => req.from_usn.min(l.usn),
+            _ => Usn(0),
         };
         let full = req.kind == PullKind::Full;
         // GET_ANC: the objects sent so far in this reply, ancestors included.
@@ -1158,6 +1188,7 @@ impl Dsa {
             out.follow_up = self.pull_with(&reply.source, reply.kind, asked, now, true);
             return out;
         }
+        let mut again = false;
         for s in &reply.changes {
             // Exchange 5.5 (KB 195911): equal Object-Versions from different
             // originators: the later change wins, the other is lost. A
@@ -1222,9 +1253,9 @@ impl Dsa {
                 }
             }
             PullKind::Full => self.apply_full(&reply, &mut out),
-            PullKind::Backsync => self.apply_backsync(&reply, &mut out),
+            PullKind::Backsync => again = self.apply_backsync(&reply, &mut out),
         }
-        if reply.more && !reply.refused {
+        if (reply.more && !reply.refused) || again {
             out.follow_up = self.pull_with(&reply.source, reply.kind, asked, now, get_anc);
         }
         out
@@ -1251,22 +1282,36 @@ impl Dsa {
         }
     }
 
-    fn apply_backsync(&mut self, reply: &ChangesReply, out: &mut Applied) {
+    /// Returns whether to ask the partner again (the next invocation).
+    fn apply_backsync(&mut self, reply: &ChangesReply, out: &mut Applied) -> bool {
         let Mode::Backsync(b) = &mut self.mode else {
-            return;
+            return false;
         };
+        let round = b.round.get(&reply.source).copied().unwrap_or(0);
         if let Some(seen) = reply.seen_requester_usn {
             b.seen = b.seen.max(seen);
         }
+        // A safe backsync claims nothing more of the ids it asked for: a
+        // partner's vector entry may cover a write through a later state of
+        // the object that the by-origin answer does not carry (and that
+        // may be lost with the partner); ordinary replication settles it.
         b.cursor.insert(reply.source.clone(), reply.watermark);
         if reply.more && !reply.refused {
-            return;
+            return false;
+        }
+        if !reply.refused && round + 1 < b.asks_for.len() {
+            // This invocation is done: the next one, from its start.
+            b.round.insert(reply.source.clone(), round + 1);
+            b.cursor.remove(&reply.source);
+            return true;
         }
         b.waiting.remove(&reply.source);
         b.answered.insert(reply.source.clone());
-        if b.waiting.is_empty() {
+        let done = b.waiting.is_empty();
+        if done {
             out.event = self.finish_backsync();
         }
+        false
     }
 
     /// Ends a backsync: resumes the USN counter above what partners saw.
@@ -1274,6 +1319,19 @@ impl Dsa {
         let Mode::Backsync(b) = std::mem::replace(&mut self.mode, Mode::Normal) else {
             return None;
         };
+        if b.safe {
+            // Nothing to re-stamp and no counter to move: every USN this
+            // instance handed out is above the lineage's, under a fresh id.
+            let event = CoreEvent::BacksyncDone {
+                answered: b.answered.len(),
+                missing: b.waiting.len(),
+                resumed_at: self.usn,
+                backup_usn: b.backup_usn,
+                safe: true,
+            };
+            self.last_backsync = Some(b.answered);
+            return Some(event);
+        }
         // Objects applied while backsync ran took USNs counted on from the
         // backup's, which partners may have passed before the crash: a
         // partner pulling from its high-watermark would skip them for good
@@ -1298,6 +1356,7 @@ impl Dsa {
             missing: b.waiting.len(),
             resumed_at: self.usn,
             backup_usn: b.backup_usn,
+            safe: false,
         };
         self.last_backsync = Some(b.answered);
         Some(event)
@@ -1399,7 +1458,34 @@ impl Dsa {
                     d.raised = Some(AuthoritativeRaise { objects, by });
                 }
             }
-            RestoreStrategy::Backsync => {
+            RestoreStrategy::Backsync | RestoreStrategy::SafeBacksync => {
+                let safe = opts.strategy == RestoreStrategy::SafeBacksync;
+                let mut asks_for = vec![backup.invocation];
+                if safe {
+                    // New writes take a fresh id: whatever partners saw of
+                    // the old one (a silent partner, a reply in flight, an
+                    // abandoned timeline), no stamp of it is made again. The
+                    // old id is claimed only up to what the backup vouched
+                    // for, so its later writes are still owed to this server,
+                    // by backsync or, from partners that never answer it, by
+                    // ordinary replication.
+                    d.utdv.raise(backup.invocation, vouched);
+                    d.invocation = opts.new_invocation;
+                    // The ids the server wrote under after the backup are
+                    // owed to it as well: a partner may be their only holder.
+                    for inv in &opts.since_backup {
+                        if !asks_for.contains(inv) && *inv != opts.new_invocation {
+                            asks_for.push(*inv);
+                        }
+                    }
+                    // Local USNs go on from the backup's: up to what it
+                    // vouched for they name the old instance's changes, so
+                    // partners' watermarks on it stay valid that far only.
+                    d.lineage = Some(HighWatermark {
+                        invocation: backup.invocation,
+                        usn: vouched,
+                    });
+                }
                 d.mode = Mode::Backsync(BacksyncRun {
                     backup_usn: vouched,
                     waiting: opts.partners.iter().cloned().collect(),
@@ -1407,6 +1493,9 @@ impl Dsa {
                     seen: backup.usn,
                     cursor: BTreeMap::new(),
                     deadline: opts.now + opts.backsync_timeout,
+                    asks_for,
+                    round: BTreeMap::new(),
+                    safe,
                 });
                 if opts.partners.is_empty() {
                     d.finish_backsync();
@@ -1671,6 +1760,7 @@ mod tests {
             backsync_timeout: 1_000,
             forget: BTreeSet::new(),
             subtree: None,
+            since_backup: Vec::new(),
         };
         let mut a = Dsa::restore(&backup, cfg(), opts);
         let fresh = a.pull(&sb, PullKind::Normal, 100, 2).unwrap();
@@ -1775,6 +1865,7 @@ mod tests {
             backsync_timeout: 100,
             forget: BTreeSet::new(),
             subtree: None,
+            since_backup: Vec::new(),
         }
     }
 
@@ -2524,6 +2615,246 @@ mod tests {
         assert_eq!(r.resync_partner(true).as_deref(), Some("C"));
         assert_eq!(r.forget_source("C"), None);
         assert_eq!(r.resync_partner(false).as_deref(), Some("D"));
+    }
+
+    /// A and B; A writes cn=late after its backup, and its answer to B's
+    /// pull is still on the wire when A is restored with `strategy`; B
+    /// answers the backsync before that answer lands. Returns A restored
+    /// (backsync done), B (with the late write), and the late write's stamp.
+    fn write_in_flight(strategy: RestoreStrategy) -> (Dsa, Dsa, Stamp) {
+        let (sa, sb): (Arc<str>, Arc<str>) = ("A".into(), "B".into());
+        let mut a = Dsa::new(sa.clone(), InvocationId(1), cfg());
+        let mut b = Dsa::new(sb.clone(), InvocationId(2), cfg());
+        a.create(Guid(1), "cn=early", &[], 0).unwrap();
+        cycle(&mut b, &a, PullKind::Normal, 10, 1);
+        let backup = a.backup(2);
+        a.create(Guid(2), "cn=late", &[], 3).unwrap();
+        let late = a.lookup("cn=late").unwrap().state.stamp;
+        let req = b.pull(&sa, PullKind::Normal, 10, 4).unwrap();
+        let in_flight = a.answer(&req);
+        let mut r = Dsa::restore(&backup, cfg(), opts(strategy, &["B"], 5));
+        let back = r.pull(&sb, PullKind::Backsync, 10, 5).unwrap();
+        let done = r.apply(b.answer(&back), 6);
+        assert!(
+            matches!(done.event, Some(CoreEvent::BacksyncDone { missing: 0, .. })),
+            "{:?}",
+            done.event
+        );
+        assert_eq!(done.changed, 0, "B had nothing of A's above the backup yet");
+        assert_eq!(b.apply(in_flight, 7).changed, 1, "the late write lands");
+        (r, b, late)
+    }
+
+    #[test]
+    fn a_safe_backsync_names_its_new_writes_with_a_fresh_id() {
+        // Plain backsync: the next write takes USN 2 of invocation 1 again,
+        // the late write's name, so B (whose vector covers it) skips it.
+        let (mut r, mut b, late) = write_in_flight(RestoreStrategy::Backsync);
+        assert_eq!((late.invocation, late.usn), (InvocationId(1), Usn(2)));
+        r.create(Guid(3), "cn=after", &[], 8).unwrap();
+        let after = r.lookup("cn=after").unwrap().state.stamp;
+        assert_eq!((after.invocation, after.usn), (late.invocation, late.usn));
+        cycle(&mut b, &r, PullKind::Normal, 10, 9);
+        assert!(b.lookup("cn=after").is_none(), "the hazard backsync has");
+        // Safe backsync: the write takes invocation 0x77 (the fresh id the
+        // options give), USN 2 (backup's USN 1, plus one), a new name.
+        let (mut r, mut b, _) = write_in_flight(RestoreStrategy::SafeBacksync);
+        assert_eq!(r.invocation(), InvocationId(0x77));
+        r.create(Guid(3), "cn=after", &[], 8).unwrap();
+        let after = r.lookup("cn=after").unwrap().state.stamp;
+        assert_eq!((after.invocation, after.usn), (InvocationId(0x77), Usn(2)));
+        // B's watermark on A is (1, 2), from the answer in flight: above the
+        // backup's USN 1, so it is read as 1 and B gets cn=after.
+        assert_eq!(
+            b.hwm("A"),
+            Some(HighWatermark {
+                invocation: InvocationId(1),
+                usn: Usn(2)
+            })
+        );
+        cycle(&mut b, &r, PullKind::Normal, 10, 9);
+        assert!(b.lookup("cn=after").is_some());
+        assert_eq!(
+            b.hwm("A"),
+            Some(HighWatermark {
+                invocation: InvocationId(0x77),
+                usn: Usn(2)
+            })
+        );
+        // A still owes itself invocation 1's writes above USN 1: it pulls
+        // the late write back from B.
+        assert_eq!(r.utdv().get(InvocationId(1)), Usn(1));
+        cycle(&mut r, &b, PullKind::Normal, 10, 10);
+        assert!(r.lookup("cn=late").is_some());
+        assert_eq!(r.digest(), b.digest());
+    }
+
+    #[test]
+    fn a_safe_backsync_that_times_out_still_gets_the_silent_partners_copies() {
+        let (sa, sc): (Arc<str>, Arc<str>) = ("A".into(), "C".into());
+        let mut a = Dsa::new(sa.clone(), InvocationId(1), cfg());
+        let mut c = Dsa::new(sc.clone(), InvocationId(3), cfg());
+        let backup = a.backup(0);
+        a.create(Guid(1), "cn=late", &[], 1).unwrap();
+        cycle(&mut c, &a, PullKind::Normal, 10, 2);
+        for (strategy, comes_back) in [
+            (RestoreStrategy::Backsync, false),
+            (RestoreStrategy::SafeBacksync, true),
+        ] {
+            // B answers, C (the only holder of cn=late) never does.
+            let mut r = Dsa::restore(&backup, cfg(), opts(strategy, &["B", "C"], 3));
+            let b = Dsa::new("B".into(), InvocationId(2), cfg());
+            let req = r.pull(b.name(), PullKind::Backsync, 10, 3).unwrap();
+            r.apply(b.answer(&req), 4);
+            assert_eq!(r.backsync_deadline(102), None, "deadline is 3 + 100");
+            let ev = r.backsync_deadline(103);
+            assert!(
+                matches!(ev, Some(CoreEvent::BacksyncDone { missing: 1, safe, .. }) if safe == comes_back),
+                "{strategy}: {ev:?}"
+            );
+            // A write after the timeout: plain backsync gives it USN 1 of
+            // invocation 1, cn=late's name, and then claims it holds cn=late.
+            r.create(Guid(9), "cn=after", &[], 104).unwrap();
+            let req = r.pull(&sc, PullKind::Normal, 10, 105).unwrap();
+            r.apply(c.answer(&req), 105);
+            assert_eq!(r.lookup("cn=late").is_some(), comes_back, "{strategy}");
+        }
+    }
+
+    #[test]
+    fn a_safe_backsync_claims_no_more_of_the_old_id_than_the_backup_did() {
+        let sb: Arc<str> = "B".into();
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let mut b = Dsa::new(sb.clone(), InvocationId(2), cfg());
+        let backup = a.backup(0);
+        for g in 1..=3u128 {
+            a.create(Guid(g), &format!("cn={g}"), &[], g as u64)
+                .unwrap();
+        }
+        cycle(&mut b, &a, PullKind::Normal, 10, 4);
+        assert_eq!(b.utdv().get(InvocationId(1)), Usn(3));
+        // One page or three, B vouching for invocation 1 up to 3 or not: the
+        // claim stays the backup's, ordinary replication raises it.
+        let mut r = Dsa::restore(
+            &backup,
+            cfg(),
+            opts(RestoreStrategy::SafeBacksync, &["B"], 5),
+        );
+        assert_eq!(r.utdv().get(InvocationId(1)), Usn(0));
+        assert_eq!(cycle(&mut r, &b, PullKind::Backsync, 10, 5).len(), 1);
+        assert_eq!(r.mode().name(), "running");
+        assert_eq!(r.utdv().get(InvocationId(1)), Usn(0));
+        assert_eq!(r.table().len(), 3);
+        let mut r = Dsa::restore(
+            &backup,
+            cfg(),
+            opts(RestoreStrategy::SafeBacksync, &["B"], 5),
+        );
+        assert_eq!(cycle(&mut r, &b, PullKind::Backsync, 1, 5).len(), 3);
+        assert_eq!(r.mode().name(), "running");
+        assert_eq!(r.table().len(), 3);
+        assert_eq!(r.utdv().get(InvocationId(1)), Usn(0));
+    }
+
+    #[test]
+    fn a_watermark_from_another_instance_than_the_lineage_reads_from_zero() {
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        for g in 1..=2u128 {
+            a.create(Guid(g), &format!("cn={g}"), &[], 0).unwrap();
+        }
+        let backup = a.backup(1);
+        let r = Dsa::restore(&backup, cfg(), opts(RestoreStrategy::SafeBacksync, &[], 2));
+        assert_eq!(r.mode().name(), "running", "no partner: done at once");
+        let mut fresh = Dsa::new("D".into(), InvocationId(4), cfg());
+        let mut req = fresh.pull(r.name(), PullKind::Normal, 10, 3).unwrap();
+        let sent = |req: &GetChanges| r.answer(req).changes.len();
+        req.source_invocation = Some(InvocationId(1));
+        req.from_usn = Usn(1);
+        assert_eq!(sent(&req), 1, "the lineage's: from USN 1");
+        req.from_usn = Usn(50);
+        assert_eq!(sent(&req), 0, "capped at the backup's USN 2");
+        req.source_invocation = Some(InvocationId(9));
+        assert_eq!(sent(&req), 2, "another instance's: from zero");
+        req.source_invocation = Some(InvocationId(0x77));
+        req.from_usn = Usn(1);
+        assert_eq!(sent(&req), 1, "its own: as asked");
+    }
+
+    /// A restored from `backup` with safe-backsync (no partner: at once,
+    /// under 0x77) writes `dn`; B pulls it. Returns B.
+    fn written_under_0x77(backup: &Backup, guid: Guid, dn: &str) -> Dsa {
+        let mut r = Dsa::restore(backup, cfg(), opts(RestoreStrategy::SafeBacksync, &[], 1));
+        r.create(guid, dn, &[], 2).unwrap();
+        let mut b = Dsa::new("B".into(), InvocationId(2), cfg());
+        cycle(&mut b, &r, PullKind::Normal, 10, 3);
+        b
+    }
+
+    /// A second safe-backsync restore of A (partner B), under 0x78, after
+    /// a first one under 0x77 (which the shell lists since the backup).
+    fn restored_again(backup: &Backup, now: SimTime) -> Dsa {
+        let mut o = opts(RestoreStrategy::SafeBacksync, &["B"], now);
+        o.new_invocation = InvocationId(0x78);
+        o.since_backup = vec![InvocationId(0x77)];
+        Dsa::restore(backup, cfg(), o)
+    }
+
+    #[test]
+    fn restoring_an_abandoned_timeline_safely_names_no_write_twice() {
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let older = a.backup(0);
+        a.create(Guid(1), "cn=old-timeline", &[], 1).unwrap();
+        let newer = a.backup(2);
+        // Rolled back past `newer`: the first restore writes under 0x77.
+        let b = written_under_0x77(&older, Guid(2), "cn=new-timeline");
+        // Then the abandoned `newer` is restored, with another fresh id.
+        let mut r = restored_again(&newer, 6);
+        cycle(&mut r, &b, PullKind::Backsync, 10, 6);
+        cycle(&mut r, &b, PullKind::Normal, 10, 7);
+        r.create(Guid(3), "cn=third", &[], 8).unwrap();
+        let names: BTreeSet<(InvocationId, Usn)> = r
+            .objects()
+            .iter()
+            .map(|(_, x)| (x.state.created.invocation, x.state.created.usn))
+            .collect();
+        // Each timeline wrote USN 1 or 2 (the counter went on from the
+        // backup's), each under its own id: three writes, three names.
+        let want: BTreeSet<(InvocationId, Usn)> = [
+            (InvocationId(1), Usn(1)),
+            (InvocationId(0x77), Usn(1)),
+            (InvocationId(0x78), Usn(3)),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(names, want);
+    }
+
+    #[test]
+    fn a_safe_backsync_asks_for_the_ids_the_server_wrote_under_since_the_backup() {
+        let sb: Arc<str> = "B".into();
+        let a = Dsa::new("A".into(), InvocationId(1), cfg());
+        let backup = a.backup(0);
+        let b = written_under_0x77(&backup, Guid(1), "cn=mid");
+        // Restored again from the same backup, under 0x78: the backup knows
+        // nothing of 0x77, so the backsync asks for 1, then for 0x77.
+        let mut r = restored_again(&backup, 4);
+        let req = r.pull(&sb, PullKind::Backsync, 10, 4).unwrap();
+        assert_eq!(req.requester_invocation, InvocationId(1));
+        let first_round = r.apply(b.answer(&req), 5);
+        assert_eq!(first_round.changed, 0);
+        assert_eq!(r.mode().name(), "backsync", "one more round");
+        let req = first_round.follow_up.expect("the next id");
+        assert_eq!(req.requester_invocation, InvocationId(0x77));
+        assert_eq!(req.from_usn, Usn(0), "from its start");
+        let second = r.apply(b.answer(&req), 6);
+        assert_eq!(second.changed, 1);
+        assert!(matches!(second.event, Some(CoreEvent::BacksyncDone { .. })));
+        assert!(r.lookup("cn=mid").is_some());
+        assert_eq!(
+            r.utdv().get(InvocationId(0x77)),
+            Usn(0),
+            "claims nothing of it"
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub struct GetChanges {
     pub request_id: u64,
     /// The asking server.
     pub requester: Arc<str>,
-    /// The asking server's database instance.
+    /// The asking server's database instance; in a backsync request, the
+    /// instance whose objects it asks for (after a safe-backsync restore,
+    /// the restored backup's, not the server's new one).
     pub requester_invocation: InvocationId,
     /// The source invocation `from_usn` belongs to; another one means "from zero".
     pub source_invocation: Option<InvocationId>,

@@ -324,9 +324,28 @@ impl DirectoryServer {
                 answered,
                 missing,
                 resumed_at,
+                safe,
                 ..
             } => {
-                if missing == 0 {
+                if safe {
+                    format!(
+                        "{}: safe backsync {}, {} answered{}, writes go on under the new invocation id from USN {resumed_at}",
+                        self.name,
+                        if missing == 0 {
+                            "complete"
+                        } else {
+                            "gave up waiting"
+                        },
+                        crate::config::count(answered as u64, "partner"),
+                        if missing == 0 {
+                            String::new()
+                        } else {
+                            format!(
+                                ", {missing} never did (their copies come back by ordinary replication)"
+                            )
+                        }
+                    )
+                } else if missing == 0 {
                     format!(
                         "{}: backsync complete, {} answered, USN resumes at {resumed_at}",
                         self.name,
@@ -1103,7 +1122,10 @@ impl Handler<RestoreServer> for DirectoryServer {
                     let silent = act.core.as_ref().map(|c| c.backsync_waiting()).unwrap_or_default();
                     if let Some(ev) = act.core.as_mut().and_then(|c| c.backsync_deadline(now)) {
                         act.changed(ctx);
-                        if let CoreEvent::BacksyncDone { resumed_at, backup_usn, missing, .. } = &ev
+                        // A safe backsync that gives up risks nothing: no USN
+                        // is handed out again, and silent partners send the
+                        // old id's writes by ordinary replication later.
+                        if let CoreEvent::BacksyncDone { resumed_at, backup_usn, missing, safe: false, .. } = &ev
                             && *missing > 0
                         {
                             let names: Vec<&str> = silent.iter().map(|s| &**s).collect();

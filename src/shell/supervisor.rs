@@ -61,6 +61,11 @@ pub struct Supervisor {
     /// Writes of crashed servers that were in none of their backups: lost
     /// while no running server and no backup holds them (`LostCmd`).
     at_risk: BTreeMap<(Guid, Stamp), OwnWrite>,
+    /// Whether a restore that keeps its invocation id (backsync, naive)
+    /// has run: only those hand USNs out again.
+    usns_reused: bool,
+    /// Per server, the invocation ids it has run under, oldest first.
+    ids: Vec<Vec<InvocationId>>,
 }
 
 impl Supervisor {
@@ -71,6 +76,7 @@ impl Supervisor {
     ) -> Self {
         let n = servers.len();
         let invocations = (0..n).map(|i| (shared.invocation_for(i, 0), i)).collect();
+        let ids = (0..n).map(|i| vec![shared.invocation_for(i, 0)]).collect();
         Supervisor {
             shared,
             servers,
@@ -82,6 +88,8 @@ impl Supervisor {
             incarnations: vec![0; n],
             restores: vec![Vec::new(); n],
             at_risk: BTreeMap::new(),
+            usns_reused: false,
+            ids,
         }
     }
 
@@ -142,7 +150,13 @@ impl Supervisor {
     /// Announces what restoring `backup` on `server` risks beyond what the
     /// strategy itself decides: a backup from an abandoned timeline, or one
     /// older than the tombstone lifetime.
-    fn announce_restore_hazards(&self, server: usize, name: &str, backup: &Backup) {
+    fn announce_restore_hazards(
+        &self,
+        server: usize,
+        name: &str,
+        backup: &Backup,
+        strategy: RestoreStrategy,
+    ) {
         let now = self.shared.now();
         let who = self.shared.layout().servers[server].clone();
         // The earliest restore after this backup was taken that used an
@@ -150,7 +164,11 @@ impl Supervisor {
         let abandoned = self.restores[server]
             .iter()
             .find(|(at, taken, _, _)| *at > backup.taken_at && *taken < backup.taken_at);
-        if let Some((at, _, point, older)) = abandoned {
+        // An abandoned timeline is harmless to a safe backsync while no
+        // restore has handed a USN out again: its writes' stamps were made
+        // once, so they merge like any other old state (docs/DOMAIN.md).
+        let harmless = strategy == RestoreStrategy::SafeBacksync && !self.usns_reused;
+        if let Some((at, _, point, older)) = abandoned.filter(|_| !harmless) {
             // At risk: everything the abandoned timeline holds that the
             // backup it rolled back to does not, its own writes and those
             // of others alike (their originators may have lost and reused
@@ -323,7 +341,22 @@ impl Handler<RestoreCmd> for Supervisor {
             backsync_timeout: self.shared.cfg.backsync_timeout.as_millis() as u64,
             forget: self.cut_off(m.server),
             subtree: m.subtree.clone(),
+            since_backup: self.ids[m.server]
+                .iter()
+                .skip_while(|i| **i != backup.invocation)
+                .skip(1)
+                .copied()
+                .collect(),
         };
+        if matches!(
+            m.strategy,
+            RestoreStrategy::NewInvocation
+                | RestoreStrategy::FullResync
+                | RestoreStrategy::Authoritative
+                | RestoreStrategy::SafeBacksync
+        ) {
+            self.ids[m.server].push(new_invocation);
+        }
         let addr = self.servers[m.server].clone();
         Box::pin(
             async move {
@@ -357,11 +390,12 @@ impl Handler<RestoreCmd> for Supervisor {
                         String::new()
                     }
                 ));
-                act.announce_restore_hazards(m.server, &m.backup, &backup);
+                act.announce_restore_hazards(m.server, &m.backup, &backup, m.strategy);
                 let keeps_invocation = matches!(
                     m.strategy,
                     RestoreStrategy::Backsync | RestoreStrategy::Naive
                 );
+                act.usns_reused |= keeps_invocation;
                 let now = act.shared.now();
                 act.shared.set_restore_mark(
                     m.server,
