@@ -139,7 +139,15 @@ pub struct RunOutput {
 /// retried, the periodic intrasite pull (the safety net after lost
 /// notifications, twice), and per connector hop on the longest path a
 /// scheduled pull, its latency and the notifications inside the next site.
-pub fn convergence_bound(setup: &Setup, deleted: &BTreeSet<[String; 2]>) -> Duration {
+///
+/// `extra_rounds` backsync rounds beyond the first (a safe backsync's, one per
+/// id written under since the backup) each add a relayed round trip across
+/// the diameter and a reply timeout.
+pub fn convergence_bound(
+    setup: &Setup,
+    deleted: &BTreeSet<[String; 2]>,
+    extra_rounds: u32,
+) -> Duration {
     let cfg = &setup.config;
     let t = &setup.topology;
     let live: Vec<_> = t
@@ -190,6 +198,7 @@ pub fn convergence_bound(setup: &Setup, deleted: &BTreeSet<[String; 2]>) -> Dura
         + cfg.intrasite_schedule * 2
         + intrasite
         + hop * diameter
+        + (hop * diameter * 2 + cfg.reply_timeout) * extra_rounds
 }
 
 fn pair(b: &[String; 2]) -> [String; 2] {
@@ -791,7 +800,21 @@ impl Runner<'_> {
                 Op::Faults(_) => None,
             })
             .collect();
-        let bound = convergence_bound(self.setup, &self.deleted);
+        // A safe backsync asks each partner once per id its server wrote
+        // under since the backup: at most one id per restore of that server.
+        let mut restores: BTreeMap<usize, u32> = BTreeMap::new();
+        for rec in &self.api {
+            if let ApiOp::Restore {
+                server,
+                strategy: crate::config::RestoreStrategy::SafeBacksync,
+                ..
+            } = &rec.op
+            {
+                *restores.entry(*server).or_default() += 1;
+            }
+        }
+        let extra_rounds = restores.into_values().max().unwrap_or(0).saturating_sub(1);
+        let bound = convergence_bound(self.setup, &self.deleted, extra_rounds);
         let conv = self.c.converge(bound * 3)?;
         self.stepped();
         finale.push(Action::Converge {
