@@ -58,9 +58,6 @@ pub struct ObjectState {
 }
 
 /// What merging an incoming state into the local one gives.
-// Returned by value once per merge and moved into an `Arc` at once: a box
-// would add an allocation to every mixed merge.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 // `New` is moved once into an `Arc`: boxing it first would allocate twice.
 #[allow(clippy::large_enum_variant)]
