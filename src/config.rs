@@ -237,10 +237,8 @@ impl ReplicationConfig {
                 restore: RestoreStrategy::NewInvocation,
                 backsync_timeout: s(16 * 3600),
                 rollback_detection: true,
-                // Off, unlike AD (on since Windows Server 2003 for new
-                // forests): the campaign's oracle does not model a refused
-                // source (docs/scenarios.md, Replication settings).
-                strict_replication: false,
+                // On, as in AD forests created since Windows Server 2003.
+                strict_replication: true,
                 startup_delay: s(60),
                 intrasite_schedule: s(3600),
                 reply_timeout: s(600),

@@ -590,6 +590,7 @@ fn tampered_ignored_reply_that_changed_breaks_idempotence() {
         message,
         kind,
         ignored: true,
+        refused: false,
         changed: 1,
         before,
         after,

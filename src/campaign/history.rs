@@ -48,6 +48,11 @@ pub struct History {
     /// Replication components at the end (servers joined by sites and
     /// connectors that still exist).
     pub components: Vec<Vec<usize>>,
+    /// Per server, the servers it pulls from at the end (its site, and the
+    /// bridgeheads across the connectors that still exist).
+    pub partners: Vec<Vec<usize>>,
+    /// Strict replication consistency was on.
+    pub strict_replication: bool,
     /// Conflict granularity.
     pub granularity: Granularity,
     /// The facts, in the order they happened.
@@ -559,7 +564,8 @@ impl Replay {
                 Fact::LinkLost { .. }
                 | Fact::LinkDuplicated { .. }
                 | Fact::Answered { .. }
-                | Fact::BackedUp { .. } => {}
+                | Fact::BackedUp { .. }
+                | Fact::StrictRefused { .. } => {}
             }
         }
         r

@@ -176,15 +176,6 @@ pub fn check_all(h: &History) -> Vec<Violation> {
 /// oracle still holds every object to account.
 pub fn check_with_oracle(h: &History) -> (Vec<Violation>, Verdict) {
     let r = Replay::of(h);
-    let mut v = convergence(h);
-    v.extend(no_lost_write_in(h, &r));
-    v.extend(no_resurrection_in(h, &r));
-    v.extend(unique_dns_in(h, &r));
-    v.extend(usn_monotonic_in(h, &r));
-    v.extend(idempotence_in(h, &r));
-    if !h.hazards.is_empty() {
-        v.retain(|x| !Invariant::EXCUSED_BY_HAZARDS.contains(&x.invariant));
-    }
     let finals: Vec<_> = h.finals.iter().map(|f| f.objects.clone()).collect();
     let verdict = oracle::check(&oracle::Inputs {
         granularity: h.granularity,
@@ -196,7 +187,48 @@ pub fn check_with_oracle(h: &History) -> (Vec<Violation>, Verdict) {
         hazards: &h.hazards,
         end_ms: h.end_ms,
         tombstone_lifetime_ms: h.tombstone_lifetime_ms,
+        partners: &h.partners,
+        strict_replication: h.strict_replication,
     });
+    // A source refused under strict replication keeps its component apart
+    // for good, by design: the convergence and no-lost-write claims do not
+    // hold there, and the oracle holds each server to what can reach it.
+    let apart = !verdict.refusals.is_empty();
+    let mut v = convergence_in(h, apart);
+    if !apart {
+        v.extend(no_lost_write_in(h, &r));
+    }
+    v.extend(no_resurrection_in(h, &r));
+    v.extend(unique_dns_in(h, &r));
+    v.extend(usn_monotonic_in(h, &r));
+    v.extend(idempotence_in(h, &r));
+    if !h.hazards.is_empty() {
+        v.retain(|x| !Invariant::EXCUSED_BY_HAZARDS.contains(&x.invariant));
+    }
+    // No hazard excuses these: the oracle decided on its own.
+    for b in &verdict.strict_breaches {
+        let lifetime = at(h.tombstone_lifetime_ms);
+        let (src, silent) = (name(h, b.from), at(b.silent_ms));
+        v.push(if b.refused {
+            Violation::new(
+                Invariant::Convergence,
+                format!(
+                    "{} refused replication from {src} at {} under strict replication consistency, having heard from it {silent} before, within the tombstone lifetime of {lifetime}",
+                    name(h, b.server),
+                    at(b.sim_ms)
+                ),
+            )
+        } else {
+            Violation::new(
+                Invariant::NoResurrection,
+                format!(
+                    "{} applied a reply from {src} at {} that strict replication consistency refuses (not heard from for {silent}, past the tombstone lifetime of {lifetime}, or refused before): lingering objects may come back",
+                    name(h, b.server),
+                    at(b.sim_ms)
+                ),
+            )
+        });
+    }
     let silent: Vec<_> = verdict
         .differences
         .iter()
@@ -252,9 +284,17 @@ fn unique_dn(r: &Replay, dn: &str) -> bool {
 /// Invariant 1: convergence within the bound, to the same directory, with
 /// every server back to normal.
 pub fn convergence(h: &History) -> Vec<Violation> {
+    convergence_in(h, false)
+}
+
+/// Invariant 1; `apart`: a component kept apart by strict replication is
+/// held only to every server being back to normal.
+fn convergence_in(h: &History, apart: bool) -> Vec<Violation> {
     let mut v = Vec::new();
     let c = Invariant::Convergence;
-    if !h.converged {
+    if apart {
+        // Not converging is what strict replication does here.
+    } else if !h.converged {
         v.push(Violation::new(
             c,
             format!(
@@ -282,7 +322,7 @@ pub fn convergence(h: &History) -> Vec<Violation> {
         }
     }
     type Canon = BTreeMap<Guid, (String, bool, BTreeMap<String, String>)>;
-    for comp in &h.components {
+    for comp in h.components.iter().filter(|_| !apart) {
         let dirs: Vec<(usize, Canon)> = comp
             .iter()
             .filter_map(|&s| {
@@ -785,6 +825,7 @@ mod tests {
                 message: self.next_request,
                 kind: crate::core::PullKind::Normal,
                 ignored: false,
+                refused: false,
                 changed: 1,
                 before: d,
                 after: d,
@@ -847,6 +888,7 @@ mod tests {
                 message: request_id,
                 kind: crate::core::PullKind::Normal,
                 ignored,
+                refused: false,
                 changed: 0,
                 before: d,
                 after,
@@ -860,6 +902,8 @@ mod tests {
                 seed: 0,
                 servers: vec!["A".into(), "B".into()],
                 components: vec![vec![A, B]],
+                partners: vec![vec![B], vec![A]],
+                strict_replication: false,
                 granularity: Granularity::Object,
                 facts: self.facts.clone(),
                 finals: Vec::new(),

@@ -17,6 +17,16 @@
 //!   request is dropped). The content of each carried object is the
 //!   sender's state *in the oracle's model* when it answered.
 //! - **Crashes** and **connector deletions**.
+//! - **Strict replication consistency** (AD's event 1988), when on: the
+//!   oracle keeps, per server, when it last heard from each source (the
+//!   replies it applied from a source that answered, from its start or
+//!   restore on) and decides on its own, at every ordinary reply that
+//!   arrives, whether the server must refuse that source from then on: once
+//!   silent past the tombstone lifetime, for the rest of the run. A refusal
+//!   the oracle does not owe, or a reply applied from a refused source, is a
+//!   [`StrictBreach`]. Its expectation for a server then merges only the
+//!   replicas that can feed it: itself and, transitively, the partners it
+//!   pulls from and does not refuse.
 //!
 //! Each modelled replica keeps, per object, every acknowledged write it has
 //! seen (the write ids only grow by union), so a write is *lost by nature*
@@ -190,6 +200,22 @@ pub struct Difference {
     pub covered_by: BTreeSet<&'static str>,
 }
 
+/// A server that handled a source otherwise than strict replication
+/// consistency says it must.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrictBreach {
+    /// Simulated ms of the reply.
+    pub sim_ms: u64,
+    /// The receiving server.
+    pub server: usize,
+    /// The source.
+    pub from: usize,
+    /// Whether the server refused the reply (else it applied it).
+    pub refused: bool,
+    /// How long the server had not heard from the source, ms.
+    pub silent_ms: u64,
+}
+
 /// What the oracle concludes about one run.
 #[derive(Debug, Clone, Default)]
 pub struct Verdict {
@@ -201,6 +227,11 @@ pub struct Verdict {
     pub purged: usize,
     /// Every difference, in server then guid order.
     pub differences: Vec<Difference>,
+    /// Strict replication: the (server, source) pairs the oracle says are
+    /// refused at the end, in order.
+    pub refusals: Vec<(usize, usize)>,
+    /// Strict replication: replies handled otherwise than it says.
+    pub strict_breaches: Vec<StrictBreach>,
 }
 
 impl Verdict {
@@ -270,6 +301,120 @@ pub struct Inputs<'a> {
     pub end_ms: u64,
     /// Tombstone lifetime, ms: an older tombstone may have been collected.
     pub tombstone_lifetime_ms: u64,
+    /// Per server, the servers it pulls from at the end.
+    pub partners: &'a [Vec<usize>],
+    /// Strict replication consistency was on.
+    pub strict_replication: bool,
+}
+
+/// The oracle's own account of strict replication consistency.
+struct Strict {
+    lifetime_ms: u64,
+    /// Per server: when it started (the run's start or its last restore).
+    started: Vec<u64>,
+    /// Per server: when it last heard from each source since then.
+    heard: Vec<BTreeMap<usize, u64>>,
+    /// Per server: the sources it refuses (for the rest of the run).
+    refused: Vec<BTreeSet<usize>>,
+    breaches: Vec<StrictBreach>,
+}
+
+impl Strict {
+    fn new(servers: usize, lifetime_ms: u64) -> Self {
+        Strict {
+            lifetime_ms,
+            started: vec![0; servers],
+            heard: vec![BTreeMap::new(); servers],
+            refused: vec![BTreeSet::new(); servers],
+            breaches: Vec::new(),
+        }
+    }
+
+    /// An ordinary reply from a source that answered reaches `server`:
+    /// whether it must be refused, and the silence behind that.
+    fn due(&mut self, server: usize, from: usize, now: u64) -> (bool, u64) {
+        let last = (self.heard[server].get(&from).copied()).unwrap_or(self.started[server]);
+        let silent = now.saturating_sub(last);
+        if silent > self.lifetime_ms {
+            self.refused[server].insert(from);
+        }
+        (self.refused[server].contains(&from), silent)
+    }
+
+    fn fact(&mut self, f: &Fact) {
+        match *f {
+            Fact::Restored { server, sim_ms, .. } => {
+                // A new instance counts silences from its restore; what it
+                // refuses, it refuses for the rest of the run.
+                self.started[server] = sim_ms;
+                self.heard[server].clear();
+            }
+            Fact::StrictRefused {
+                sim_ms,
+                server,
+                from,
+                ..
+            } => {
+                let (due, silent_ms) = self.due(server, from, sim_ms);
+                if !due {
+                    self.breaches.push(StrictBreach {
+                        sim_ms,
+                        server,
+                        from,
+                        refused: true,
+                        silent_ms,
+                    });
+                }
+            }
+            Fact::Reply {
+                sim_ms,
+                server,
+                from,
+                kind,
+                ignored,
+                refused: false,
+                ..
+            } => {
+                if kind == crate::core::PullKind::Normal {
+                    let (due, silent_ms) = self.due(server, from, sim_ms);
+                    // A stale reply is ignored anyway; an applied one is a breach.
+                    if due && !ignored {
+                        self.breaches.push(StrictBreach {
+                            sim_ms,
+                            server,
+                            from,
+                            refused: false,
+                            silent_ms,
+                        });
+                    }
+                }
+                if !ignored {
+                    self.heard[server].insert(from, sim_ms);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The servers whose replicas feed `s` at the end: itself and, through
+/// running servers, every partner each pulls from and does not refuse.
+fn feeders(
+    s: usize,
+    partners: &[Vec<usize>],
+    refused: &[BTreeSet<usize>],
+    running: &[bool],
+) -> BTreeSet<usize> {
+    let mut seen = BTreeSet::from([s]);
+    let mut todo = vec![s];
+    while let Some(x) = todo.pop() {
+        for &y in partners.get(x).into_iter().flatten() {
+            if running[y] && !refused[x].contains(&y) && seen.insert(y) {
+                todo.push(y);
+            }
+        }
+    }
+    seen
 }
 
 struct Model {
@@ -534,7 +679,11 @@ pub fn check(inp: &Inputs<'_>) -> Verdict {
     // fact is the engine's side of them (a write's Put, a backup, a
     // restore); otherwise they come before it.
     let mut api = inp.api.iter().peekable();
+    let mut strict = (inp.strict_replication).then(|| Strict::new(n, inp.tombstone_lifetime_ms));
     for (i, f) in inp.facts.iter().enumerate() {
+        if let Some(st) = strict.as_mut() {
+            st.fact(f);
+        }
         let mut replaced = false;
         while let Some(a) = api.next_if(|a| a.at_fact == i) {
             let own = matches!(
@@ -579,6 +728,8 @@ pub fn check(inp: &Inputs<'_>) -> Verdict {
             .filter(|w| !seen.contains(w) && m.purged.contains(w))
             .count(),
         differences: Vec::new(),
+        refusals: Vec::new(),
+        strict_breaches: Vec::new(),
     };
     // A write after a safe-backsync restore under an id the server wrote
     // under before: the restore did not do what it promises, whatever the
@@ -593,9 +744,19 @@ pub fn check(inp: &Inputs<'_>) -> Verdict {
             covered_by: BTreeSet::new(),
         });
     }
-    for comp in inp.components {
+    let refused = match strict {
+        Some(st) => {
+            v.strict_breaches = st.breaches;
+            st.refused
+        }
+        None => vec![BTreeSet::new(); n],
+    };
+    v.refusals = (refused.iter().enumerate())
+        .flat_map(|(s, r)| r.iter().map(move |&f| (s, f)))
+        .collect();
+    let merged = |servers: &mut dyn Iterator<Item = usize>| {
         let mut expected = Replica::new();
-        for &s in comp.iter().filter(|&&s| running[s]) {
+        for s in servers {
             for (g, o) in m.replicas[s].iter().flatten() {
                 match expected.get_mut(g) {
                     Some(cur) => cur.absorb(o, m.g),
@@ -605,8 +766,22 @@ pub fn check(inp: &Inputs<'_>) -> Verdict {
                 }
             }
         }
+        expected
+    };
+    for comp in inp.components {
+        let whole = merged(&mut comp.iter().copied().filter(|&s| running[s]));
+        // With a refused source inside, the component never converges:
+        // each server is held to what can still reach it.
+        let split = comp.iter().any(|&s| !refused[s].is_empty());
         for &s in comp {
             let Some(objs) = &inp.finals[s] else { continue };
+            let own;
+            let expected = if split {
+                own = merged(&mut feeders(s, inp.partners, &refused, &running).into_iter());
+                &own
+            } else {
+                &whole
+            };
             let held: BTreeMap<Guid, &ObjectView> = objs.iter().map(|o| (o.guid, o)).collect();
             let guids: BTreeSet<Guid> = held.keys().chain(expected.keys()).copied().collect();
             for g in guids {
@@ -794,6 +969,8 @@ mod tests {
             hazards: &[],
             end_ms: 0,
             tombstone_lifetime_ms: 1,
+            partners: &[vec![]],
+            strict_replication: false,
         })
         .differences
     }

@@ -244,6 +244,34 @@ fn components(setup: &Setup, deleted: &BTreeSet<[String; 2]>) -> Vec<Vec<usize>>
     by_root.into_values().collect()
 }
 
+/// Who pulls from whom at the end, by server: every server of its site,
+/// and for a bridgehead the bridgehead across each connector that still
+/// exists (the campaign's topologies have no one-way connections).
+fn partners(setup: &Setup, deleted: &BTreeSet<[String; 2]>) -> Vec<Vec<usize>> {
+    let t = &setup.topology;
+    let names: Vec<&str> = t
+        .sites
+        .iter()
+        .flat_map(|s| s.servers.iter())
+        .map(String::as_str)
+        .collect();
+    let idx = |n: &str| names.iter().position(|m| *m == n);
+    let mut out: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); names.len()];
+    for s in &t.sites {
+        let members: Vec<usize> = s.servers.iter().filter_map(|n| idx(n)).collect();
+        for &a in &members {
+            out[a].extend(members.iter().copied().filter(|&b| b != a));
+        }
+    }
+    for c in (t.connectors.iter()).filter(|c| !deleted.contains(&pair(&c.between))) {
+        if let (Some(a), Some(b)) = (idx(&c.bridgeheads[0]), idx(&c.bridgeheads[1])) {
+            out[a].insert(b);
+            out[b].insert(a);
+        }
+    }
+    out.into_iter().map(|p| p.into_iter().collect()).collect()
+}
+
 enum W {
     Create {
         dn: String,
@@ -372,7 +400,7 @@ impl Runner<'_> {
                 Fact::LinkLost { .. } => self.counts.messages_lost += 1,
                 Fact::LinkDuplicated { .. } => self.counts.messages_duplicated += 1,
                 Fact::Answered { guids, .. } => self.counts.objects_sent += guids.len() as u64,
-                Fact::Reply { .. } | Fact::BackedUp { .. } => {}
+                Fact::Reply { .. } | Fact::BackedUp { .. } | Fact::StrictRefused { .. } => {}
             }
             self.facts.push(f);
         }
@@ -862,6 +890,8 @@ impl Runner<'_> {
             seed: self.setup.seed,
             servers: names,
             components: components(self.setup, &self.deleted),
+            partners: partners(self.setup, &self.deleted),
+            strict_replication: self.setup.config.strict_replication,
             granularity: self.setup.config.granularity,
             facts: std::mem::take(&mut self.facts),
             finals,

@@ -598,6 +598,9 @@ pub enum Fact {
         kind: PullKind,
         /// Ignored as stale or duplicated.
         ignored: bool,
+        /// The source refused to answer (it was restoring or quarantined):
+        /// the reply carries nothing and does not count as hearing from it.
+        refused: bool,
         /// Objects that changed.
         changed: usize,
         /// The receiver's digest before.
@@ -623,6 +626,19 @@ pub enum Fact {
         message: u64,
         /// The objects carried, in order.
         guids: Vec<Guid>,
+    },
+    /// Strict replication consistency: a server dropped a reply unapplied
+    /// because it refuses its source (event 1988). The oracle decides on
+    /// its own whether the refusal was due.
+    StrictRefused {
+        /// Simulated ms.
+        sim_ms: u64,
+        /// The refusing server.
+        server: usize,
+        /// The refused source.
+        from: usize,
+        /// The reply's message number (see `Answered`).
+        message: u64,
     },
     /// A server took a backup (its position among the facts).
     BackedUp {

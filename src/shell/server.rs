@@ -692,7 +692,13 @@ impl DirectoryServer {
     /// ordinary reply from a source silent past the tombstone lifetime (the
     /// silence [`Self::heard_from`] measures), and that source for the rest
     /// of the run. Returns whether the reply was refused.
-    fn strict_refuses(&mut self, from: usize, reply: &crate::core::ChangesReply, now: u64) -> bool {
+    fn strict_refuses(
+        &mut self,
+        from: usize,
+        message: u64,
+        reply: &crate::core::ChangesReply,
+        now: u64,
+    ) -> bool {
         if !self.shared.cfg.strict_replication || reply.kind != PullKind::Normal || reply.refused {
             return false;
         }
@@ -716,6 +722,14 @@ impl DirectoryServer {
         self.shared
             .obs
             .trace(&(now, from, self.idx, "strict-refused"));
+        if self.shared.obs.facts_on() {
+            self.shared.obs.facts([Fact::StrictRefused {
+                sim_ms: now,
+                server: self.idx,
+                from,
+                message,
+            }]);
+        }
         self.shared.obs.pull_ended(
             now,
             self.idx,
@@ -743,7 +757,7 @@ impl DirectoryServer {
         ctx: &mut Context<Self>,
     ) {
         let now = self.now();
-        if self.strict_refuses(from, &reply, now) {
+        if self.strict_refuses(from, message, &reply, now) {
             return;
         }
         let escaped = self.escaped(from, epoch, &reply);
@@ -772,6 +786,7 @@ impl DirectoryServer {
                 message,
                 kind,
                 ignored: applied.ignored,
+                refused,
                 changed: applied.changed,
                 before,
                 after,
