@@ -31,6 +31,17 @@ fn scenario(name: &str) -> String {
 /// Every shipped scenario, its exit code and lines its report must show.
 const SHIPPED: &[(&str, i32, &[&str])] = &[
     (
+        "authoritative_ou.toml",
+        0,
+        &[
+            "deleted the tree ou=Sales on Server3",
+            "Server1: authoritative restore raised the version of 3 objects by 200,000",
+            "cn=Ann,ou=Sales is present on Server3",
+            "ou=Engineering is present on Server1",
+            "PASSED: all 19 steps",
+        ],
+    ),
+    (
         "authoritative_restore.toml",
         0,
         &[
