@@ -1196,13 +1196,13 @@ impl Dsa {
             let lost = (self.cfg.granularity == Granularity::Object && s.stamp.version > 1)
                 .then(|| self.table.get_ref(s.guid))
                 .flatten()
-                .map(|r| r.state.clone())
-                .filter(|c| {
-                    !c.deleted
+                .filter(|r| {
+                    !r.state.deleted
                         && !s.deleted
-                        && c.stamp.version == s.stamp.version
-                        && c.stamp.invocation != s.stamp.invocation
-                });
+                        && r.state.stamp.version == s.stamp.version
+                        && r.state.stamp.invocation != s.stamp.invocation
+                })
+                .map(|r| r.state.clone());
             if self.apply_state(s) {
                 out.changed += 1;
                 out.changed_guids.push(s.guid);
@@ -1221,8 +1221,14 @@ impl Dsa {
                 });
             }
         }
+        // Conflict losers are Exchange 5.5's events (object granularity):
+        // AD logs none, so its apply loop does not look for them.
         let mut named = BTreeSet::new();
-        for g in &out.changed_guids {
+        let changed: &[Guid] = match self.cfg.granularity {
+            Granularity::Object => &out.changed_guids,
+            Granularity::Attribute => &[],
+        };
+        for g in changed {
             for (loser, holder) in self.table.name_losers(*g) {
                 if named.insert(loser)
                     && let Some(r) = self.table.get_ref(loser)
