@@ -47,16 +47,23 @@ fn shown(d: &Dsa) -> Vec<String> {
     v
 }
 
-#[test]
-fn a_child_paged_before_its_later_changed_parent_is_never_orphaned() {
-    // P created, C created under P, P modified: by usn_changed, C comes
-    // first. A server holding neither pulls one object a reply.
-    let g = Granularity::Object;
+/// A source where P, then C under P, were created and P then modified: by
+/// usn_changed, C comes before P.
+fn parent_changed_after_child(g: Granularity) -> Dsa {
     let mut a = dsa("A", 1, g);
     a.create(Guid(1), "ou=P,dc=corp", &[], 0).unwrap();
     a.create(Guid(2), "cn=C,ou=P,dc=corp", &[], 1).unwrap();
     a.modify("ou=P,dc=corp", &[("description", "d")], &[], 2)
         .unwrap();
+    a
+}
+
+#[test]
+fn a_child_paged_before_its_later_changed_parent_is_never_orphaned() {
+    // P created, C created under P, P modified: by usn_changed, C comes
+    // first. A server holding neither pulls one object a reply.
+    let g = Granularity::Object;
+    let a = parent_changed_after_child(g);
     let mut b = dsa("B", 2, g);
     let mut req = b.pull(a.name(), PullKind::Normal, 1, 3);
     let mut retried = false;
@@ -87,11 +94,7 @@ fn without_get_anc_the_same_page_would_orphan_the_child() {
     // What GET_ANC prevents: the page, applied state by state, leaves C
     // with no parent, shown in LostAndFound.
     let g = Granularity::Object;
-    let mut a = dsa("A", 1, g);
-    a.create(Guid(1), "ou=P,dc=corp", &[], 0).unwrap();
-    a.create(Guid(2), "cn=C,ou=P,dc=corp", &[], 1).unwrap();
-    a.modify("ou=P,dc=corp", &[("description", "d")], &[], 2)
-        .unwrap();
+    let a = parent_changed_after_child(g);
     let mut b = dsa("B", 2, g);
     let req = b.pull(a.name(), PullKind::Normal, 1, 3).unwrap();
     let reply = a.answer(&req);
