@@ -633,6 +633,12 @@ impl Cluster {
         self.sup(ConvergeCmd { within })
     }
 
+    /// Whether the cluster is converged at this moment, as [`Cluster::converge`]
+    /// would find it, without letting time pass.
+    pub fn is_converged(&self) -> bool {
+        crate::shell::supervisor::is_converged(&self.shared)
+    }
+
     /// The live object shown with `dn` on a server (`None` if absent or the
     /// server is down).
     pub fn lookup(&self, server: &str, dn: &str) -> Result<Option<ObjectView>, ClusterError> {

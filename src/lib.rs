@@ -25,6 +25,8 @@ pub mod plot;
 pub mod report;
 pub mod run;
 pub mod scenario;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod shell;
 pub mod throughput;
 pub mod view;

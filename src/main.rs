@@ -119,6 +119,40 @@ enum Command {
     /// Measure apply, backsync and cluster speed and memory against baselines
     /// measured in the same run.
     Bench(backsync::bench::BenchArgs),
+    /// Run a scenario's steps, then keep its servers up as a live lab: an
+    /// LDAP port per server, an HTTP admin API, on a real clock (stop with
+    /// Ctrl-C or SIGTERM: exit 0; 2 invalid file or options).
+    #[command(
+        after_help = "Server number i (0-based, in the file's order) listens on the --ldap port + i.\n\
+When every port is open it prints `NAME ldap://ADDR` per server, then `ready`.\n\n\
+Examples:\n  backsync serve scenarios/kb_q190703.toml --speed 60\n  \
+ldapsearch -x -H ldap://127.0.0.1:3890 -b \"\" -s base highestCommittedUSN\n  \
+curl -s localhost:8080/status\n  \
+curl -s -X POST 'localhost:8080/servers/Server1/restore?backup=nightly&strategy=backsync'"
+    )]
+    Serve {
+        /// The scenario file: its topology and steps set the lab up.
+        file: PathBuf,
+        /// LDAP address of the first server; server i listens on its port + i
+        /// (port 0: ports the system picks).
+        #[arg(long, default_value = "127.0.0.1:3890", value_name = "ADDR:PORT")]
+        ldap: std::net::SocketAddr,
+        /// Admin API address (HTTP, JSON).
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+        admin: std::net::SocketAddr,
+        /// Simulated seconds per real second (more than 0, at most 1,000,000).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Writes need a simple bind with this password (reads stay open).
+        #[arg(long, value_name = "PASSWORD")]
+        bind_password: Option<String>,
+        /// Allow addresses other than loopback without --bind-password.
+        #[arg(long)]
+        insecure: bool,
+        /// Seed to use instead of the file's.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -258,6 +292,38 @@ fn run_scenario(s: &Scenario, out: &Outputs, seed: Option<u64>) -> Result<ExitCo
     })
 }
 
+/// `backsync serve`: the steps' report, one line per server, `ready`, then
+/// serving until a signal.
+fn serve(s: &Scenario, opts: &backsync::serve::ServeOptions) -> Result<ExitCode, Failure> {
+    use std::io::Write as _;
+    let fail = |e: backsync::serve::ServeError| -> Failure {
+        if e.is_usage() {
+            Invalid(e.to_string()).into()
+        } else {
+            Failure::Other(e.into())
+        }
+    };
+    backsync::serve::check(opts, s.server_names().len()).map_err(fail)?;
+    let lab = backsync::serve::start(s, opts).map_err(fail)?;
+    let mut out = std::io::stdout().lock();
+    let report = report::text(lab.report());
+    let listening: String = lab
+        .ldap_addrs()
+        .iter()
+        .map(|(name, addr)| format!("{name} ldap://{addr}\n"))
+        .collect();
+    writeln!(out, "{report}{listening}ready")
+        .and_then(|()| out.flush())
+        .ok();
+    drop(out);
+    eprintln!(
+        "admin API on http://{}; stop with Ctrl-C or SIGTERM",
+        lab.admin_addr()
+    );
+    lab.serve_until_signal().map_err(anyhow::Error::from)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     // Rust ignores SIGPIPE, so printing into a closed pipe (`backsync ... |
     // head -1`) would panic; like other Unix filters, end quietly instead.
@@ -384,6 +450,26 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 Ok(false) => Ok(ExitCode::from(1)),
                 Err(e) => Err(Invalid(e.to_string()).into()),
             }
+        }
+        Some(Command::Serve {
+            file,
+            ldap,
+            admin,
+            speed,
+            bind_password,
+            insecure,
+            seed,
+        }) => {
+            let s = load(&file)?;
+            let opts = backsync::serve::ServeOptions {
+                ldap,
+                admin,
+                speed,
+                bind_password,
+                insecure,
+                seed,
+            };
+            serve(&s, &opts)
         }
         Some(Command::Bench(args)) => {
             backsync::bench::run_cli(&args).map_err(|e| Failure::Other(e.into()))?;

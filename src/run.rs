@@ -233,6 +233,14 @@ fn refused(e: &ClusterError) -> bool {
 
 /// Runs a validated scenario to the end; every failure is collected, none stops it.
 pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunReport, ClusterError> {
+    let mut c = start(s, opts)?;
+    run_on(&mut c, s, opts)
+}
+
+/// The cluster a scenario describes, before its first step: its topology,
+/// settings, network faults, seed (`opts.seed` or the file's) and fixed
+/// containers.
+pub fn start(s: &Scenario, opts: &RunOptions) -> Result<Cluster, ClusterError> {
     let seed = opts.seed.unwrap_or(s.seed);
     let faults = LinkFaults {
         loss: s.network.loss,
@@ -246,14 +254,21 @@ pub fn run(s: &Scenario, opts: &RunOptions) -> Result<RunReport, ClusterError> {
     if opts.record {
         c.record_changes();
     }
+    Ok(c)
+}
+
+/// Runs a scenario's steps on a cluster [`start`] built for it, and
+/// reports the run; the cluster stays usable (the live lab serves it).
+pub fn run_on(c: &mut Cluster, s: &Scenario, opts: &RunOptions) -> Result<RunReport, ClusterError> {
+    let seed = opts.seed.unwrap_or(s.seed);
+    let c = &mut *c;
     let mut steps = Vec::new();
     let mut convergence = Vec::new();
     let mut failures = Vec::new();
     let mut components = vec![(0, c.components())];
     for step in &s.steps {
         let wall = std::time::Instant::now();
-        let (ok, detail) = match run_step(&mut c, &step.action, opts, step.index, &mut convergence)
-        {
+        let (ok, detail) = match run_step(c, &step.action, opts, step.index, &mut convergence) {
             Ok(r) => r,
             Err(e) => (false, e.to_string()),
         };

@@ -25,6 +25,8 @@ pub struct ObjectView {
     pub usn_changed: u64,
     /// Local USN when it arrived here.
     pub usn_created: u64,
+    /// Simulated time (ms) of the latest originating write.
+    pub when_changed: u64,
 }
 
 impl ObjectView {
@@ -38,6 +40,7 @@ impl ObjectView {
             origin: r.state.stamp.invocation,
             usn_changed: r.usn_changed.0,
             usn_created: r.usn_created.0,
+            when_changed: r.state.stamp.time,
         }
     }
 }

@@ -420,7 +420,8 @@ impl Scenario {
     /// no step creates (by `create`, `load`, or as a `rename`'s `new_dn`)
     /// and none of whose ancestors a step creates; never a dn below
     /// `cn=LostAndFound` or with a `CNF:` rdn (those name objects). The
-    /// root and `cn=LostAndFound` are fixed containers besides these.
+    /// root, `cn=LostAndFound` and, in a file that never creates it,
+    /// `ou=Users` are fixed containers besides these.
     ///
     /// ```
     /// use backsync::Scenario;
@@ -432,6 +433,7 @@ impl Scenario {
     /// assert_eq!(s.fixed_containers(), ["dc=corp", "ou=Users"]);
     /// ```
     pub fn fixed_containers(&self) -> Vec<String> {
+        const USERS: &str = "ou=Users";
         use crate::core::tree::{CNF_MARK, LOST_AND_FOUND, eq_ci, lower, rdns, split_dn};
         let mut created = std::collections::BTreeSet::new();
         let mut named: Vec<&str> = Vec::new();
@@ -511,6 +513,11 @@ impl Scenario {
                 }
                 parent = split_dn(parent).1;
             }
+        }
+        // `ou=Users` exists from the start in a file that never creates it,
+        // so a live lab (or a library user) can add users below it.
+        if !is_created(USERS) && !out.iter().any(|o| eq_ci(o, USERS)) {
+            out.push(USERS.to_string());
         }
         out.sort_by_key(|d| lower(d));
         out
