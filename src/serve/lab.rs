@@ -3,16 +3,19 @@
 //! the real one times `speed`, and answers the calls of LDAP connections
 //! and the admin API, one at a time, between steps of the clock.
 //!
-//! Calls cross from the network threads over a crossbeam channel and are
-//! answered over tokio oneshots, so no lock is held across the two worlds.
+//! The network runs on the same thread, on a second tokio runtime (real
+//! clock) that the lab drives between steps: calls come over a crossbeam
+//! channel with a [`Notify`] that ends the network's turn, and are answered
+//! over tokio oneshots. The two runtimes never run nested.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use ldap3_proto::proto::{LdapFilter, LdapResultCode, LdapSearchScope};
 use serde::Serialize;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use super::entry::{Entry, child_of, generalized_time, join_values, values, within};
 use crate::Cluster;
@@ -290,24 +293,32 @@ impl Lab {
         }
     }
 
-    /// Serves calls until [`Call::Stop`] or every sender is gone.
-    pub(crate) fn run(mut self, rx: Receiver<Call>) {
+    /// Serves until [`Call::Stop`]: moves the clock, runs the network (the
+    /// LDAP connections and the admin API are tasks of `net`, a runtime on
+    /// this same thread) until a call comes or a [`TICK`] passes, answers
+    /// the calls, and again. One thread does it all, so a request crosses
+    /// no thread on its way in or out: on a busy machine a wake-up of
+    /// another thread costs more than the request itself.
+    pub(crate) fn run(mut self, rx: Receiver<Call>, net: &tokio::runtime::Runtime, wake: &Notify) {
         loop {
             self.catch_up();
-            let first = match rx.recv_timeout(TICK) {
-                Ok(call) => call,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return,
-            };
-            let mut next = Some(first);
-            let mut served = 0;
-            while let Some(call) = next.take() {
-                if !self.serve(call) {
-                    return;
-                }
-                served += 1;
-                if served < CALLS_PER_STEP {
-                    next = rx.try_recv().ok();
+            if rx.is_empty() {
+                net.block_on(async {
+                    tokio::select! {
+                        _ = wake.notified() => {},
+                        _ = tokio::time::sleep(TICK) => {},
+                    }
+                });
+            }
+            for _ in 0..CALLS_PER_STEP {
+                match rx.try_recv() {
+                    Ok(call) => {
+                        if !self.serve(call) {
+                            return;
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
                 }
             }
         }
@@ -739,6 +750,8 @@ struct Modified {
 #[derive(Clone)]
 pub(crate) struct LabHandle {
     pub(crate) tx: Sender<Call>,
+    /// Ends the network's turn on the lab thread, so the call is answered.
+    pub(crate) wake: Arc<Notify>,
 }
 
 impl LabHandle {
@@ -746,7 +759,14 @@ impl LabHandle {
     pub(crate) async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Call) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).ok()?;
+        self.wake.notify_one();
         rx.await.ok()
+    }
+
+    /// Asks the lab to stop.
+    pub(crate) fn stop(&self) {
+        let _ = self.tx.send(Call::Stop);
+        self.wake.notify_one();
     }
 }
 

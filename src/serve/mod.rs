@@ -3,11 +3,16 @@
 //! the real one times `speed`.
 //!
 //! ```text
-//!  ldapsearch ─┐   tokio (2 threads)             lab thread
-//!  ldapadd ────┼─► ldap.rs: a task per ──┐  crossbeam  ┌─► lab.rs: owns the Cluster
-//!  curl ───────┴─► admin.rs (axum) ──────┴────────────►│   (actors, paused clock),
-//!                        ◄── tokio oneshot answers ────┘   moves it with the real clock
+//!  ldapsearch ─┐                    the lab thread
+//!  ldapadd ────┼─► ldap.rs: a task per connection ─┐ calls   ┌─► lab.rs: the Cluster
+//!  curl ───────┴─► admin.rs (axum) ────────────────┴────────►│   (actors, paused clock),
+//!                  network runtime (real clock)  ◄─ answers ─┘   moved with the real clock
 //! ```
+//!
+//! One thread runs both: the lab moves the clock, lets the network run
+//! until a call comes or 2 ms pass, answers the calls, and again. A request
+//! crosses no thread, which on a busy machine matters more than a second
+//! core would.
 //!
 //! **What is traded for a real clock.** A run of `backsync run` is
 //! deterministic: the same file and seed give the same trace. Here the
@@ -161,11 +166,12 @@ pub struct Running {
     report: RunReport,
     ldap: Vec<(String, SocketAddr)>,
     admin: SocketAddr,
-    rt: tokio::runtime::Runtime,
-    shutdown: CancellationToken,
     lab: lab::LabHandle,
     thread: Option<JoinHandle<()>>,
 }
+
+/// What the lab thread sends back once it serves, or why it could not.
+type Started = Result<(RunReport, Vec<(String, SocketAddr)>, SocketAddr), ServeError>;
 
 /// Builds the scenario's cluster, runs its steps, opens an LDAP port for
 /// every server that is up and the admin API, and starts the clock.
@@ -184,48 +190,87 @@ pub fn start(s: &Scenario, opts: &ServeOptions) -> Result<Running, ServeError> {
     let names = s.server_names();
     check(opts, names.len())?;
     let (tx, rx) = crossbeam_channel::unbounded();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let scenario = s.clone();
-    let run_opts = RunOptions {
-        seed: opts.seed,
-        ..RunOptions::default()
+    let handle = lab::LabHandle {
+        tx,
+        wake: Arc::new(tokio::sync::Notify::new()),
     };
-    let speed = opts.speed;
-    // The cluster lives on its own thread: its actix System and paused
-    // clock belong to the thread that built them.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Started>();
+    let scenario = s.clone();
+    let opts = opts.clone();
+    let lab_handle = handle.clone();
+    let server_names = names.clone();
+    // The cluster lives on its own thread (its actix System and paused
+    // clock belong to the thread that built them), and the network with it.
     let thread = std::thread::Builder::new()
         .name("backsync-lab".into())
         .spawn(move || {
+            let run_opts = RunOptions {
+                seed: opts.seed,
+                ..RunOptions::default()
+            };
             let built = crate::run::start(&scenario, &run_opts).and_then(|mut c| {
                 let report = crate::run::run_on(&mut c, &scenario, &run_opts)?;
                 Ok((c, report))
             });
-            match built {
-                Ok((c, report)) => {
-                    let lab = lab::Lab::new(c, &scenario.fixed_containers(), speed);
-                    let up = lab.up();
-                    if ready_tx.send(Ok((report, up))).is_ok() {
-                        lab.run(rx);
+            let (c, report) = match built {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            let lab = lab::Lab::new(c, &scenario.fixed_containers(), opts.speed);
+            let net = match tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(ServeError::Start(e.to_string())));
+                    return;
+                }
+            };
+            let shutdown = CancellationToken::new();
+            let opened = net.block_on(open(&opts, &lab_handle, server_names, &lab.up(), &shutdown));
+            match opened {
+                Ok((ldap, admin)) => {
+                    if ready_tx.send(Ok((report, ldap, admin))).is_err() {
+                        return;
                     }
                 }
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
+                    return;
                 }
             }
+            lab.run(rx, &net, &lab_handle.wake);
+            // Dropping the runtime drops every listener and connection.
+            shutdown.cancel();
+            net.shutdown_timeout(Duration::from_millis(100));
         })
         .map_err(|e| ServeError::Start(e.to_string()))?;
-    let (report, up) = ready_rx
+    let (report, ldap, admin) = ready_rx
         .recv()
         .map_err(|_| ServeError::Start("the lab thread ended".into()))??;
-    let lab = lab::LabHandle { tx };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("backsync-net")
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| ServeError::Start(e.to_string()))?;
-    let shutdown = CancellationToken::new();
+    Ok(Running {
+        report,
+        ldap,
+        admin,
+        lab: handle,
+        thread: Some(thread),
+    })
+}
+
+/// Opens the LDAP ports of the servers that are up and the admin API
+/// (runs on the lab thread's network runtime).
+async fn open(
+    opts: &ServeOptions,
+    lab: &lab::LabHandle,
+    names: Vec<String>,
+    up: &[bool],
+    shutdown: &CancellationToken,
+) -> Result<(Vec<(String, SocketAddr)>, SocketAddr), ServeError> {
     let addrs: Vec<SocketAddr> = (0..names.len())
         .map(|i| match opts.ldap.port() {
             0 => opts.ldap,
@@ -240,62 +285,38 @@ pub fn start(s: &Scenario, opts: &ServeOptions) -> Result<Running, ServeError> {
         },
         shutdown.clone(),
     );
-    let started = rt.block_on(async {
-        let mut ldap = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let addr = if up[i] {
-                ports.open(i).await.map_err(|source| ServeError::Listen {
-                    addr: ports.addr(i),
-                    source,
-                })?
-            } else {
-                ports.addr(i)
-            };
-            ldap.push((name.clone(), addr));
-        }
-        let listener = tokio::net::TcpListener::bind(opts.admin)
-            .await
-            .map_err(|source| ServeError::Listen {
-                addr: opts.admin,
+    let mut ldap = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let addr = if up[i] {
+            ports.open(i).await.map_err(|source| ServeError::Listen {
+                addr: ports.addr(i),
                 source,
-            })?;
-        let admin = listener.local_addr().map_err(|source| ServeError::Listen {
-            addr: opts.admin,
-            source,
-        })?;
-        let app = admin::router(admin::Api {
-            lab: lab.clone(),
-            ports: ports.clone(),
-            names: Arc::new(names.clone()),
-        });
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-        });
-        Ok::<_, ServeError>((ldap, admin))
-    });
-    let mut running = Running {
-        report,
-        ldap: Vec::new(),
-        admin: opts.admin,
-        rt,
-        shutdown,
-        lab,
-        thread: Some(thread),
-    };
-    match started {
-        Ok((ldap, admin)) => {
-            running.ldap = ldap;
-            running.admin = admin;
-            Ok(running)
-        }
-        Err(e) => {
-            running.stop();
-            Err(e)
-        }
+            })?
+        } else {
+            ports.addr(i)
+        };
+        ldap.push((name.clone(), addr));
     }
+    let listen = |source| ServeError::Listen {
+        addr: opts.admin,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(opts.admin)
+        .await
+        .map_err(listen)?;
+    let admin = listener.local_addr().map_err(listen)?;
+    let app = admin::router(admin::Api {
+        lab: lab.clone(),
+        ports,
+        names: Arc::new(names),
+    });
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    });
+    Ok((ldap, admin))
 }
 
 impl Running {
@@ -316,7 +337,10 @@ impl Running {
 
     /// Serves until SIGINT or SIGTERM (Ctrl-C elsewhere), then stops.
     pub fn serve_until_signal(self) -> std::io::Result<()> {
-        let waited = self.rt.block_on(async {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()?;
+        let waited = rt.block_on(async {
             #[cfg(unix)]
             {
                 use tokio::signal::unix::{SignalKind, signal};
@@ -340,8 +364,7 @@ impl Running {
     /// Closes every port and connection and stops the lab, within about
     /// half a second.
     pub fn stop(mut self) {
-        self.shutdown.cancel();
-        let _ = self.lab.tx.send(lab::Call::Stop);
+        self.lab.stop();
         let deadline = Instant::now() + Duration::from_millis(500);
         if let Some(t) = self.thread.take() {
             while !t.is_finished() && Instant::now() < deadline {
@@ -351,7 +374,5 @@ impl Running {
                 let _ = t.join();
             }
         }
-        let Running { rt, .. } = self;
-        rt.shutdown_timeout(Duration::from_millis(200));
     }
 }
