@@ -642,6 +642,8 @@ fn out_of_bounds_inputs_exit_2_quickly_without_a_panic() {
         ("--objects", "1000001"),
         ("--servers", "65"),
         ("--jobs", "1025"),
+        ("--shard", "0/1000001"),
+        ("--shard", "2/2"),
     ] {
         let o = backsync(&["campaign", arg, value]);
         assert_eq!(o.status.code(), Some(2), "{arg} {value}: {}", stderr(&o));

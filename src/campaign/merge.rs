@@ -241,13 +241,15 @@ pub fn merge(args: &MergeArgs) -> Result<Merged, CampaignError> {
     })
 }
 
-/// Whether two results are one run's (wall time aside).
+/// Whether two results are one run's (wall and CPU times aside).
 fn same_run(a: &SeedResult, b: &SeedResult) -> bool {
     SeedResult {
         wall_ms: 0.0,
+        cpu_ms: 0.0,
         ..a.clone()
     } == SeedResult {
         wall_ms: 0.0,
+        cpu_ms: 0.0,
         ..b.clone()
     }
 }

@@ -411,6 +411,31 @@ pub struct SeedResult {
     pub steps: usize,
     /// Wall ms.
     pub wall_ms: f64,
+    /// CPU ms of the thread that ran it (the wall time where the platform
+    /// has no thread CPU clock): unlike the wall time, not stretched by
+    /// other processes or threads sharing the cores.
+    #[serde(default)]
+    pub cpu_ms: f64,
+}
+
+/// The calling thread's CPU time, in ms, where the platform has a clock
+/// for it. A seed runs its whole actor system on the calling thread.
+fn thread_cpu_ms() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a valid timespec to write to, and the clock id
+        // is one libc defines.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        (rc == 0).then(|| t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 fn guarded<T>(f: impl FnOnce() -> Result<T, crate::ClusterError>) -> Result<T, String> {
@@ -430,6 +455,7 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, crate::ClusterError>) -> Result<T, S
 /// Runs one seed and checks every invariant (and, if asked, determinism).
 pub fn run_seed(p: &Params, seed: u64, check_determinism: bool) -> SeedResult {
     let wall = Instant::now();
+    let cpu = thread_cpu_ms();
     let plan = generator::plan(seed, p);
     let mut r = SeedResult {
         seed,
@@ -442,6 +468,7 @@ pub fn run_seed(p: &Params, seed: u64, check_determinism: bool) -> SeedResult {
         sim_ms: 0,
         steps: 0,
         wall_ms: 0.0,
+        cpu_ms: 0.0,
     };
     match guarded(|| runner::run(&plan.setup, &plan.intents)) {
         Err(e) => r.violations.push(Violation::new(Invariant::EngineError, e)),
@@ -493,6 +520,10 @@ pub fn run_seed(p: &Params, seed: u64, check_determinism: bool) -> SeedResult {
     }
     r.violations = kept;
     r.wall_ms = wall.elapsed().as_secs_f64() * 1e3;
+    r.cpu_ms = match (cpu, thread_cpu_ms()) {
+        (Some(a), Some(b)) => b - a,
+        _ => r.wall_ms,
+    };
     r
 }
 
@@ -711,7 +742,7 @@ pub fn run_campaign(
 /// seeds of its range or shard have none) to its report: the summary,
 /// failures grouped by signature, the lowest seed of the first
 /// `finish.shrink` signatures shrunk, `--keep-failures` written. The
-/// summary's `wall_s` is the seeds' summed run time, for the caller to
+/// summary's `wall_s` is the seeds' summed wall times, for the caller to
 /// replace with its own clock when it has one.
 pub fn conclude(
     key: &CampaignKey,
@@ -835,8 +866,7 @@ pub fn conclude(
         command: args.command(key.first_seed, key.seeds)
             + &shard.map_or(String::new(), |s| format!(" --shard {s}")),
     };
-    let mut summary = Summary::of(results, head);
-    summary.wall_s = summary.core_s;
+    let summary = Summary::of(results, head);
     Ok(CampaignReport {
         schema_version: SCHEMA_VERSION,
         summary,

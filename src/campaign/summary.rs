@@ -149,10 +149,11 @@ pub struct Summary {
     /// Whether each seed ran twice and its event logs were compared.
     pub determinism_checked: bool,
     /// Wall-clock seconds of the run; for `campaign merge`, which cannot
-    /// know the shards' clocks, the seeds' summed run time (`core_s`).
+    /// know the shards' clocks, the seeds' summed wall times.
     pub wall_s: f64,
-    /// The seeds' run times summed, in seconds: the core time the seeds
-    /// took (each seed runs on one thread).
+    /// The seeds' CPU times summed, in seconds: the core time the seeds
+    /// took (each seed runs on one thread; the wall time where there is no
+    /// thread CPU clock).
     pub core_s: f64,
     /// Seeds per second per core: `seeds / core_s`.
     pub seeds_per_core_s: f64,
@@ -206,8 +207,10 @@ impl Summary {
             s.violations.insert(inv.name().into(), 0);
         }
         let mut core_ms = 0.0;
+        let mut wall_ms = 0.0;
         for r in results {
-            core_ms += r.wall_ms;
+            core_ms += r.cpu_ms;
+            wall_ms += r.wall_ms;
             s.faults.add(&r.counts);
             if r.converged {
                 conv.push(r.convergence_ms);
@@ -225,6 +228,7 @@ impl Summary {
             }
         }
         s.core_s = core_ms / 1e3;
+        s.wall_s = wall_ms / 1e3;
         s.seeds_per_core_s = if s.core_s > 0.0 {
             results.len() as f64 / s.core_s
         } else {
@@ -299,7 +303,7 @@ impl Summary {
         );
         let _ = writeln!(
             o,
-            "  throughput     {:.2} seeds per second per core ({} of seed runs)",
+            "  throughput     {:.2} seeds per second per core ({} of CPU time)",
             self.seeds_per_core_s,
             wall(self.core_s)
         );
@@ -568,7 +572,7 @@ mod tests {
             "12,345 backups",
             "differences in 1 object: 0 announced, 1 silent",
             "1 seed failing",
-            "  throughput     2.00 seeds per second per core (500ms of seed runs)",
+            "  throughput     2.00 seeds per second per core (500ms of CPU time)",
             "  by signature   1 seed (lowest 7): convergence + no-lost-write + no-resurrection + usn-monotonic +\n                 no-silent-loss\n",
             "2 outages",
             "1 restore\n",
