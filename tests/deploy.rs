@@ -94,6 +94,7 @@ fn the_kubernetes_job_is_indexed_and_its_commands_merge_into_one_campaign() {
     assert_eq!(spec["completionMode"].as_str(), Some("Indexed"));
     let n = spec["completions"].as_u64().expect("completions");
     assert_eq!(spec["parallelism"].as_u64(), Some(n));
+    assert_eq!(spec["podReplacementPolicy"].as_str(), Some("Failed"));
     assert_eq!(
         spec["template"]["spec"]["restartPolicy"].as_str(),
         Some("Never")

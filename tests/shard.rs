@@ -256,6 +256,14 @@ fn a_killed_shard_resumes_without_running_a_seed_twice() {
         assert!(child.try_wait().unwrap().is_none(), "the shard ended early");
         std::thread::sleep(Duration::from_millis(10));
     }
+    // While it runs, a second process on the same file is refused.
+    let twin = run(d, &with(&shard0, &["--resume"]));
+    assert_eq!(twin.status.code(), Some(2));
+    assert!(
+        text(&twin.stderr).contains("a.jsonl is being written by another process"),
+        "{}",
+        text(&twin.stderr)
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     let kept = std::fs::read_to_string(&records).unwrap();

@@ -135,6 +135,14 @@ pub fn merge(args: &MergeArgs) -> Result<Merged, CampaignError> {
             }
         }
         all.extend(f.records);
+        // Bounded: no campaign has more seeds (duplicates aside).
+        if all.len() as u64 > crate::limits::MAX_SEEDS {
+            return Err(CampaignError::Merge(format!(
+                "more than {} records (the most seeds a campaign runs) by {}",
+                crate::limits::MAX_SEEDS,
+                path.display()
+            )));
+        }
     }
     let Some((key, _)) = campaigns.first().cloned() else {
         return Err(CampaignError::Merge(format!(

@@ -639,8 +639,12 @@ pub fn run_campaign(
         .collect();
     let mut notes = Vec::new();
     let mut done: BTreeMap<u64, SeedResult> = BTreeMap::new();
-    let mut keep = 0;
-    if let Some(path) = &args.jsonl {
+    // Locked before it is read, so no other process appends meanwhile.
+    let mut writer = match &args.jsonl {
+        Some(path) => Some(records::Writer::open(path)?),
+        None => None,
+    };
+    if let (Some(path), Some(w)) = (&args.jsonl, writer.as_mut()) {
         let exists = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
         if exists && !args.resume {
             return Err(invalid(
@@ -690,13 +694,10 @@ pub fn run_campaign(
                     path.display()
                 ));
             }
-            keep = f.whole_len;
+            w.keep(f.whole_len)?;
         }
     }
-    let writer = match &args.jsonl {
-        Some(path) => Some(Mutex::new(records::Writer::open(path, keep)?)),
-        None => None,
-    };
+    let writer = writer.map(Mutex::new);
     let todo: Vec<u64> = mine
         .iter()
         .copied()
@@ -914,13 +915,16 @@ fn keep_failures(
                 let why = match (&f.shrunk, lowest) {
                     (Some(s), _) => format!("no shrunk scenario: {}", s.note),
                     (None, Some(l)) if l != f.seed => format!(
-                        "not shrunk: seed {l} has the same signature ({}) and is the one \
-                         shrunk for it, when its group is among the first --shrink",
+                        "not shrunk: seed {l}, the lowest with the same signature ({}), \
+                         stands for it (../seed-{l}/; shrunk when its signature is among \
+                         the first --shrink)",
                         record.signature
                     ),
-                    _ => "not shrunk: its signature is not among the first --shrink \
-                          (or none of its invariants can be shrunk)"
-                        .to_string(),
+                    _ => format!(
+                        "not shrunk: its signature ({}) is not among the first --shrink, \
+                         or none of its invariants can be shrunk",
+                        record.signature
+                    ),
                 };
                 write("shrunk.txt", why + "\n")?;
             }

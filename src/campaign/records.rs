@@ -298,9 +298,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Opens `path` for appending after its first `keep` bytes (the whole
-    /// lines kept by a resume; 0 starts afresh), creating its directory.
-    pub fn open(path: &Path, keep: u64) -> Result<Writer, CampaignError> {
+    /// Opens `path` for appending, creating it and its directory, and
+    /// takes an exclusive lock on it (on Unix): a second process given the
+    /// same file (a restarted pod while the old one still runs) is refused
+    /// rather than interleaving its lines with the first's.
+    pub fn open(path: &Path) -> Result<Writer, CampaignError> {
         let io = |source| CampaignError::Io {
             path: path.to_path_buf(),
             source,
@@ -313,10 +315,38 @@ impl Writer {
             .append(true)
             .open(path)
             .map_err(io)?;
-        file.set_len(keep).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: the descriptor is `file`'s, open for the call's length.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+                    CampaignError::Invalid {
+                        arg: "--jsonl",
+                        message: format!(
+                            "{} is being written by another process (locked)",
+                            path.display()
+                        ),
+                    }
+                } else {
+                    io(e)
+                });
+            }
+        }
         Ok(Writer {
             file,
             path: path.to_path_buf(),
+        })
+    }
+
+    /// Keeps the file's first `len` bytes (the whole lines a resume
+    /// keeps), cutting what follows: a torn last line.
+    pub fn keep(&mut self, len: u64) -> Result<(), CampaignError> {
+        self.file.set_len(len).map_err(|source| CampaignError::Io {
+            path: self.path.clone(),
+            source,
         })
     }
 
@@ -398,6 +428,86 @@ mod tests {
             assert!(bad.parse::<Shard>().is_err(), "{bad}");
         }
         assert_eq!(" 3 / 8 ".parse::<Shard>().unwrap().to_string(), "3/8");
+    }
+
+    fn key() -> CampaignKey {
+        let args = crate::campaign::CampaignArgs {
+            seeds: 10,
+            first_seed: 100,
+            ..crate::campaign::CampaignArgs::default()
+        };
+        args.key(&args.params().unwrap())
+    }
+
+    fn result(seed: u64, broke: &[Invariant]) -> SeedResult {
+        let mut r = SeedResult {
+            seed,
+            violations: Vec::new(),
+            violation_counts: BTreeMap::new(),
+            counts: Default::default(),
+            converged: true,
+            convergence_ms: 1,
+            bound_ms: 2,
+            sim_ms: 3,
+            steps: 4,
+            wall_ms: 5.5,
+            cpu_ms: 4.25,
+        };
+        r.counts.outages_ms = vec![7, 8];
+        for i in broke {
+            r.violations
+                .push(crate::campaign::Violation::new(*i, format!("{i} broke")));
+            r.violation_counts.insert(*i, 2);
+        }
+        r
+    }
+
+    /// Records read back are the records written, every field included
+    /// (the outages the summary's quantiles need too); a torn last line is
+    /// left out and said; a bad line names its file and line.
+    #[test]
+    fn records_round_trip_and_torn_or_bad_lines_are_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let a = SeedRecord::new(&key(), result(100, &[]));
+        let b = SeedRecord::new(
+            &key(),
+            result(103, &[Invariant::NoSilentLoss, Invariant::Convergence]),
+        );
+        assert_eq!((a.outcome, a.signature.as_str()), (Outcome::Pass, ""));
+        assert_eq!(
+            (b.outcome, b.signature.as_str()),
+            (Outcome::Fail, "convergence+no-silent-loss")
+        );
+        let mut w = Writer::open(&path).unwrap();
+        w.write(&a).unwrap();
+        w.write(&b).unwrap();
+        let whole = std::fs::metadata(&path).unwrap().len();
+        w.file.write_all(b"{\"campaign\": {\"ver").unwrap();
+        let f = read_file(&path).unwrap();
+        let back: Vec<SeedRecord> = f.records.iter().map(|r| r.record.clone()).collect();
+        assert_eq!(back, vec![a.clone(), b]);
+        assert_eq!((f.torn_line, f.whole_len), (Some(3), whole));
+        assert_eq!(f.records[1].line, 2);
+        // Another process cannot take the file while it is held.
+        #[cfg(unix)]
+        assert!(Writer::open(&path).is_err());
+        drop(w);
+
+        let bad = dir.path().join("bad.jsonl");
+        let mut wrong = a.clone();
+        wrong.signature = "convergence".into();
+        let out_of_range = SeedRecord::new(&key(), result(110, &[]));
+        for (line, needle) in [
+            ("{\"seed\": 1}".to_string(), "missing field"),
+            (wrong.to_line(), "does not match"),
+            (out_of_range.to_line(), "outside its campaign's range"),
+        ] {
+            std::fs::write(&bad, format!("{}\n{line}\n", a.to_line())).unwrap();
+            let e = read_file(&bad).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{}:2: ", bad.display())), "{e}");
+            assert!(e.contains(needle), "{needle} in {e}");
+        }
     }
 
     #[test]
