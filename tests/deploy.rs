@@ -119,6 +119,13 @@ fn the_kubernetes_job_is_indexed_and_its_commands_merge_into_one_campaign() {
         pod["volumes"][0]["persistentVolumeClaim"]["claimName"].as_str(),
         Some("backsync-campaign")
     );
+    // The image's user can write to the volume.
+    let user = read("deploy/Dockerfile")
+        .lines()
+        .find_map(|l| l.strip_prefix("USER ").map(str::to_string))
+        .expect("a USER");
+    let gid: u64 = user.split(':').nth(1).unwrap().parse().unwrap();
+    assert_eq!(pod["securityContext"]["fsGroup"].as_u64(), Some(gid));
     let jsonl = flag(&shard_script, "--jsonl").trim_matches('"');
     assert!(jsonl.starts_with(&format!("{dir}/")), "{jsonl} under {dir}");
 
