@@ -4,9 +4,11 @@
 //! which never writes or reads a record: the merge must give its summary,
 //! failing seeds, exit status and JSON, wall-clock figures aside.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_backsync"));
@@ -98,9 +100,9 @@ fn seeds_in(path: &Path) -> Vec<u64> {
 
 /// One process, then two shards merged, in two directories with the same
 /// relative paths (so the shrunk files' names in the text and JSON agree).
-fn single_and_merged(strategy: &str, seeds: u64) -> (Output, Output, PathBuf, PathBuf) {
-    let one = tempfile::tempdir().unwrap().keep();
-    let two = tempfile::tempdir().unwrap().keep();
+fn single_and_merged(strategy: &str, seeds: u64) -> (Output, Output, TempDir, TempDir) {
+    let (one_dir, two_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (one, two) = (one_dir.path(), two_dir.path());
     let base = campaign(strategy, seeds);
     let outputs = [
         "--json",
@@ -112,11 +114,11 @@ fn single_and_merged(strategy: &str, seeds: u64) -> (Output, Output, PathBuf, Pa
         "--show",
         "4",
     ];
-    let single = run(&one, &with(&base, &outputs));
+    let single = run(one, &with(&base, &outputs));
     for (i, f) in [(0, "a.jsonl"), (1, "b.jsonl")] {
         let shard = format!("{i}/2");
         let o = run(
-            &two,
+            two,
             &with(
                 &base,
                 &[
@@ -143,8 +145,8 @@ fn single_and_merged(strategy: &str, seeds: u64) -> (Output, Output, PathBuf, Pa
     assert_eq!(all, (500..500 + seeds).collect::<Vec<_>>());
     let mut merge = vec!["campaign", "merge", "b.jsonl", "a.jsonl"];
     merge.extend(outputs);
-    let merged = run_in(&two, &merge);
-    (single, merged, one, two)
+    let merged = run_in(two, &merge);
+    (single, merged, one_dir, two_dir)
 }
 
 fn check_same(single: &Output, merged: &Output, one: &Path, two: &Path) {
@@ -167,8 +169,9 @@ fn check_same(single: &Output, merged: &Output, one: &Path, two: &Path) {
 #[test]
 fn two_shards_merged_are_the_single_run_for_a_clean_strategy() {
     let (single, merged, one, two) = single_and_merged("backsync", 120);
+    let (one, two) = (one.path(), two.path());
     assert_eq!(single.status.code(), Some(0), "{}", text(&single.stderr));
-    check_same(&single, &merged, &one, &two);
+    check_same(&single, &merged, one, two);
     let out = text(&merged.stdout);
     assert!(
         out.contains("  seeds          120 seeds (500 to 619)"),
@@ -180,8 +183,9 @@ fn two_shards_merged_are_the_single_run_for_a_clean_strategy() {
 #[test]
 fn two_shards_merged_are_the_single_run_for_naive_with_its_signatures() {
     let (single, merged, one, two) = single_and_merged("naive", 60);
+    let (one, two) = (one.path(), two.path());
     assert_eq!(single.status.code(), Some(1), "{}", text(&single.stderr));
-    check_same(&single, &merged, &one, &two);
+    check_same(&single, &merged, one, two);
     // Violations grouped by signature; the lowest seed of the first two
     // groups shrunk, in both.
     let v = json_verdict(&two.join("out.json"));
