@@ -59,6 +59,17 @@ pub const MAX_SHRINK: usize = 1_000;
 /// The most runs one shrink may take.
 pub const MAX_SHRINK_BUDGET: usize = 100_000;
 
+/// The most shards a campaign's range is split into (`--shard I/N`).
+pub const MAX_SHARDS: u64 = 1_000_000;
+
+/// The longest line of a campaign's records file (`--jsonl`) read back:
+/// a record keeps at most three violation details per invariant, a few
+/// kilobytes.
+pub const MAX_RECORD_LINE: usize = 1 << 20;
+
+/// The most records files one `campaign merge` reads.
+pub const MAX_MERGE_FILES: usize = 100_000;
+
 /// Checks one duration against [`MAX_DURATION`] and, when `positive`, that
 /// it is more than zero (a period or a timeout: zero would loop forever).
 /// The error is the message, without the field.

@@ -114,8 +114,9 @@ enum Command {
         seed: Option<u64>,
     },
     /// Run many seeded random fault schedules and check the invariants
-    /// (exit 0 no violation, 1 a violation, 2 bad arguments).
-    Campaign(backsync::campaign::CampaignArgs),
+    /// (exit 0 no violation, 1 a violation, 2 bad arguments); `campaign
+    /// merge` joins the records of a campaign's shards.
+    Campaign(Box<CampaignCommand>),
     /// Measure apply, backsync and cluster speed and memory against baselines
     /// measured in the same run.
     Bench(backsync::bench::BenchArgs),
@@ -153,6 +154,23 @@ curl -s -X POST 'localhost:8080/servers/Server1/restore?backup=nightly&strategy=
         #[arg(long)]
         seed: Option<u64>,
     },
+}
+
+/// `campaign [OPTIONS]` runs one; `campaign merge FILES` merges shards.
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct CampaignCommand {
+    #[command(subcommand)]
+    merge: Option<CampaignSub>,
+    #[command(flatten)]
+    args: backsync::campaign::CampaignArgs,
+}
+
+#[derive(Subcommand)]
+enum CampaignSub {
+    /// Merge the `--jsonl` records of a campaign's shards into one verdict: the
+    /// summary, exit status and JSON of one process running the same seeds.
+    Merge(backsync::campaign::MergeArgs),
 }
 
 #[derive(clap::Args)]
@@ -444,8 +462,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Campaign(args)) => {
-            match backsync::campaign::run_cli(&args, !QUIET.get().copied().unwrap_or(false)) {
+        Some(Command::Campaign(c)) => {
+            let verdict = match &c.merge {
+                Some(CampaignSub::Merge(m)) => backsync::campaign::merge::run_cli(m),
+                None => {
+                    backsync::campaign::run_cli(&c.args, !QUIET.get().copied().unwrap_or(false))
+                }
+            };
+            match verdict {
                 Ok(true) => Ok(ExitCode::SUCCESS),
                 Ok(false) => Ok(ExitCode::from(1)),
                 Err(e) => Err(Invalid(e.to_string()).into()),

@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::campaign::history::{History, Replay, WriteKind, holds};
 use crate::campaign::oracle::{self, Verdict};
@@ -36,7 +36,7 @@ use crate::config::{count, fmt_duration};
 use crate::core::Guid;
 
 /// An invariant (or a harness check), as reports name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Invariant {
     /// 1: converged within the bound.
@@ -139,7 +139,7 @@ pub enum Check {
 }
 
 /// One broken invariant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Violation {
     /// Which.
     pub invariant: Invariant,

@@ -32,7 +32,9 @@
 pub mod generator;
 pub mod history;
 pub mod invariants;
+pub mod merge;
 pub mod oracle;
+pub mod records;
 pub mod runner;
 pub mod schedule;
 pub mod shrink;
@@ -46,17 +48,19 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use generator::{Params, Plan, plan};
 pub use history::History;
 pub use invariants::{Invariant, Violation, check_all};
+pub use merge::MergeArgs;
+pub use records::{CampaignKey, SeedRecord, Shard};
 pub use runner::{FaultCounts, RunOutput};
 pub use schedule::{Intent, Op, Setup};
 pub use shrink::Shrunk;
 pub use summary::Summary;
 
-use crate::config::{Profile, RestoreStrategy};
+use crate::config::{Profile, RestoreStrategy, count};
 
 /// `backsync campaign`: runs seeded fault schedules and checks invariants.
 #[cfg_attr(feature = "cli", derive(clap::Args))]
@@ -68,6 +72,8 @@ use crate::config::{Profile, RestoreStrategy};
   backsync campaign --seeds 200 --strategy naive --show 3
   backsync campaign --seeds 200 --strategy naive --json - > campaign.json
   backsync campaign --seeds 1 --first-seed 17 --check-determinism
+  backsync campaign --seeds 10000 --shard 3/16 --jsonl shard-3.jsonl --resume
+  backsync campaign merge shard-*.jsonl --json campaign.json
 
 The summary comes first, then the lowest failing seeds (--show); --json has every one.
 With `--json -` the JSON goes to stdout and the text to stderr.")
@@ -125,6 +131,26 @@ pub struct CampaignArgs {
     /// the server's replies are in flight): the restricted generator.
     #[cfg_attr(feature = "cli", arg(long))]
     pub no_hazards: bool,
+    /// Run only shard I of N: the seeds whose index in the range (seed
+    /// minus --first-seed) is I modulo N. N processes, I = 0 to N - 1,
+    /// cover the range exactly once; `campaign merge` joins their records.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "I/N"))]
+    pub shard: Option<Shard>,
+    /// Write one JSON record per seed here as it finishes (appended and
+    /// flushed line by line, so a killed run keeps what it did). An
+    /// existing non-empty file is refused unless --resume is given.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "OUT.jsonl"))]
+    pub jsonl: Option<PathBuf>,
+    /// With --jsonl: keep the records already in OUT (of this campaign and
+    /// shard) and run only the seeds missing from it; a torn last line
+    /// (a run killed mid-write) is cut off. No file yet: a fresh start.
+    #[cfg_attr(feature = "cli", arg(long, requires = "jsonl"))]
+    pub resume: bool,
+    /// Store each failing seed under DIR/seed-S/: its record
+    /// (record.json), the command that reruns it (reproduce.txt) and, for
+    /// the seed shrunk for its signature, the shrunk scenario (shrunk.toml).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "DIR"))]
+    pub keep_failures: Option<PathBuf>,
 }
 
 impl Default for CampaignArgs {
@@ -145,6 +171,10 @@ impl Default for CampaignArgs {
             shrink: 3,
             shrink_budget: 150,
             no_hazards: false,
+            shard: None,
+            jsonl: None,
+            resume: false,
+            keep_failures: None,
         }
     }
 }
@@ -177,8 +207,22 @@ pub enum CampaignError {
         /// What is wrong.
         message: String,
     },
-    /// An output could not be written.
-    #[error("cannot write {path}: {source}")]
+    /// A record of `--jsonl` or `campaign merge` is not one, or does not
+    /// belong with the others.
+    #[error("{}:{line}: {message}", path.display())]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// The line (from 1).
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The records given to `campaign merge` do not make one campaign.
+    #[error("{0}")]
+    Merge(String),
+    /// A file could not be read or written.
+    #[error("cannot access {path}: {source}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -277,6 +321,23 @@ impl CampaignArgs {
             .profile
             .parse()
             .map_err(|e: crate::config::UnknownName| invalid("--profile", e.to_string()))?;
+        if self.resume && self.jsonl.is_none() {
+            return Err(invalid(
+                "--resume",
+                "needs --jsonl OUT, the records to resume from",
+            ));
+        }
+        if let Some(s) = self.shard
+            && (s.count == 0 || s.count > crate::limits::MAX_SHARDS || s.index >= s.count)
+        {
+            return Err(invalid(
+                "--shard",
+                format!(
+                    "{s}: N from 1 to {} and I below N",
+                    crate::limits::MAX_SHARDS
+                ),
+            ));
+        }
         Ok(Params {
             servers: self.servers,
             sites: self.sites,
@@ -285,6 +346,23 @@ impl CampaignArgs {
             profile,
             hazards: !self.no_hazards,
         })
+    }
+
+    /// The parameters every record of this campaign carries (`p`: its
+    /// checked [`params`](Self::params)).
+    pub fn key(&self, p: &Params) -> CampaignKey {
+        CampaignKey {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            first_seed: self.first_seed,
+            seeds: self.seeds,
+            servers: self.servers,
+            sites: self.sites,
+            objects: self.objects,
+            strategy: p.strategy.to_string(),
+            profile: p.profile.to_string(),
+            hazards: p.hazards,
+            check_determinism: self.check_determinism,
+        }
     }
 
     /// The command that reruns `seeds` seeds from `first`.
@@ -310,7 +388,7 @@ impl CampaignArgs {
 pub const DETAILS_KEPT: usize = 3;
 
 /// One seed's outcome.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SeedResult {
     /// The seed.
     pub seed: u64,
@@ -318,7 +396,8 @@ pub struct SeedResult {
     pub violations: Vec<Violation>,
     /// How many violations of each invariant there were.
     pub violation_counts: BTreeMap<Invariant, usize>,
-    /// Faults injected.
+    /// Faults injected, hazards announced, the oracle's counts, traffic,
+    /// each outage and restored backup's age.
     pub counts: FaultCounts,
     /// Whether the final convergence happened.
     pub converged: bool,
@@ -332,6 +411,31 @@ pub struct SeedResult {
     pub steps: usize,
     /// Wall ms.
     pub wall_ms: f64,
+    /// CPU ms of the thread that ran it (the wall time where the platform
+    /// has no thread CPU clock): unlike the wall time, not stretched by
+    /// other processes or threads sharing the cores.
+    #[serde(default)]
+    pub cpu_ms: f64,
+}
+
+/// The calling thread's CPU time, in ms, where the platform has a clock
+/// for it. A seed runs its whole actor system on the calling thread.
+fn thread_cpu_ms() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a valid timespec to write to, and the clock id
+        // is one libc defines.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        (rc == 0).then(|| t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 fn guarded<T>(f: impl FnOnce() -> Result<T, crate::ClusterError>) -> Result<T, String> {
@@ -351,6 +455,7 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, crate::ClusterError>) -> Result<T, S
 /// Runs one seed and checks every invariant (and, if asked, determinism).
 pub fn run_seed(p: &Params, seed: u64, check_determinism: bool) -> SeedResult {
     let wall = Instant::now();
+    let cpu = thread_cpu_ms();
     let plan = generator::plan(seed, p);
     let mut r = SeedResult {
         seed,
@@ -363,6 +468,7 @@ pub fn run_seed(p: &Params, seed: u64, check_determinism: bool) -> SeedResult {
         sim_ms: 0,
         steps: 0,
         wall_ms: 0.0,
+        cpu_ms: 0.0,
     };
     match guarded(|| runner::run(&plan.setup, &plan.intents)) {
         Err(e) => r.violations.push(Violation::new(Invariant::EngineError, e)),
@@ -414,6 +520,10 @@ pub fn run_seed(p: &Params, seed: u64, check_determinism: bool) -> SeedResult {
     }
     r.violations = kept;
     r.wall_ms = wall.elapsed().as_secs_f64() * 1e3;
+    r.cpu_ms = match (cpu, thread_cpu_ms()) {
+        (Some(a), Some(b)) => b - a,
+        _ => r.wall_ms,
+    };
     r
 }
 
@@ -450,6 +560,10 @@ pub struct CampaignReport {
     pub summary: Summary,
     /// Seeds with violations, in seed order.
     pub failures: Vec<Failure>,
+    /// What the run says beside the report (resumed records, a torn line,
+    /// a merge's duplicates), for stderr.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 /// One failing seed.
@@ -492,49 +606,198 @@ fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sy
         .collect()
 }
 
-/// Runs a campaign; `progress` is called after each seed.
+/// How a campaign's records become its report: shrinking, where the files
+/// go. `run_campaign` and `campaign merge` both end in [`conclude`].
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// Shrink the lowest failing seed of this many signatures (the groups
+    /// with the lowest seeds first).
+    pub shrink: usize,
+    /// Runs one shrink may take.
+    pub shrink_budget: usize,
+    /// Where shrunk scenario files go (default: the current directory).
+    pub shrink_dir: Option<PathBuf>,
+    /// Where each failing seed's files go (`--keep-failures`).
+    pub keep_failures: Option<PathBuf>,
+    /// Threads for the shrinks.
+    pub jobs: usize,
+}
+
+/// Runs a campaign (or its `--shard`), writing `--jsonl` records as seeds
+/// finish and resuming from them with `--resume`; `progress` is called
+/// after each seed run.
 pub fn run_campaign(
     args: &CampaignArgs,
     progress: &(dyn Fn() + Sync),
 ) -> Result<CampaignReport, CampaignError> {
     let p = args.params()?;
+    let key = args.key(&p);
     let wall = Instant::now();
-    let seeds: Vec<u64> = (0..args.seeds).map(|k| args.first_seed + k).collect();
-    let results = parallel(&seeds, args.jobs, |&seed| {
-        let r = run_seed(&p, seed, args.check_determinism);
-        progress();
-        r
-    });
-    // Shrink the lowest failing seeds, each on its broken invariant.
-    let targets: Vec<(u64, Invariant)> = results
+    let mine: Vec<u64> = key
+        .range()
+        .filter(|&s| args.shard.is_none_or(|sh| sh.holds(key.first_seed, s)))
+        .collect();
+    let mut notes = Vec::new();
+    let mut done: BTreeMap<u64, SeedResult> = BTreeMap::new();
+    // Locked before it is read, so no other process appends meanwhile.
+    let mut writer = match &args.jsonl {
+        Some(path) => Some(records::Writer::open(path)?),
+        None => None,
+    };
+    if let (Some(path), Some(w)) = (&args.jsonl, writer.as_mut()) {
+        let exists = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+        if exists && !args.resume {
+            return Err(invalid(
+                "--jsonl",
+                format!(
+                    "{} exists: --resume continues it; or remove it",
+                    path.display()
+                ),
+            ));
+        }
+        if exists {
+            let f = records::read_file(path)?;
+            for r in f.records {
+                let diff = key.differences(&r.record.campaign);
+                if !diff.is_empty() {
+                    return Err(CampaignError::Record {
+                        path: r.path,
+                        line: r.line,
+                        message: format!("a record of another campaign: {}", diff.join(", ")),
+                    });
+                }
+                if mine.binary_search(&r.record.result.seed).is_err() {
+                    return Err(CampaignError::Record {
+                        path: r.path,
+                        line: r.line,
+                        message: format!(
+                            "seed {} is not one of {}",
+                            r.record.result.seed,
+                            args.shard
+                                .map_or("this campaign's seeds".into(), |s| format!(
+                                    "shard {s}'s seeds"
+                                ))
+                        ),
+                    });
+                }
+                done.entry(r.record.result.seed).or_insert(r.record.result);
+            }
+            notes.push(format!(
+                "resumed {}: {} already done, {} to run",
+                path.display(),
+                count(done.len() as u64, "seed"),
+                mine.len() - done.len()
+            ));
+            if let Some(line) = f.torn_line {
+                notes.push(format!(
+                    "{}:{line}: a torn last line (a run killed mid-write) cut off; its seed runs again",
+                    path.display()
+                ));
+            }
+            w.keep(f.whole_len)?;
+        }
+    }
+    let writer = writer.map(Mutex::new);
+    let todo: Vec<u64> = mine
         .iter()
-        .filter_map(|r| {
+        .copied()
+        .filter(|s| !done.contains_key(s))
+        .collect();
+    let failed: Mutex<Option<CampaignError>> = Mutex::new(None);
+    let fresh = parallel(&todo, args.jobs, |&seed| {
+        if failed.lock().expect("error lock").is_some() {
+            return None;
+        }
+        let r = run_seed(&p, seed, args.check_determinism);
+        if let Some(w) = &writer {
+            let written = w
+                .lock()
+                .expect("writer lock")
+                .write(&SeedRecord::new(&key, r.clone()));
+            if let Err(e) = written {
+                failed.lock().expect("error lock").get_or_insert(e);
+            }
+        }
+        progress();
+        Some(r)
+    });
+    if let Some(e) = failed.into_inner().expect("error lock") {
+        return Err(e);
+    }
+    done.extend(fresh.into_iter().flatten().map(|r| (r.seed, r)));
+    let results: Vec<SeedResult> = done.into_values().collect();
+    let finish = Finish {
+        shrink: args.shrink,
+        shrink_budget: args.shrink_budget,
+        shrink_dir: args.shrink_dir.clone(),
+        keep_failures: args.keep_failures.clone(),
+        jobs: args.jobs,
+    };
+    let mut report = conclude(&key, args.shard, &results, 0, &finish)?;
+    report.summary.wall_s = wall.elapsed().as_secs_f64();
+    report.notes = notes;
+    Ok(report)
+}
+
+/// From a campaign's seed results (in seed order, one per seed; `missing`
+/// seeds of its range or shard have none) to its report: the summary,
+/// failures grouped by signature, the lowest seed of the first
+/// `finish.shrink` signatures shrunk, `--keep-failures` written. The
+/// summary's `wall_s` is the seeds' summed wall times, for the caller to
+/// replace with its own clock when it has one.
+pub fn conclude(
+    key: &CampaignKey,
+    shard: Option<Shard>,
+    results: &[SeedResult],
+    missing: u64,
+    finish: &Finish,
+) -> Result<CampaignReport, CampaignError> {
+    let args = CampaignArgs {
+        shard,
+        ..key.args()
+    };
+    let p = args.params()?;
+    // Shrink the lowest seed of each signature (groups in the order of
+    // their lowest seeds), on the first invariant of the signature.
+    let mut heads: Vec<(u64, String)> = records::groups(results)
+        .into_iter()
+        .map(|(sig, seeds)| (seeds[0], sig))
+        .collect();
+    heads.sort();
+    let targets: Vec<(u64, Invariant)> = heads
+        .iter()
+        .filter_map(|(seed, _)| {
+            let r = results.iter().find(|r| r.seed == *seed)?;
             let inv = Invariant::CHECKED
                 .into_iter()
-                .find(|i| r.violations.iter().any(|v| v.invariant == *i))?;
-            Some((r.seed, inv))
+                .find(|i| r.violation_counts.contains_key(i))?;
+            Some((*seed, inv))
         })
-        .take(args.shrink)
+        .take(finish.shrink)
         .collect();
-    let shrunk = parallel(&targets, args.jobs, |&(seed, inv)| {
+    let shrunk = parallel(&targets, finish.jobs, |&(seed, inv)| {
         let plan = generator::plan(seed, &p);
         let out = runner::run(&plan.setup, &plan.intents).ok()?;
         Some(shrink::shrink(
             &plan.setup,
             &out,
             inv,
-            args.shrink_budget,
+            finish.shrink_budget,
             &args.command(seed, 1),
         ))
     });
-    let dir = args
+    let dir = finish
         .shrink_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("."));
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| CampaignError::Io { path, source }
+    };
     let mut failures = Vec::new();
     let mut entries = Vec::new();
-    for r in &results {
-        if r.violations.is_empty() {
+    for r in results {
+        if r.violation_counts.is_empty() {
             continue;
         }
         let s = targets
@@ -544,15 +807,9 @@ pub fn run_campaign(
         let mut file = None;
         if let Some(s) = &s {
             if let Some(text) = &s.scenario {
-                std::fs::create_dir_all(&dir).map_err(|source| CampaignError::Io {
-                    path: dir.clone(),
-                    source,
-                })?;
+                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
                 let path = dir.join(format!("campaign-shrunk-seed-{}.toml", r.seed));
-                std::fs::write(&path, text).map_err(|source| CampaignError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                std::fs::write(&path, text).map_err(io(&path))?;
                 file = Some(path.display().to_string());
             }
             entries.push(summary::ShrunkEntry {
@@ -573,16 +830,26 @@ pub fn run_campaign(
             file,
         });
     }
+    if let Some(keep) = &finish.keep_failures {
+        keep_failures(keep, key, results, &failures)?;
+    }
     let head = Summary {
-        seeds: args.seeds,
-        first_seed: args.first_seed,
-        servers: args.servers,
-        sites: args.sites,
-        objects: args.objects,
-        strategy: p.strategy.to_string(),
-        profile: p.profile.to_string(),
-        determinism_checked: args.check_determinism,
+        seeds: results.len() as u64,
+        first_seed: key.first_seed,
+        servers: key.servers,
+        sites: key.sites,
+        objects: key.objects,
+        strategy: key.strategy.clone(),
+        profile: key.profile.clone(),
+        determinism_checked: key.check_determinism,
         wall_s: 0.0,
+        core_s: 0.0,
+        seeds_per_core_s: 0.0,
+        shard: shard.map(|s| summary::ShardOf {
+            shard: s.to_string(),
+            range_seeds: key.seeds,
+        }),
+        missing_seeds: missing,
         faults: FaultCounts::default(),
         outages: Default::default(),
         backup_ages: Default::default(),
@@ -595,16 +862,75 @@ pub fn run_campaign(
         hazards_generated: p.hazards,
         violations: Default::default(),
         violating_seeds: Vec::new(),
+        signatures: Vec::new(),
         shrunk: entries,
-        command: args.command(args.first_seed, args.seeds),
+        command: args.command(key.first_seed, key.seeds)
+            + &shard.map_or(String::new(), |s| format!(" --shard {s}")),
     };
-    let mut summary = Summary::of(&results, head);
-    summary.wall_s = wall.elapsed().as_secs_f64();
+    let summary = Summary::of(results, head);
     Ok(CampaignReport {
         schema_version: SCHEMA_VERSION,
         summary,
         failures,
+        notes: Vec::new(),
     })
+}
+
+/// `--keep-failures DIR`: per failing seed, DIR/seed-S/ holds its record,
+/// the command that reruns it and, for the seed shrunk for its signature,
+/// the shrunk scenario; the others say which seed that is.
+fn keep_failures(
+    dir: &std::path::Path,
+    key: &CampaignKey,
+    results: &[SeedResult],
+    failures: &[Failure],
+) -> Result<(), CampaignError> {
+    let groups = records::groups(results);
+    for f in failures {
+        let Some(r) = results.iter().find(|r| r.seed == f.seed) else {
+            continue;
+        };
+        let record = SeedRecord::new(key, r.clone());
+        let sub = dir.join(format!("seed-{}", f.seed));
+        let io = |path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source| CampaignError::Io { path, source }
+        };
+        std::fs::create_dir_all(&sub).map_err(io(&sub))?;
+        let write = |name: &str, text: String| {
+            let path = sub.join(name);
+            std::fs::write(&path, text).map_err(io(&path))
+        };
+        write(
+            "record.json",
+            serde_json::to_string_pretty(&record).expect("a record serialises") + "\n",
+        )?;
+        write("reproduce.txt", format!("{}\n", f.reproduce))?;
+        match f.shrunk.as_ref().and_then(|s| s.scenario.clone()) {
+            Some(text) => write("shrunk.toml", text)?,
+            None => {
+                let lowest = groups
+                    .get(&record.signature)
+                    .and_then(|g| g.first().copied());
+                let why = match (&f.shrunk, lowest) {
+                    (Some(s), _) => format!("no shrunk scenario: {}", s.note),
+                    (None, Some(l)) if l != f.seed => format!(
+                        "not shrunk: seed {l}, the lowest with the same signature ({}), \
+                         stands for it (../seed-{l}/; shrunk when its signature is among \
+                         the first --shrink)",
+                        record.signature
+                    ),
+                    _ => format!(
+                        "not shrunk: its signature ({}) is not among the first --shrink, \
+                         or none of its invariants can be shrunk",
+                        record.signature
+                    ),
+                };
+                write("shrunk.txt", why + "\n")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One failing seed, as `campaign` shows it: a line naming the seed and
@@ -672,24 +998,24 @@ fn out_err(source: std::io::Error) -> CampaignError {
 /// The `backsync campaign` command (feature `cli`): runs, prints the summary and then the lowest
 /// `--show` failing seeds, writes `--json` (to stdout for `-`, the text then
 /// going to stderr). `Ok(true)` when no invariant broke.
-#[cfg(feature = "cli")]
 ///
 /// `progress`: draw a progress bar on stderr when it is a terminal (off for `-q`).
+#[cfg(feature = "cli")]
 pub fn run_cli(args: &CampaignArgs, progress: bool) -> Result<bool, CampaignError> {
-    use crate::config::count;
     use std::io::Write as _;
     let p = args.params()?;
-    let json_to_stdout = args.json.as_deref().is_some_and(is_stdout);
-    let mut out: Box<dyn std::io::Write> = if json_to_stdout {
-        Box::new(std::io::stderr().lock())
-    } else {
-        Box::new(std::io::stdout().lock())
+    let mut out = text_out(args.json.as_deref());
+    let seeds = match args.shard {
+        Some(s) => format!(
+            "shard {s} of {} from {}",
+            count(args.seeds, "seed"),
+            args.first_seed
+        ),
+        None => format!("{} from {}", count(args.seeds, "seed"), args.first_seed),
     };
     writeln!(
         out,
-        "backsync campaign: {} from {}, {} in {}, {}, strategy {}, profile {}{}",
-        count(args.seeds, "seed"),
-        args.first_seed,
+        "backsync campaign: {seeds}, {} in {}, {}, strategy {}, profile {}{}",
         count(args.servers as u64, "server"),
         count(args.sites as u64, "site"),
         count(args.objects as u64, "object"),
@@ -703,8 +1029,11 @@ pub fn run_cli(args: &CampaignArgs, progress: bool) -> Result<bool, CampaignErro
     )
     .map_err(out_err)?;
     out.flush().map_err(out_err)?;
+    let total = args.shard.map_or(args.seeds, |s| {
+        (args.seeds + s.count - 1 - s.index.min(args.seeds)) / s.count
+    });
     let bar = if progress && std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(args.seeds);
+        let b = indicatif::ProgressBar::new(total);
         b.set_style(
             indicatif::ProgressStyle::with_template(
                 "{elapsed_precise} [{bar:40}] {pos}/{len} seeds ({eta} left)",
@@ -718,8 +1047,35 @@ pub fn run_cli(args: &CampaignArgs, progress: bool) -> Result<bool, CampaignErro
     };
     let report = run_campaign(args, &|| bar.inc(1))?;
     bar.finish_and_clear();
+    for n in &report.notes {
+        eprintln!("note: {n}");
+    }
+    emit(out, &report, args.show, args.json.as_deref())?;
+    Ok(report.failures.is_empty())
+}
+
+/// Where the text goes: stdout, or stderr when `--json -` takes stdout.
+#[cfg(feature = "cli")]
+pub(crate) fn text_out(json: Option<&std::path::Path>) -> Box<dyn std::io::Write> {
+    if json.is_some_and(is_stdout) {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    }
+}
+
+/// Prints a report's summary and its lowest `show` failing seeds to
+/// `out`, then writes `json` (to stdout for `-`).
+#[cfg(feature = "cli")]
+pub(crate) fn emit(
+    mut out: Box<dyn std::io::Write>,
+    report: &CampaignReport,
+    show: usize,
+    json: Option<&std::path::Path>,
+) -> Result<(), CampaignError> {
+    use std::io::Write as _;
     write!(out, "{}", report.summary.render()).map_err(out_err)?;
-    let shown = report.failures.len().min(args.show);
+    let shown = report.failures.len().min(show);
     if shown > 0 {
         writeln!(
             out,
@@ -739,24 +1095,24 @@ pub fn run_cli(args: &CampaignArgs, progress: bool) -> Result<bool, CampaignErro
     for f in &report.failures[..shown] {
         write!(out, "{}", render_failure(f)).map_err(out_err)?;
     }
-    if let Some(line) = more_line(report.failures.len(), shown, args.json.as_deref()) {
+    if let Some(line) = more_line(report.failures.len(), shown, json) {
         writeln!(out, "{line}").map_err(out_err)?;
     }
     out.flush().map_err(out_err)?;
     drop(out);
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).expect("the report serialises") + "\n";
-        if json_to_stdout {
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(report).expect("the report serialises") + "\n";
+        if is_stdout(path) {
             let mut so = std::io::stdout().lock();
             so.write_all(text.as_bytes())
                 .and_then(|()| so.flush())
                 .map_err(out_err)?;
         } else {
             std::fs::write(path, text).map_err(|source| CampaignError::Io {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 source,
             })?;
         }
     }
-    Ok(report.failures.is_empty())
+    Ok(())
 }

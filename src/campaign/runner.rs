@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::campaign::history::{FinalServer, History};
 use crate::campaign::oracle::{ApiOp, ApiRec, ClientOp};
@@ -28,7 +28,7 @@ use crate::shell::network::LinkFaults;
 use crate::shell::observe::{Event, Fact, PutCause};
 
 /// Faults and workload of one run (or, summed, of a campaign).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FaultCounts {
     /// Servers crashed.
     pub crashes: u64,
@@ -71,11 +71,12 @@ pub struct FaultCounts {
     /// The announced losses by the kinds of hazard covering them (kinds
     /// joined with ` + `).
     pub announced_by_cover: BTreeMap<String, u64>,
-    /// Age of each restored backup, ms.
-    #[serde(skip)]
+    /// Age of each restored backup, ms: in a seed's record, not in the
+    /// summary (which takes them for its quantiles, leaving them empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backup_ages_ms: Vec<u64>,
-    /// Each outage (crash to restore), ms.
-    #[serde(skip)]
+    /// Each outage (crash to restore), ms (like `backup_ages_ms`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outages_ms: Vec<u64>,
 }
 

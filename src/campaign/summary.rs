@@ -52,17 +52,31 @@ impl Quantiles {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Summary lines wrap before this column (the command line does not).
 pub const WIDTH: usize = 100;
 
 /// `label` in the summary's first column, then `items` joined by `, `,
 /// wrapped at [`WIDTH`] under the second column.
 fn list(o: &mut String, label: &str, items: &[String]) {
+    list_sep(o, label, items, ",");
+}
+
+/// [`list`] with `sep` after each item but the last (the first, which
+/// ends with its own colon, excepted when `sep` is not a comma).
+fn list_sep(o: &mut String, label: &str, items: &[String], sep: &str) {
     let indent = " ".repeat(17);
     let mut line = format!("  {label:<15}");
     let mut first = true;
     for (k, item) in items.iter().enumerate() {
-        let sep = if k + 1 < items.len() { "," } else { "" };
+        let sep = if k + 1 == items.len() || (k == 0 && sep != ",") {
+            ""
+        } else {
+            sep
+        };
         let piece = format!("{item}{sep}");
         if !first && line.chars().count() + 1 + piece.chars().count() > WIDTH {
             let _ = writeln!(o, "{}", line.trim_end());
@@ -95,6 +109,26 @@ pub struct ShrunkEntry {
     pub note: String,
 }
 
+/// The shard a summary covers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShardOf {
+    /// `I/N`.
+    pub shard: String,
+    /// Seeds in the whole range.
+    pub range_seeds: u64,
+}
+
+/// The failing seeds of one signature (the invariants they broke).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignatureGroup {
+    /// The invariants, joined by `+`.
+    pub signature: String,
+    /// Seeds with it.
+    pub seeds: u64,
+    /// The lowest of them (the one shrunk for it).
+    pub lowest: u64,
+}
+
 /// The figures of a campaign.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
@@ -114,8 +148,21 @@ pub struct Summary {
     pub profile: String,
     /// Whether each seed ran twice and its event logs were compared.
     pub determinism_checked: bool,
-    /// Wall-clock seconds.
+    /// Wall-clock seconds of the run; for `campaign merge`, which cannot
+    /// know the shards' clocks, the seeds' summed wall times.
     pub wall_s: f64,
+    /// The seeds' CPU times summed, in seconds: the core time the seeds
+    /// took (each seed runs on one thread; the wall time where there is no
+    /// thread CPU clock).
+    pub core_s: f64,
+    /// Seeds per second per core: `seeds / core_s`.
+    pub seeds_per_core_s: f64,
+    /// The shard these seeds are, if only one (`--shard`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardOf>,
+    /// Seeds of the range with no record (`campaign merge --partial`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub missing_seeds: u64,
     /// Faults injected and workload, summed.
     pub faults: FaultCounts,
     /// Outage durations (crash to restore).
@@ -141,6 +188,8 @@ pub struct Summary {
     pub violations: BTreeMap<String, u64>,
     /// Seeds with at least one violation.
     pub violating_seeds: Vec<u64>,
+    /// The failing seeds by signature, the group with the lowest seed first.
+    pub signatures: Vec<SignatureGroup>,
     /// Shrunk schedules.
     pub shrunk: Vec<ShrunkEntry>,
     /// The command that reproduces the campaign.
@@ -157,7 +206,11 @@ impl Summary {
         for inv in Invariant::ALL {
             s.violations.insert(inv.name().into(), 0);
         }
+        let mut core_ms = 0.0;
+        let mut wall_ms = 0.0;
         for r in results {
+            core_ms += r.cpu_ms;
+            wall_ms += r.wall_ms;
             s.faults.add(&r.counts);
             if r.converged {
                 conv.push(r.convergence_ms);
@@ -174,6 +227,23 @@ impl Summary {
                 s.violating_seeds.push(r.seed);
             }
         }
+        s.core_s = core_ms / 1e3;
+        s.wall_s = wall_ms / 1e3;
+        s.seeds_per_core_s = if s.core_s > 0.0 {
+            results.len() as f64 / s.core_s
+        } else {
+            0.0
+        };
+        let mut groups: Vec<SignatureGroup> = crate::campaign::records::groups(results)
+            .into_iter()
+            .map(|(signature, seeds)| SignatureGroup {
+                signature,
+                seeds: seeds.len() as u64,
+                lowest: seeds[0],
+            })
+            .collect();
+        groups.sort_by_key(|g| g.lowest);
+        s.signatures = groups;
         s.hazards = HazardKind::ALL
             .iter()
             .map(|k| (k.name().to_string(), 0))
@@ -202,17 +272,27 @@ impl Summary {
             0.0
         };
         let wall = |s: f64| fmt_duration(Duration::from_secs_f64(s.max(0.0)));
-        let last = self.first_seed + self.seeds.saturating_sub(1);
+        let range = self
+            .shard
+            .as_ref()
+            .map_or(self.seeds + self.missing_seeds, |s| s.range_seeds);
+        let last = self.first_seed + range.saturating_sub(1);
+        let mut which = if range == 1 {
+            format!("seed {}", self.first_seed)
+        } else {
+            format!("{} to {last}", self.first_seed)
+        };
+        if let Some(s) = &self.shard {
+            which = format!("shard {} of {which}", s.shard);
+        }
+        if self.missing_seeds > 0 {
+            which = format!("{which}, {} missing", group(self.missing_seeds));
+        }
         let _ = writeln!(o, "summary");
         let _ = writeln!(
             o,
-            "  seeds          {} ({}) in {}, {} per seed{}",
+            "  seeds          {} ({which}) in {}, {} per seed{}",
             count(self.seeds, "seed"),
-            if self.seeds == 1 {
-                format!("seed {}", self.first_seed)
-            } else {
-                format!("{} to {last}", self.first_seed)
-            },
             wall(self.wall_s),
             wall(per),
             if self.determinism_checked {
@@ -220,6 +300,12 @@ impl Summary {
             } else {
                 ""
             }
+        );
+        let _ = writeln!(
+            o,
+            "  throughput     {:.2} seeds per second per core ({} of CPU time)",
+            self.seeds_per_core_s,
+            wall(self.core_s)
         );
         list(
             &mut o,
@@ -349,6 +435,17 @@ impl Summary {
             items[0]
         );
         list(&mut o, "violations", &items);
+        for g in &self.signatures {
+            let mut items = vec![format!("{} (lowest {}):", count(g.seeds, "seed"), g.lowest)];
+            items.extend(g.signature.split('+').map(str::to_string));
+            // `list` puts commas between items; a signature reads better with `+`.
+            let label = if std::ptr::eq(g, &self.signatures[0]) {
+                "by signature"
+            } else {
+                ""
+            };
+            list_sep(&mut o, label, &items, " +");
+        }
         for e in &self.shrunk {
             let what = match &e.file {
                 Some(file) if e.shrunk => format!(
@@ -399,6 +496,10 @@ mod tests {
             profile: "exchange55".into(),
             determinism_checked: false,
             wall_s: 0.25,
+            core_s: 0.5,
+            seeds_per_core_s: 2.0,
+            shard: None,
+            missing_seeds: 0,
             faults: FaultCounts {
                 crashes: 1,
                 restores: 1,
@@ -416,6 +517,12 @@ mod tests {
             hazards_generated: true,
             violations: BTreeMap::new(),
             violating_seeds: vec![7],
+            signatures: vec![SignatureGroup {
+                signature: "convergence+no-lost-write+no-resurrection+usn-monotonic+no-silent-loss"
+                    .into(),
+                seeds: 1,
+                lowest: 7,
+            }],
             shrunk: Vec::new(),
             command: "backsync campaign --seeds 1".into(),
         }
@@ -465,6 +572,8 @@ mod tests {
             "12,345 backups",
             "differences in 1 object: 0 announced, 1 silent",
             "1 seed failing",
+            "  throughput     2.00 seeds per second per core (500ms of CPU time)",
+            "  by signature   1 seed (lowest 7): convergence + no-lost-write + no-resurrection + usn-monotonic +\n                 no-silent-loss\n",
             "2 outages",
             "1 restore\n",
             "1 run\n",
