@@ -137,8 +137,12 @@ async fn accept(
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(s) => s,
-                // Out of descriptors and the like: this connection only.
-                Err(_) => continue,
+                // Out of descriptors and the like: this connection only,
+                // and a pause so the loop does not spin while it lasts.
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
             },
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
