@@ -365,6 +365,40 @@ pub fn restore_fixture(objects: u64, lost: u64, seed: u64) -> Result<Cluster, Be
     Ok(c)
 }
 
+/// The restore-growth story: three servers in one site, `objects` loaded
+/// and converged, a backup of Server1, then 1,000 objects created on
+/// Server1 and 100 of the loaded ones deleted, replicated, then Server1
+/// crashed. What a restore loses is the same at every size; only the
+/// directory grows. Restore `Server1` from `nightly` next.
+pub fn growth_fixture(objects: u64, seed: u64) -> Result<Cluster, BenchError> {
+    let t = Topology::new().site("Site", &["Server1", "Server2", "Server3"]);
+    let mut c = Cluster::new(&t, ReplicationConfig::default(), seed)?;
+    c.load(&LoadSpec {
+        creates: objects,
+        ..LoadSpec::default()
+    })?;
+    converged(&mut c, Duration::from_secs(86_400), "initial load")?;
+    c.backup("Server1", "nightly")?;
+    c.load(&LoadSpec {
+        servers: vec!["Server1".into()],
+        creates: GROWTH_LOST,
+        prefix: Some("lost".into()),
+        ..LoadSpec::default()
+    })?;
+    c.load(&LoadSpec {
+        deletes: GROWTH_DELETED,
+        ..LoadSpec::default()
+    })?;
+    converged(&mut c, Duration::from_secs(86_400), "after the backup")?;
+    c.crash("Server1")?;
+    Ok(c)
+}
+
+/// Objects the growth story creates after its backup.
+pub const GROWTH_LOST: u64 = 1000;
+/// Loaded objects the growth story deletes after its backup.
+pub const GROWTH_DELETED: u64 = 100;
+
 /// Median wall ms of one strategy's restores.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RestoreFigures {

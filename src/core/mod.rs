@@ -4,6 +4,7 @@
 //! and carries the messages. That keeps it testable by unit and property
 //! tests, and lets the actor shell and the benchmarks drive the same code.
 
+pub(crate) mod cow;
 pub mod dsa;
 pub mod hash;
 pub mod ids;
