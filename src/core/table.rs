@@ -558,7 +558,9 @@ impl ObjectTable {
         let h = guid_hash(guid);
         let slab = &self.slab;
         self.by_guid
-            .find(widen(h), |o| o.hash == h && at(slab, o.slot).state.guid == guid)
+            .find(widen(h), |o| {
+                o.hash == h && at(slab, o.slot).state.guid == guid
+            })
             .map(|o| o.slot)
     }
 
@@ -781,8 +783,7 @@ impl ObjectTable {
             self.live -= 1;
             if !same_name {
                 name_remove(&mut self.names, &mut self.name_conflicts, &self.slab, s);
-                if let Some(p) = st.parent.object()
-                {
+                if let Some(p) = st.parent.object() {
                     let h = widen(guid_hash(p));
                     if let Some(e) = self.kids.find_mut(h, |e| e.0 == p) {
                         e.1.retain(|&k| k != s);
@@ -1701,18 +1702,32 @@ mod tests {
         for u in 1..=half {
             l.remove(Usn(u));
         }
-        assert_eq!(log_entries(&l), (2 * USN_CHUNK, half as usize), "exactly half: not yet");
+        assert_eq!(
+            log_entries(&l),
+            (2 * USN_CHUNK, half as usize),
+            "exactly half: not yet"
+        );
         l.remove(Usn(half + 1));
-        assert_eq!(l.chunks[0].usns.len(), USN_CHUNK - half as usize - 1, "compacted");
-        assert_eq!(l.chunks[1].usns.len(), USN_CHUNK, "the other chunk untouched");
+        assert_eq!(
+            l.chunks[0].usns.len(),
+            USN_CHUNK - half as usize - 1,
+            "compacted"
+        );
+        assert_eq!(
+            l.chunks[1].usns.len(),
+            USN_CHUNK,
+            "the other chunk untouched"
+        );
         assert_eq!(l.firsts[0], Usn(half + 2));
         for u in half + 2..=USN_CHUNK as u64 {
             l.remove(Usn(u));
         }
         assert_eq!(l.chunks.len(), 1, "an emptied chunk goes");
         let got: Vec<u64> = l.after(Usn(0)).map(|(u, _)| u.0).collect();
-        assert_eq!(got, (USN_CHUNK as u64 + 1..=2 * USN_CHUNK as u64).collect::<Vec<_>>());
+        assert_eq!(
+            got,
+            (USN_CHUNK as u64 + 1..=2 * USN_CHUNK as u64).collect::<Vec<_>>()
+        );
         assert_eq!(UsnLog::default().after(Usn(5)).count(), 0);
     }
-
 }
