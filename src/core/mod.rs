@@ -23,7 +23,7 @@ pub use hash::StableHasher;
 pub use ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 pub use messages::{ChangesReply, GetChanges, PullKind};
 pub use object::{Attr, Merge, Name, ObjectState, merge};
-pub use table::{Digest, ObjectTable, Origin, Replica};
+pub use table::{Digest, GuidHasher, ObjectTable, Origin, Replica};
 pub use tree::{Containers, Parent};
 pub use vectors::{HighWatermark, UpToDatenessVector};
 pub use week::WeekWindows;

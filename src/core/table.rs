@@ -103,14 +103,17 @@ impl UsnLog {
 
     fn insert(&mut self, usn: Usn, s: Slot) {
         match self.chunks.last_mut() {
-            Some(last) if *last.usns.last().expect("chunks are never empty") < usn => {
-                if last.usns.len() < USN_CHUNK {
-                    let c = Arc::make_mut(last);
-                    c.usns.push(usn);
-                    c.slots.push(s);
-                    return;
-                }
+            Some(last)
+                if *last.usns.last().expect("chunks are never empty") < usn
+                    && last.usns.len() < USN_CHUNK =>
+            {
+                let c = Arc::make_mut(last);
+                c.usns.push(usn);
+                c.slots.push(s);
+                return;
             }
+            // The last chunk is full: a new one.
+            Some(last) if *last.usns.last().expect("chunks are never empty") < usn => {}
             Some(_) => {
                 // Not the protocol's order (a caller storing at an older
                 // USN): keep the chunk sorted the slow way.
@@ -393,10 +396,37 @@ impl Keys {
     }
 }
 
-/// A guid's 32-bit index hash: guids are random already, so one splitmix
-/// round spreads them (SipHash would cost more than the rest of a probe).
+/// A guid's 64-bit hash: guids are random already, so one splitmix round
+/// spreads them (SipHash would cost more than the rest of a probe).
+pub fn guid_hash64(g: Guid) -> u64 {
+    mix((g.0 as u64) ^ ((g.0 >> 64) as u64).rotate_left(29))
+}
+
+/// A guid's 32-bit index hash (the top half of [`guid_hash64`]).
 fn guid_hash(g: Guid) -> u32 {
-    (mix((g.0 as u64) ^ ((g.0 >> 64) as u64).rotate_left(29)) >> 32) as u32
+    (guid_hash64(g) >> 32) as u32
+}
+
+/// The hasher of the table's guid index, for `std` maps keyed by guid (the
+/// benchmarks' baselines use it, so that both sides hash alike).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuidHasher(u64);
+
+impl std::hash::Hasher for GuidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only guids (`write_u128`) are meant; other keys still hash.
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.0 = mix(self.0 ^ u64::from_le_bytes(w));
+        }
+    }
+    fn write_u128(&mut self, i: u128) {
+        self.0 = guid_hash64(Guid(i));
+    }
 }
 
 /// The order of the live objects sharing a name: the greatest holds it.
@@ -959,7 +989,13 @@ impl ObjectTable {
     /// benchmarks compare the index with. Cost follows the table's size.
     pub fn originated_by_scan(&self, inv: InvocationId, after: Usn) -> Vec<(Usn, Guid)> {
         let mut v: Vec<(Usn, Guid)> = Vec::new();
-        for (_, r) in self.changed_after_replicas(Usn(0)) {
+        for (_, r, o) in self.changed_after_with_origin(Usn(0)) {
+            // The slot's summary rules most replicas out without reading
+            // their state (the GetChanges scan's shortcut): one sole origin,
+            // another invocation or `inv` at or below `after`.
+            if o.usn != Usn(u64::MAX) && (o.invocation != inv || o.usn <= after) {
+                continue;
+            }
             for (i, u) in Keys::of(&r.state).iter() {
                 if i == inv && u > after {
                     v.push((u, r.state.guid));
