@@ -345,22 +345,7 @@ pub fn restore_fixture(objects: u64, lost: u64, seed: u64) -> Result<Cluster, Be
         .site("Redmond", &["Server1", "Server2"])
         .site("Dublin", &["Server3", "Server4"])
         .connector(["Redmond", "Dublin"], ["Server2", "Server3"]);
-    let mut c = Cluster::new(&t, ReplicationConfig::default(), seed)?;
-    c.load(&LoadSpec {
-        creates: objects,
-        ..LoadSpec::default()
-    })?;
-    converged(&mut c, Duration::from_secs(86_400), "initial load")?;
-    c.backup("Server1", "nightly")?;
-    c.load(&LoadSpec {
-        servers: vec!["Server1".into()],
-        creates: lost,
-        prefix: Some("lost".into()),
-        ..LoadSpec::default()
-    })?;
-    converged(&mut c, Duration::from_secs(86_400), "after the backup")?;
-    c.crash("Server1")?;
-    Ok(c)
+    crashed_after_a_loss(&t, objects, lost, 0, seed)
 }
 
 /// The restore-growth story: three servers in one site, `objects` loaded
@@ -370,7 +355,21 @@ pub fn restore_fixture(objects: u64, lost: u64, seed: u64) -> Result<Cluster, Be
 /// directory grows. Restore `Server1` from `nightly` next.
 pub fn growth_fixture(objects: u64, seed: u64) -> Result<Cluster, BenchError> {
     let t = Topology::new().site("Site", &["Server1", "Server2", "Server3"]);
-    let mut c = Cluster::new(&t, ReplicationConfig::default(), seed)?;
+    crashed_after_a_loss(&t, objects, GROWTH_LOST, GROWTH_DELETED, seed)
+}
+
+/// `objects` loaded on `t` and converged, a backup of Server1 named
+/// `nightly`, then `created` objects created on Server1 and `deleted`
+/// loaded ones deleted (each on the server that created it), replicated,
+/// then Server1 crashed.
+fn crashed_after_a_loss(
+    t: &Topology,
+    objects: u64,
+    created: u64,
+    deleted: u64,
+    seed: u64,
+) -> Result<Cluster, BenchError> {
+    let mut c = Cluster::new(t, ReplicationConfig::default(), seed)?;
     c.load(&LoadSpec {
         creates: objects,
         ..LoadSpec::default()
@@ -379,14 +378,16 @@ pub fn growth_fixture(objects: u64, seed: u64) -> Result<Cluster, BenchError> {
     c.backup("Server1", "nightly")?;
     c.load(&LoadSpec {
         servers: vec!["Server1".into()],
-        creates: GROWTH_LOST,
+        creates: created,
         prefix: Some("lost".into()),
         ..LoadSpec::default()
     })?;
-    c.load(&LoadSpec {
-        deletes: GROWTH_DELETED,
-        ..LoadSpec::default()
-    })?;
+    if deleted > 0 {
+        c.load(&LoadSpec {
+            deletes: deleted,
+            ..LoadSpec::default()
+        })?;
+    }
     converged(&mut c, Duration::from_secs(86_400), "after the backup")?;
     c.crash("Server1")?;
     Ok(c)
