@@ -753,7 +753,7 @@ pub fn sim_week(
 /// the convergence after it, and both.
 pub fn growth_svg(points: &[GrowthPoint]) -> String {
     use std::fmt::Write as _;
-    let (w, h, l, r, t, b) = (640.0, 400.0, 70.0, 170.0, 50.0, 60.0);
+    let (w, h, l, r, t, b) = (680.0, 400.0, 70.0, 200.0, 50.0, 60.0);
     let (pw, ph) = (w - l - r, h - t - b);
     let xs: Vec<f64> = points.iter().map(|p| (p.objects as f64).log10()).collect();
     let (x0, x1) = (
@@ -781,7 +781,7 @@ pub fn growth_svg(points: &[GrowthPoint]) -> String {
             l + pw,
             l - 6.0,
             py(y) + 4.0,
-            wall(y / 1e3),
+            if k == 0 { "0".into() } else { wall(y / 1e3) },
             y1 = py(y)
         );
     }
