@@ -1,14 +1,14 @@
-//! Protocol-core benches: apply vs a plain `HashMap` merge, the GetChanges
+//! Protocol-core benches: apply vs a `HashMap` of `Arc`ed states, the GetChanges
 //! scan, and the backsync answer by index vs by full-table scan.
 //!
 //! `cargo bench --bench core`; figures in docs/PERFORMANCE.md.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use backsync::Granularity;
 use backsync::bench::{
-    apply_all, backsync_fixture, core_config, modify_all, plain, plain_merge, replicated, source,
+    BaselineMap, apply_all, backsync_fixture, baseline_apply, core_config, modify_all, replicated,
+    source,
 };
 use backsync::core::{Dsa, GetChanges, InvocationId, PullKind, UpToDatenessVector, Usn};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -27,8 +27,8 @@ fn empty() -> Dsa {
     )
 }
 
-/// (1) Applying replicated objects, core vs the plain `HashMap` merge
-/// baseline, in one group: inserts into an empty replica, then newer
+/// (1) Applying replicated objects, core vs the `HashMap<u128, Arc<_>>` +
+/// USN log baseline, in one group: inserts into an empty replica, then newer
 /// versions of every object.
 fn apply(c: &mut Criterion) {
     let n = 10_000;
@@ -36,7 +36,6 @@ fn apply(c: &mut Criterion) {
     let v1 = replicated(&src);
     modify_all(&mut src, "obj");
     let v2 = replicated(&src);
-    let (p1, p2) = (plain(&v1), plain(&v2));
     let mut g = c.benchmark_group("apply");
     quick(&mut g);
     g.throughput(Throughput::Elements(n as u64));
@@ -64,32 +63,34 @@ fn apply(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
-    g.bench_function("hashmap_baseline/insert", |b| {
+    // The floor: the same `Arc` states into a `HashMap` with the table's
+    // guid hasher, plus one push to a USN log per change.
+    let fresh = || (BaselineMap::default(), Vec::new(), Usn(0));
+    let all = |(m, log, usn): &mut (BaselineMap, Vec<(Usn, u128)>, Usn), v: &[_]| {
+        for o in v {
+            baseline_apply(m, log, usn, o);
+        }
+    };
+    g.bench_function("arc_map_baseline/insert", |b| {
         b.iter_batched(
-            HashMap::new,
-            |mut m| {
-                for o in &p1 {
-                    plain_merge(&mut m, o);
-                }
-                m
+            fresh,
+            |mut st| {
+                all(&mut st, &v1);
+                st
             },
             BatchSize::LargeInput,
         )
     });
-    g.bench_function("hashmap_baseline/update", |b| {
+    g.bench_function("arc_map_baseline/update", |b| {
         b.iter_batched(
             || {
-                let mut m = HashMap::new();
-                for o in &p1 {
-                    plain_merge(&mut m, o);
-                }
-                m
+                let mut st = fresh();
+                all(&mut st, &v1);
+                st
             },
-            |mut m| {
-                for o in &p2 {
-                    plain_merge(&mut m, o);
-                }
-                m
+            |mut st| {
+                all(&mut st, &v2);
+                st
             },
             BatchSize::LargeInput,
         )

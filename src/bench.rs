@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::cluster::{Cluster, LoadSpec};
 use crate::config::{Granularity, Profile, ReplicationConfig, RestoreStrategy};
 use crate::core::{
-    CoreConfig, Dsa, GetChanges, Guid, InvocationId, ObjectState, PullKind, Stamp,
+    CoreConfig, Dsa, GetChanges, Guid, GuidHasher, InvocationId, ObjectState, PullKind,
     UpToDatenessVector, Usn,
 };
 use crate::error::ClusterError;
@@ -34,15 +34,28 @@ use crate::throughput::{self, ThroughputRun};
   backsync bench --quick
   backsync bench --json bench.json
   backsync bench --quick --json - > bench.json
+  backsync bench --plot restore_growth.svg
 
 Each figure prints on two lines: what is measured and its ratio to the
 baseline against the target, then the figure next to the baseline's.
-With `--json -` the JSON goes to stdout and the text to stderr.")
+With `--json -` the JSON goes to stdout and the text to stderr.
+Exit status: 0 every target met, 1 a target missed (or a figure could
+not be measured: it counts as missed), 2 the bench could not run.")
 )]
 pub struct BenchArgs {
-    /// Fewer repetitions and a smaller simulated week: under 2 minutes.
+    /// Fewer repetitions, 6 simulated hours instead of a week: about a
+    /// minute (the full run takes several; see docs/PERFORMANCE.md).
     #[cfg_attr(feature = "cli", arg(long))]
     pub quick: bool,
+    /// Draw the restore wall time against directory size (10k, 100k, 1M
+    /// objects) as an SVG here.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "OUT.svg"))]
+    pub plot: Option<PathBuf>,
+    /// Internal: run one measurement in this process and print it as JSON
+    /// (the parent runs each memory-heavy figure in a child of its own, so
+    /// that one figure's peak memory does not count in another's).
+    #[cfg_attr(feature = "cli", arg(long, hide = true, value_name = "KIND"))]
+    pub child: Option<String>,
     /// Write the figures as JSON here; `-`: to stdout, the text then going
     /// to stderr.
     #[cfg_attr(feature = "cli", arg(long, value_name = "OUT.json"))]
@@ -51,7 +64,7 @@ pub struct BenchArgs {
 
 /// The version of the JSON `--json` writes (its `schema_version`), raised
 /// when a field changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Bench lines fit this many columns.
 pub const WIDTH: usize = 100;
@@ -92,6 +105,9 @@ pub struct Figure {
     pub ratio: f64,
     /// The issue's target for `ratio`, e.g. `>= 0.5`.
     pub target: String,
+    /// Whether the figure could be measured here (peak memory needs
+    /// Linux's `/proc`); one that could not counts as missed.
+    pub measured: bool,
     /// Whether the target is met.
     pub met: bool,
 }
@@ -107,13 +123,16 @@ pub struct BenchReport {
     pub cores: usize,
     /// Core apply of replicated objects (insert and update), objects/s.
     pub apply_objects_per_s: f64,
-    /// The plain `HashMap` merge of the same objects, same run, objects/s.
+    /// The floor an apply cannot beat, same objects, same run, objects/s:
+    /// a `HashMap<u128, Arc<ObjectState>>` with the table's guid hasher,
+    /// the newer state's `Arc` stored, one push to a USN log.
     pub apply_baseline_objects_per_s: f64,
     /// Answering a backsync (1,000 originated) on 10k objects, µs.
     pub backsync_answer_10k_us: f64,
     /// The same on 1M objects, µs.
     pub backsync_answer_1m_us: f64,
-    /// The same on 1M objects by a full-table scan, µs.
+    /// The same on 1M objects by the project's best full-table scan (the
+    /// per-slot origin summary skips most states unread), µs.
     pub backsync_scan_answer_1m_us: f64,
     /// `backsync_answer_1m_us / backsync_answer_10k_us`.
     pub backsync_answer_ratio_1m_vs_10k: f64,
@@ -133,12 +152,25 @@ pub struct BenchReport {
     pub cluster_object_applies_per_s: f64,
     /// The throughput run behind it.
     pub throughput: ThroughputRun,
-    /// Peak RSS growth over object replicas (64 servers × 100k objects).
-    pub bytes_per_object_replica: f64,
+    /// Peak RSS growth over object replicas (64 servers × 100k objects, a
+    /// child process of its own); `null` where `/proc` is missing.
+    pub bytes_per_object_replica: Option<f64>,
     /// Servers, objects and RSS figures behind it.
-    pub memory: MemoryFigure,
-    /// Simulated seconds per wall second over 7 days of a 20-site exchange55 topology.
-    pub sim_to_wall_ratio: f64,
+    pub memory: Option<MemoryFigure>,
+    /// Restore and converge wall time of the growth story at 1M objects
+    /// over the same at 100k (same loss: 1,000 created, 100 deleted).
+    pub restore_growth_100k_to_1m: f64,
+    /// The same, 100k over 10k objects.
+    pub restore_growth_10k_to_100k: f64,
+    /// The growth story at each size (each in a child process).
+    pub restore_growth: Vec<GrowthPoint>,
+    /// Peak RSS of the growth story at 1M objects (its child process's
+    /// VmHWM) over the object replicas it ends with; `null` where `/proc`
+    /// is missing.
+    pub peak_rss_bytes_per_replica_1m: Option<f64>,
+    /// Simulated seconds per wall second of a loaded simulated week: 20
+    /// exchange55 sites, one write every simulated second.
+    pub sim_to_wall_ratio_loaded: f64,
     /// The run behind it.
     pub sim_week: SimWeek,
     /// Every figure with its baseline, ratio and target, as printed.
@@ -219,67 +251,33 @@ pub fn apply_all(d: &mut Dsa, states: &[Arc<ObjectState>]) -> usize {
     states.iter().filter(|s| d.apply_state(s)).count()
 }
 
-/// The plain-Rust baseline object: owned strings, one stamp per attribute.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlainObject {
-    /// Guid.
-    pub guid: u128,
-    /// dn.
-    pub dn: String,
-    /// Object stamp.
-    pub stamp: Stamp,
-    /// Tombstone flag.
-    pub deleted: bool,
-    /// (name, value, stamp).
-    pub attrs: Vec<(String, String, Stamp)>,
-}
+/// The guid map of [`baseline_apply`]: the table's guid hasher.
+pub type BaselineMap = HashMap<u128, Arc<ObjectState>, std::hash::BuildHasherDefault<GuidHasher>>;
 
-/// Deep copies of states, for the baseline.
-pub fn plain(states: &[Arc<ObjectState>]) -> Vec<PlainObject> {
-    states
-        .iter()
-        .map(|s| PlainObject {
-            guid: s.guid.0,
-            dn: s.rdn.to_string(),
-            stamp: s.stamp,
-            deleted: s.deleted,
-            attrs: s
-                .attrs
-                .iter()
-                .filter_map(|a| Some((a.name.to_string(), a.value.as_ref()?.to_string(), a.stamp)))
-                .collect(),
-        })
-        .collect()
-}
-
-/// The baseline apply: a `HashMap` by guid; compare stamps, copy newer
-/// attributes (a deep copy of what is taken). Returns whether it changed.
-pub fn plain_merge(map: &mut HashMap<u128, PlainObject>, inc: &PlainObject) -> bool {
-    match map.entry(inc.guid) {
+/// The apply baseline no store of replicated states can beat: one probe of
+/// a `HashMap` with the table's guid hasher, the newer state's `Arc` kept
+/// (the higher object stamp wins, as object granularity merges), and one
+/// push to a log by local USN. Returns whether it changed.
+pub fn baseline_apply(
+    map: &mut BaselineMap,
+    log: &mut Vec<(Usn, u128)>,
+    usn: &mut Usn,
+    inc: &Arc<ObjectState>,
+) -> bool {
+    match map.entry(inc.guid.0) {
         Entry::Vacant(e) => {
             e.insert(inc.clone());
-            true
         }
         Entry::Occupied(mut e) => {
-            let cur = e.get_mut();
-            if inc.stamp <= cur.stamp {
+            if inc.stamp <= e.get().stamp {
                 return false;
             }
-            cur.stamp = inc.stamp;
-            cur.deleted = inc.deleted;
-            for (n, v, s) in &inc.attrs {
-                match cur.attrs.iter_mut().find(|a| a.0 == *n) {
-                    Some(a) if *s > a.2 => {
-                        a.1.clone_from(v);
-                        a.2 = *s;
-                    }
-                    Some(_) => {}
-                    None => cur.attrs.push((n.clone(), v.clone(), *s)),
-                }
-            }
-            true
+            e.insert(inc.clone());
         }
     }
+    *usn = usn.next();
+    log.push((*usn, inc.guid.0));
+    true
 }
 
 /// A partner holding `total` objects of which `lost` were originated by the
@@ -347,7 +345,31 @@ pub fn restore_fixture(objects: u64, lost: u64, seed: u64) -> Result<Cluster, Be
         .site("Redmond", &["Server1", "Server2"])
         .site("Dublin", &["Server3", "Server4"])
         .connector(["Redmond", "Dublin"], ["Server2", "Server3"]);
-    let mut c = Cluster::new(&t, ReplicationConfig::default(), seed)?;
+    crashed_after_a_loss(&t, objects, lost, 0, seed)
+}
+
+/// The restore-growth story: three servers in one site, `objects` loaded
+/// and converged, a backup of Server1, then 1,000 objects created on
+/// Server1 and 100 of the loaded ones deleted, replicated, then Server1
+/// crashed. What a restore loses is the same at every size; only the
+/// directory grows. Restore `Server1` from `nightly` next.
+pub fn growth_fixture(objects: u64, seed: u64) -> Result<Cluster, BenchError> {
+    let t = Topology::new().site("Site", &["Server1", "Server2", "Server3"]);
+    crashed_after_a_loss(&t, objects, GROWTH_LOST, GROWTH_DELETED, seed)
+}
+
+/// `objects` loaded on `t` and converged, a backup of Server1 named
+/// `nightly`, then `created` objects created on Server1 and `deleted`
+/// loaded ones deleted (each on the server that created it), replicated,
+/// then Server1 crashed.
+fn crashed_after_a_loss(
+    t: &Topology,
+    objects: u64,
+    created: u64,
+    deleted: u64,
+    seed: u64,
+) -> Result<Cluster, BenchError> {
+    let mut c = Cluster::new(t, ReplicationConfig::default(), seed)?;
     c.load(&LoadSpec {
         creates: objects,
         ..LoadSpec::default()
@@ -356,14 +378,25 @@ pub fn restore_fixture(objects: u64, lost: u64, seed: u64) -> Result<Cluster, Be
     c.backup("Server1", "nightly")?;
     c.load(&LoadSpec {
         servers: vec!["Server1".into()],
-        creates: lost,
+        creates: created,
         prefix: Some("lost".into()),
         ..LoadSpec::default()
     })?;
+    if deleted > 0 {
+        c.load(&LoadSpec {
+            deletes: deleted,
+            ..LoadSpec::default()
+        })?;
+    }
     converged(&mut c, Duration::from_secs(86_400), "after the backup")?;
     c.crash("Server1")?;
     Ok(c)
 }
+
+/// Objects the growth story creates after its backup.
+pub const GROWTH_LOST: u64 = 1000;
+/// Loaded objects the growth story deletes after its backup.
+pub const GROWTH_DELETED: u64 = 100;
 
 /// Median wall ms of one strategy's restores.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -449,8 +482,8 @@ fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     (t.elapsed(), r)
 }
 
-/// One `/proc/self/status` field in bytes (Linux; 0 elsewhere).
-fn proc_status(field: &str) -> u64 {
+/// One `/proc/self/status` field in bytes (Linux; `None` elsewhere).
+fn proc_status(field: &str) -> Option<u64> {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -458,11 +491,11 @@ fn proc_status(field: &str) -> u64 {
                 .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
-        .map_or(0, |kb| kb * 1024)
+        .map(|kb| kb * 1024)
 }
 
 /// The memory figure's run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct MemoryFigure {
     /// Servers (tables) built.
     pub servers: usize,
@@ -478,11 +511,13 @@ pub struct MemoryFigure {
 
 /// Builds `servers` object tables of `objects` each by replication along a
 /// chain (each server pulls every page from the previous one, as the
-/// protocol does) and measures peak RSS growth per object replica.
-pub fn memory_per_replica(servers: usize, objects: usize) -> (f64, MemoryFigure) {
+/// protocol does) and measures peak RSS growth per object replica; `None`
+/// where `/proc` is missing. Run it in a process of its own (`bench`
+/// does): the peak is the process's.
+pub fn memory_per_replica(servers: usize, objects: usize) -> Option<(f64, MemoryFigure)> {
     // Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let rss_before = proc_status("VmRSS:");
+    let rss_before = proc_status("VmRSS:")?;
     let mut chain: Vec<Dsa> = vec![source(1, objects, "obj")];
     for i in 1..servers {
         let mut d = Dsa::new(
@@ -498,8 +533,8 @@ pub fn memory_per_replica(servers: usize, objects: usize) -> (f64, MemoryFigure)
         }
         chain.push(d);
     }
-    let rss_after = proc_status("VmRSS:");
-    let peak_rss = proc_status("VmHWM:").max(rss_after);
+    let rss_after = proc_status("VmRSS:")?;
+    let peak_rss = proc_status("VmHWM:")?.max(rss_after);
     let replicas = (servers * objects) as f64;
     let fig = MemoryFigure {
         servers,
@@ -509,18 +544,95 @@ pub fn memory_per_replica(servers: usize, objects: usize) -> (f64, MemoryFigure)
         rss_after,
     };
     drop(chain);
-    (peak_rss.saturating_sub(rss_before) as f64 / replicas, fig)
+    Some((peak_rss.saturating_sub(rss_before) as f64 / replicas, fig))
 }
 
-/// Core apply vs the plain `HashMap` merge: `n` objects inserted into an
-/// empty replica, then `n` newer versions applied over them. Median of
-/// `reps`; returns (core objects/s, baseline objects/s).
+/// The growth story at one size: median wall times of its restores and
+/// the peak memory of the process that ran it.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct GrowthPoint {
+    /// Objects loaded before the backup.
+    pub objects: u64,
+    /// Object replicas at the end (three servers, each holding every
+    /// object, tombstones included).
+    pub replicas: u64,
+    /// Restores timed.
+    pub reps: usize,
+    /// Median wall ms of the restore step.
+    pub restore_ms: f64,
+    /// Median wall ms of the convergence after it.
+    pub converge_ms: f64,
+    /// Median wall ms of both.
+    pub total_ms: f64,
+    /// Peak RSS of the process (VmHWM), bytes; `None` where `/proc` is missing.
+    pub peak_rss: Option<u64>,
+}
+
+/// Runs the growth story at `objects` ([`growth_fixture`], then `reps`
+/// backsync restores, each converged and checked).
+pub fn growth_point(objects: u64, reps: usize) -> Result<GrowthPoint, BenchError> {
+    let mut c = growth_fixture(objects, 7)?;
+    let mut runs = Vec::with_capacity(reps);
+    for _ in 0..reps.max(1) {
+        runs.push(restore_once(&mut c, RestoreStrategy::Backsync)?);
+    }
+    let ms = |f: fn(&RestoreTiming) -> Duration| {
+        median(runs.iter().map(|r| f(r).as_secs_f64() * 1e3).collect())
+    };
+    Ok(GrowthPoint {
+        objects,
+        replicas: 3 * (objects + GROWTH_LOST),
+        reps: runs.len(),
+        restore_ms: ms(|r| r.restore),
+        converge_ms: ms(|r| r.converge),
+        total_ms: ms(|r| r.total),
+        peak_rss: proc_status("VmHWM:"),
+    })
+}
+
+/// Runs one `--child` measurement and prints it as one JSON line:
+/// `memory` ([`memory_per_replica`], 64 servers × 100k objects) or
+/// `growth:<objects>:<reps>` ([`growth_point`]).
+pub fn run_child(kind: &str) -> Result<(), BenchError> {
+    let json = match kind.split(':').collect::<Vec<_>>()[..] {
+        ["memory"] => serde_json::to_string(&memory_per_replica(64, 100_000).map(|m| m.1)),
+        ["growth", n, reps] => {
+            let (Ok(n), Ok(reps)) = (n.parse::<u64>(), reps.parse::<usize>()) else {
+                return Err(BenchError::Workload(format!("bad child kind {kind}")));
+            };
+            serde_json::to_string(&growth_point(n, reps)?)
+        }
+        _ => return Err(BenchError::Workload(format!("unknown child kind {kind}"))),
+    }
+    .expect("the figures serialise");
+    println!("{json}");
+    Ok(())
+}
+
+/// Runs `backsync bench --child <kind>` (this executable) and reads its JSON.
+fn in_child<T: serde::de::DeserializeOwned>(kind: &str) -> Result<T, BenchError> {
+    let fail = |why: String| BenchError::Workload(format!("child {kind}: {why}"));
+    let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
+    let out = std::process::Command::new(exe)
+        .args(["bench", "--child", kind])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(format!("exited with {}", out.status)));
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| fail(e.to_string()))
+}
+
+/// Core apply vs [`baseline_apply`]: `n` objects inserted into an empty
+/// replica, then `n` newer versions applied over them, the same `Arc`
+/// states on both sides. Median of `reps`; returns (core objects/s,
+/// baseline objects/s).
 pub fn apply_rates(n: usize, reps: usize) -> (f64, f64) {
     let mut src = source(1, n, "obj");
     let v1 = replicated(&src);
     modify_all(&mut src, "obj");
     let v2 = replicated(&src);
-    let (p1, p2) = (plain(&v1), plain(&v2));
     let (mut core, mut base) = (Vec::new(), Vec::new());
     for _ in 0..reps {
         let mut d = Dsa::new(
@@ -533,9 +645,16 @@ pub fn apply_rates(n: usize, reps: usize) -> (f64, f64) {
         assert_eq!((c1, c2), (n, n), "every object applies");
         core.push((2 * n) as f64 / (a + b).as_secs_f64());
         drop(d);
-        let mut m: HashMap<u128, PlainObject> = HashMap::new();
-        let (a, c1) = time(|| p1.iter().filter(|o| plain_merge(&mut m, o)).count());
-        let (b, c2) = time(|| p2.iter().filter(|o| plain_merge(&mut m, o)).count());
+        let mut m = BaselineMap::default();
+        let mut log = Vec::new();
+        let mut usn = Usn(0);
+        let mut all = |v: &[Arc<ObjectState>]| {
+            v.iter()
+                .filter(|o| baseline_apply(&mut m, &mut log, &mut usn, o))
+                .count()
+        };
+        let (a, c1) = time(|| all(&v1));
+        let (b, c2) = time(|| all(&v2));
         assert_eq!((c1, c2), (n, n), "every object merges");
         base.push((2 * n) as f64 / (a + b).as_secs_f64());
     }
@@ -566,40 +685,171 @@ pub struct SimWeek {
     pub sites: usize,
     /// Servers.
     pub servers: usize,
-    /// Objects loaded at the start.
+    /// Objects loaded at the start (not timed).
     pub objects: u64,
-    /// Simulated seconds run.
+    /// Simulated hours run with writes (a week: 168).
+    pub hours: u64,
+    /// Writes made meanwhile (one per simulated second).
+    pub writes: u64,
+    /// Simulated seconds timed.
     pub sim_s: f64,
-    /// Wall seconds it took.
+    /// Wall seconds they took.
     pub wall_s: f64,
-    /// Whether the directory had converged at the end.
+    /// Whether the directory converged after the last write.
     pub converged: bool,
 }
 
-/// 7 simulated days of a hub-and-spoke exchange55 organisation of `sites`
-/// sites of `per_site` servers with `objects` loaded at the start.
-pub fn sim_week(sites: usize, per_site: usize, objects: u64) -> Result<SimWeek, BenchError> {
-    let week = Duration::from_secs(7 * 86_400);
+/// `hours` simulated hours of a hub-and-spoke exchange55 organisation of
+/// `sites` sites of `per_site` servers holding `objects` (loaded and
+/// converged first, not timed), with one write every simulated second:
+/// a modify of a loaded object on the server that created it, issued a
+/// minute's worth (60) at a time at the start of each simulated minute.
+pub fn sim_week(
+    sites: usize,
+    per_site: usize,
+    objects: u64,
+    hours: u64,
+) -> Result<SimWeek, BenchError> {
     let t = hub_topology(sites * per_site, per_site);
-    let wall = Instant::now();
     let mut c = Cluster::new(&t, ReplicationConfig::for_profile(Profile::Exchange55), 7)?;
     c.load(&LoadSpec {
         creates: objects,
         ..LoadSpec::default()
     })?;
-    let conv = c.converge(week)?;
-    let left = week.saturating_sub(c.now());
-    c.wait(left);
-    let sim_s = c.now().as_secs_f64();
+    converged(
+        &mut c,
+        Duration::from_secs(7 * 86_400),
+        "week: initial load",
+    )?;
+    let start = c.now();
+    let wall = Instant::now();
+    let mut writes = 0;
+    for _ in 0..hours * 60 {
+        writes += c
+            .load(&LoadSpec {
+                modifies: 60,
+                ..LoadSpec::default()
+            })?
+            .applied;
+        c.wait(Duration::from_secs(60));
+    }
+    let sim_s = (c.now() - start).as_secs_f64();
     let wall_s = wall.elapsed().as_secs_f64();
+    let conv = c.converge(Duration::from_secs(86_400))?;
     Ok(SimWeek {
         sites,
         servers: sites * per_site,
         objects,
+        hours,
+        writes,
         sim_s,
         wall_s,
         converged: conv.converged,
     })
+}
+
+/// The restore wall time of the growth story against directory size, as
+/// an SVG: a log-scaled size axis, one line each for the restore step,
+/// the convergence after it, and both.
+pub fn growth_svg(points: &[GrowthPoint]) -> String {
+    use std::fmt::Write as _;
+    let (w, h, l, r, t, b) = (680.0, 400.0, 70.0, 200.0, 50.0, 60.0);
+    let (pw, ph) = (w - l - r, h - t - b);
+    let xs: Vec<f64> = points.iter().map(|p| (p.objects as f64).log10()).collect();
+    let (x0, x1) = (
+        xs.iter().copied().fold(f64::MAX, f64::min).floor(),
+        xs.iter().copied().fold(f64::MIN, f64::max).ceil(),
+    );
+    let top = points.iter().map(|p| p.total_ms).fold(0.0, f64::max);
+    let ymax = nice_ceiling(top.max(1e-3));
+    let px = |x: f64| l + (x - x0) / (x1 - x0).max(1.0) * pw;
+    let py = |y: f64| t + ph - y / ymax * ph;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{l}" y="24" font-size="15">Restore of the same loss (1,000 created, 100 deleted) by backsync</text>
+<text x="{l}" y="40" fill="#555">median wall time against directory size, 3 servers (backsync bench)</text>
+"##
+    );
+    for k in 0..=4 {
+        let y = ymax * k as f64 / 4.0;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{l}" x2="{}" y1="{y1:.1}" y2="{y1:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            l + pw,
+            l - 6.0,
+            py(y) + 4.0,
+            if k == 0 { "0".into() } else { wall(y / 1e3) },
+            y1 = py(y)
+        );
+    }
+    let mut e = x0;
+    while e <= x1 {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{x:.1}" x2="{x:.1}" y1="{t}" y2="{}" stroke="#ddd"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
+            t + ph,
+            t + ph + 16.0,
+            si(10f64.powf(e), "objects"),
+            x = px(e)
+        );
+        e += 1.0;
+    }
+    let series: [Series; 3] = [
+        ("restore + converge", "#c0392b", |p| p.total_ms),
+        ("converge", "#2471a3", |p| p.converge_ms),
+        ("restore step", "#7d8c8d", |p| p.restore_ms),
+    ];
+    for (k, (name, colour, f)) in series.iter().enumerate() {
+        let pts: Vec<String> = (points.iter().zip(&xs))
+            .map(|(p, x)| format!("{:.1},{:.1}", px(*x), py(f(p))))
+            .collect();
+        let _ = writeln!(
+            svg,
+            r##"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"##,
+            pts.join(" ")
+        );
+        for (p, x) in points.iter().zip(&xs) {
+            let _ = writeln!(
+                svg,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"##,
+                px(*x),
+                py(f(p))
+            );
+        }
+        let ly = t + 10.0 + 18.0 * k as f64;
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{}" x2="{}" y1="{ly}" y2="{ly}" stroke="{colour}" stroke-width="2"/><text x="{}" y="{}">{name}</text>"##,
+            l + pw + 12.0,
+            l + pw + 32.0,
+            l + pw + 38.0,
+            ly + 4.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<text x="{}" y="{}" text-anchor="middle">objects in the directory (log scale)</text>
+</svg>"##,
+        l + pw / 2.0,
+        h - 12.0
+    );
+    svg
+}
+
+/// One line of the growth plot: its name, colour and value.
+type Series = (&'static str, &'static str, fn(&GrowthPoint) -> f64);
+
+/// The smallest of 1, 2 or 5 times a power of ten at or above `x`.
+fn nice_ceiling(x: f64) -> f64 {
+    let p = 10f64.powf(x.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|v| *v >= x)
+        .unwrap_or(10.0 * p)
 }
 
 /// What each figure measures and what its baseline is, as printed.
@@ -612,7 +862,7 @@ pub mod titles {
     /// (what is measured, the baseline).
     pub const APPLY: (&str, &str) = (
         "Apply replicated changes: 100,000 objects created then modified",
-        "a plain hash-map merge of the same changes",
+        "HashMap<u128, Arc<state>>, same hasher, + a USN log push",
     );
     /// (what is measured, the baseline).
     pub const ANSWER_1M: (&str, &str) = (
@@ -622,7 +872,7 @@ pub mod titles {
     /// (what is measured, the baseline).
     pub const ANSWER_INDEX: (&str, &str) = (
         "Answer a backsync from the index vs by scanning all objects",
-        "scanning all 1,000,000 objects for the lost ones",
+        "the best scan: 1,000,000 per-slot origin summaries",
     );
     /// (what is measured, the baseline).
     pub const CATCH_UP: (&str, &str) = (
@@ -644,11 +894,51 @@ pub mod titles {
         "Replicate 100,000 new objects to 16 servers: copies made",
         "the floor aimed for",
     );
-    /// The simulated week's, its object count (`{}`) left to fill in.
-    pub const WEEK: (&str, &str) = (
-        "Simulate a week of 20 sites, 60 servers, {} objects",
-        "the floor aimed for",
+    /// (what is measured, the baseline).
+    pub const GROWTH_1M: (&str, &str) = (
+        "Restore + catch up, same loss, 1,000,000 objects (3 servers)",
+        "the same restore at 100,000 objects",
     );
+    /// (what is measured, the baseline).
+    pub const GROWTH_100K: (&str, &str) = (
+        "Restore + catch up, same loss, 100,000 objects (3 servers)",
+        "the same restore at 10,000 objects",
+    );
+    /// (what is measured, the baseline).
+    pub const MEMORY_STORY: (&str, &str) = (
+        "Peak memory per object copy, that restore at 1,000,000 objects",
+        "the ceiling aimed for",
+    );
+    /// The simulated week's baseline.
+    pub const WEEK_BASELINE: &str = "the floor aimed for";
+
+    /// The simulated week's title (`--quick` runs 6 hours of it).
+    pub fn week(hours: u64, objects: u64) -> String {
+        let span = if hours == 7 * 24 {
+            "a week".to_string()
+        } else {
+            crate::config::count(hours, "hour")
+        };
+        format!(
+            "Simulate {span} of 20 sites, {} objects, a write a second",
+            crate::config::group(objects)
+        )
+    }
+}
+
+/// A figure that could not be measured here: missed.
+fn unmeasured(title: (&str, &str), unit: &str, target: (&str, f64)) -> Figure {
+    Figure {
+        name: title.0.into(),
+        value: f64::NAN,
+        unit: unit.into(),
+        baseline: title.1.into(),
+        baseline_value: f64::NAN,
+        ratio: f64::NAN,
+        target: format!("{} {}", target.0, target.1),
+        measured: false,
+        met: false,
+    }
 }
 
 fn figure(
@@ -672,6 +962,7 @@ fn figure(
         baseline_value,
         ratio,
         target: format!("{} {}", target.0, target.1),
+        measured: true,
         met,
     }
 }
@@ -786,6 +1077,7 @@ pub fn show_value(v: f64, unit: &str) -> String {
 ///     baseline_value: 2.30e6,
 ///     ratio: 0.704,
 ///     target: ">= 0.5".into(),
+///     measured: true,
 ///     met: true,
 /// };
 /// let text = render_figure(&f);
@@ -795,15 +1087,25 @@ pub fn show_value(v: f64, unit: &str) -> String {
 /// ```
 pub fn render_figure(f: &Figure) -> String {
     let target = format!("(target {})", f.target);
+    let shown = if f.measured {
+        ratio(f.ratio)
+    } else {
+        "-".into()
+    };
     let verdict = format!(
-        "ratio {:>5} {target:<15} {}",
-        ratio(f.ratio),
+        "ratio {shown:>5} {target:<15} {}",
         if f.met { "met" } else { "MISSED" }
     );
     let room = WIDTH.saturating_sub(verdict.chars().count() + 1);
     let head = format!("{:<room$} {verdict}", f.name);
-    let value = show_value(f.value, &f.unit);
-    let base = show_value(f.baseline_value, &f.unit);
+    let (value, base) = if f.measured {
+        (
+            show_value(f.value, &f.unit),
+            show_value(f.baseline_value, &f.unit),
+        )
+    } else {
+        ("not measured".into(), "(no /proc here)".into())
+    };
     let body = format!("  {value:>18}  vs  {base}, {}", f.baseline);
     format!("{}\n{}\n", head.trim_end(), body.trim_end())
 }
@@ -843,17 +1145,23 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         figures.push(f);
     };
 
-    // Memory first: the peak is the process's.
-    let (bytes, memory) = memory_per_replica(64, 100_000);
-    out(figure(
-        titles::MEMORY.0,
-        bytes,
-        "B",
-        titles::MEMORY.1,
-        200.0,
-        bytes / 200.0,
-        ("<=", 1.0),
-    ));
+    // Memory-heavy figures run in children: each peak is its own.
+    let memory: Option<MemoryFigure> = in_child("memory")?;
+    let bytes = memory
+        .as_ref()
+        .map(|m| m.peak_rss.saturating_sub(m.rss_before) as f64 / (m.servers * m.objects) as f64);
+    out(match bytes {
+        Some(b) => figure(
+            titles::MEMORY.0,
+            b,
+            "B",
+            titles::MEMORY.1,
+            200.0,
+            b / 200.0,
+            ("<=", 1.0),
+        ),
+        None => unmeasured(titles::MEMORY, "B", ("<=", 1.0)),
+    });
 
     let (apply, apply_base) = apply_rates(100_000, reps);
     out(figure(
@@ -872,7 +1180,7 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     drop(p10k);
     let (p1m, r1m) = backsync_fixture(1_000_000, 1000);
     let a1m = backsync_answer_us(&p1m, &r1m, answer_reps, false);
-    let s1m = backsync_answer_us(&p1m, &r1m, 3, true);
+    let s1m = backsync_answer_us(&p1m, &r1m, if quick { 5 } else { 15 }, true);
     drop(p1m);
     out(figure(
         titles::ANSWER_1M.0,
@@ -910,23 +1218,13 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     let ms = |k: usize, f: fn(&RestoreTiming) -> Duration| {
         median(runs[k].iter().map(|r| f(r).as_secs_f64() * 1e3).collect())
     };
-    let restore = [
+    let restore = [0, 1, 2].map(|k| {
         RestoreFigures::of(
-            ms(0, |r| r.restore),
-            ms(0, |r| r.converge),
-            ms(0, |r| r.total),
-        ),
-        RestoreFigures::of(
-            ms(1, |r| r.restore),
-            ms(1, |r| r.converge),
-            ms(1, |r| r.total),
-        ),
-        RestoreFigures::of(
-            ms(2, |r| r.restore),
-            ms(2, |r| r.converge),
-            ms(2, |r| r.total),
-        ),
-    ];
+            ms(k, |r| r.restore),
+            ms(k, |r| r.converge),
+            ms(k, |r| r.total),
+        )
+    });
     let [bs, fr, ni] = restore;
     out(figure(
         titles::CATCH_UP.0,
@@ -955,6 +1253,53 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         ni.total_ms / bs.total_ms,
         (">=", 1.0),
     ));
+
+    // The growth story at three sizes, each in a child of its own.
+    let growth_reps = |n: u64| match (n, quick) {
+        (1_000_000, true) => 5,
+        (1_000_000, false) => 15,
+        (_, true) => 15,
+        _ => 31,
+    };
+    let mut growth: Vec<GrowthPoint> = Vec::new();
+    for n in [10_000u64, 100_000, 1_000_000] {
+        growth.push(in_child(&format!("growth:{n}:{}", growth_reps(n)))?);
+    }
+    let g = |i: usize| growth[i].total_ms;
+    let (g1m, g100k) = (g(2) / g(1), g(1) / g(0));
+    out(figure(
+        titles::GROWTH_1M.0,
+        g(2),
+        "ms",
+        titles::GROWTH_1M.1,
+        g(1),
+        g1m,
+        ("<=", 1.5),
+    ));
+    out(figure(
+        titles::GROWTH_100K.0,
+        g(1),
+        "ms",
+        titles::GROWTH_100K.1,
+        g(0),
+        g100k,
+        ("<=", 3.0),
+    ));
+    let story_bytes = growth[2]
+        .peak_rss
+        .map(|p| p as f64 / growth[2].replicas as f64);
+    out(match story_bytes {
+        Some(b) => figure(
+            titles::MEMORY_STORY.0,
+            b,
+            "B",
+            titles::MEMORY_STORY.1,
+            200.0,
+            b / 200.0,
+            ("<=", 1.0),
+        ),
+        None => unmeasured(titles::MEMORY_STORY, "B", ("<=", 1.0)),
+    });
 
     let one_site = hub_topology(16, 16);
     let mut tps = Vec::new();
@@ -987,24 +1332,32 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         (">=", 1.0),
     ));
 
-    let week = sim_week(20, 3, if quick { 20_000 } else { 100_000 })?;
+    let week = if quick {
+        sim_week(20, 3, 20_000, 6)?
+    } else {
+        sim_week(20, 3, 100_000, 7 * 24)?
+    };
     if !week.converged {
         return Err(BenchError::Workload("simulated week: not converged".into()));
     }
     let sim_to_wall = week.sim_s / week.wall_s;
     out(figure(
-        &titles::WEEK
-            .0
-            .replace("{}", &crate::config::group(week.objects)),
+        &titles::week(week.hours, week.objects),
         sim_to_wall,
         "x real time",
-        titles::WEEK.1,
+        titles::WEEK_BASELINE,
         1e4,
         sim_to_wall / 1e4,
         (">=", 1.0),
     ));
 
     printed.map_err(write_err)?;
+    if let Some(path) = &args.plot {
+        std::fs::write(path, growth_svg(&growth)).map_err(|source| BenchError::Write {
+            path: path.clone(),
+            source,
+        })?;
+    }
     let report = BenchReport {
         schema_version: SCHEMA_VERSION,
         quick,
@@ -1024,7 +1377,11 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         throughput: tp,
         bytes_per_object_replica: bytes,
         memory,
-        sim_to_wall_ratio: sim_to_wall,
+        restore_growth_100k_to_1m: g1m,
+        restore_growth_10k_to_100k: g100k,
+        restore_growth: growth,
+        peak_rss_bytes_per_replica_1m: story_bytes,
+        sim_to_wall_ratio_loaded: sim_to_wall,
         sim_week: week,
         figures,
     };
@@ -1058,6 +1415,7 @@ mod tests {
             baseline_value: 123_456_789.0,
             ratio: 123_456.7,
             target: ">= 0.5".into(),
+            measured: true,
             met: false,
         }
     }
@@ -1065,7 +1423,7 @@ mod tests {
     /// Every figure, with values as wide as they come, fits 100 columns.
     #[test]
     fn every_figure_fits_the_width() {
-        let week = titles::WEEK.0.replace("{}", &crate::config::group(100_000));
+        let week = titles::week(6, 100_000);
         let all = [
             (titles::MEMORY, "B"),
             (titles::APPLY, "objects/s"),
@@ -1075,7 +1433,10 @@ mod tests {
             (titles::RESTORE_FULL, "ms"),
             (titles::RESTORE_NEW_ID, "ms"),
             (titles::REPLICATE, "copies/s"),
-            ((week.as_str(), titles::WEEK.1), "x real time"),
+            (titles::GROWTH_1M, "ms"),
+            (titles::GROWTH_100K, "ms"),
+            (titles::MEMORY_STORY, "B"),
+            ((week.as_str(), titles::WEEK_BASELINE), "x real time"),
         ];
         for ((name, baseline), unit) in all {
             let text = render_figure(&worst(name, baseline, unit));
@@ -1089,6 +1450,95 @@ mod tests {
             }
             assert!(text.contains(name) && text.contains(baseline), "{text}");
         }
+    }
+
+    #[test]
+    fn an_unmeasured_figure_is_missed_and_says_so() {
+        let f = unmeasured(titles::MEMORY_STORY, "B", ("<=", 1.0));
+        assert!(!f.met && !f.measured);
+        let text = render_figure(&f);
+        assert!(text.contains("not measured"), "{text}");
+        assert!(text.contains("MISSED"), "{text}");
+        assert!(text.lines().all(|l| l.chars().count() <= WIDTH), "{text}");
+        // The JSON carries it as null, not as a number.
+        let json = serde_json::to_value(&f).unwrap();
+        assert!(json["value"].is_null() && json["ratio"].is_null(), "{json}");
+    }
+
+    #[test]
+    fn the_fair_apply_baseline_keeps_the_newer_state_and_logs_each_change() {
+        let mut src = source(1, 50, "b");
+        let v1 = replicated(&src);
+        modify_all(&mut src, "b");
+        let v2 = replicated(&src);
+        let (mut m, mut log, mut usn) = (BaselineMap::default(), Vec::new(), Usn(0));
+        let n1 = (v1.iter())
+            .filter(|o| baseline_apply(&mut m, &mut log, &mut usn, o))
+            .count();
+        let n2 = (v2.iter())
+            .filter(|o| baseline_apply(&mut m, &mut log, &mut usn, o))
+            .count();
+        // Older states again change nothing.
+        let n3 = (v1.iter())
+            .filter(|o| baseline_apply(&mut m, &mut log, &mut usn, o))
+            .count();
+        assert_eq!((n1, n2, n3), (50, 50, 0));
+        assert_eq!(log.len(), 100);
+        assert!(log.windows(2).all(|w| w[0].0 < w[1].0), "USNs grow");
+        for s in &v2 {
+            assert!(Arc::ptr_eq(&m[&s.guid.0], s), "the newer state is kept");
+        }
+        // The core stores the same states.
+        let mut d = Dsa::new(
+            "D".into(),
+            InvocationId(9),
+            core_config(Granularity::Object),
+        );
+        assert_eq!(apply_all(&mut d, &v1), 50);
+        assert_eq!(apply_all(&mut d, &v2), 50);
+        for s in &v2 {
+            assert!(Arc::ptr_eq(&d.table().get(s.guid).unwrap().state, s));
+        }
+    }
+
+    #[test]
+    fn the_growth_plot_places_each_size_on_a_log_axis() {
+        let p = |objects: u64, total_ms: f64| GrowthPoint {
+            objects,
+            replicas: 3 * objects,
+            reps: 1,
+            restore_ms: total_ms / 4.0,
+            converge_ms: total_ms * 3.0 / 4.0,
+            total_ms,
+            peak_rss: None,
+        };
+        let svg = growth_svg(&[p(10_000, 1.0), p(100_000, 2.0), p(1_000_000, 3.0)]);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 3);
+        for label in [
+            "10.0 k objects",
+            "100 k objects",
+            "1.00 M objects",
+            "5.00 ms",
+        ] {
+            assert!(svg.contains(label), "{label}");
+        }
+        // Evenly spaced sizes on a log axis: equal steps in x.
+        let line = svg
+            .lines()
+            .find(|l| l.contains("#c0392b\" stroke-width"))
+            .unwrap();
+        let xs: Vec<f64> = line
+            .split('"')
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .map(|pt| pt.split(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(((xs[1] - xs[0]) - (xs[2] - xs[1])).abs() < 0.2, "{xs:?}");
+        assert_eq!(nice_ceiling(3.0), 5.0);
+        assert_eq!(nice_ceiling(0.7), 1.0);
+        assert_eq!(nice_ceiling(20.0), 20.0);
     }
 
     #[test]

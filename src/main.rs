@@ -496,8 +496,27 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             serve(&s, &opts)
         }
         Some(Command::Bench(args)) => {
-            backsync::bench::run_cli(&args).map_err(|e| Failure::Other(e.into()))?;
-            Ok(ExitCode::SUCCESS)
+            if let Some(kind) = &args.child {
+                backsync::bench::run_child(kind).map_err(|e| Failure::Other(e.into()))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let report = backsync::bench::run_cli(&args).map_err(|e| Failure::Other(e.into()))?;
+            let missed: Vec<&str> = (report.figures.iter())
+                .filter(|f| !f.met)
+                .map(|f| f.name.as_str())
+                .collect();
+            if missed.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!(
+                    "bench: {} missed:",
+                    backsync::config::count(missed.len() as u64, "target")
+                );
+                for m in missed {
+                    eprintln!("  {m}");
+                }
+                Ok(ExitCode::from(1))
+            }
         }
         Some(Command::Compare { file, json, seed }) => {
             let s = load(&file)?;

@@ -411,6 +411,23 @@ fn help_explains_every_command_with_an_example() {
 }
 
 #[test]
+fn bench_names_its_exit_statuses_and_refuses_an_unknown_measurement() {
+    // No test runs the measurements (they time things); the exit statuses
+    // and the child protocol's refusal are checked without timing.
+    let o = backsync(&["bench", "--help"]);
+    assert!(stdout(&o).contains("1 a target missed"), "{}", stdout(&o));
+    let o = backsync(&["bench", "--child", "nonsense"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("unknown child kind nonsense"),
+        "{}",
+        stderr(&o)
+    );
+    let o = backsync(&["bench", "--child", "growth:many:3"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
 fn check_validates_without_running() {
     let o = backsync(&["check", &scenario("kb_q190703.toml")]);
     assert_eq!(o.status.code(), Some(0));

@@ -4,6 +4,7 @@
 //! and carries the messages. That keeps it testable by unit and property
 //! tests, and lets the actor shell and the benchmarks drive the same code.
 
+pub(crate) mod cow;
 pub mod dsa;
 pub mod hash;
 pub mod ids;
@@ -22,7 +23,7 @@ pub use hash::StableHasher;
 pub use ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 pub use messages::{ChangesReply, GetChanges, PullKind};
 pub use object::{Attr, Merge, Name, ObjectState, merge};
-pub use table::{Digest, ObjectTable, Origin, Replica};
+pub use table::{Digest, GuidHasher, ObjectTable, Origin, Replica};
 pub use tree::{Containers, Parent};
 pub use vectors::{HighWatermark, UpToDatenessVector};
 pub use week::WeekWindows;
