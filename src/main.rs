@@ -129,7 +129,7 @@ When every port is open it prints `NAME ldap://ADDR` per server, then `ready`.\n
 Examples:\n  backsync serve scenarios/kb_q190703.toml --speed 60\n  \
 ldapsearch -x -H ldap://127.0.0.1:3890 -b \"\" -s base highestCommittedUSN\n  \
 curl -s localhost:8080/status\n  \
-curl -s -X POST 'localhost:8080/servers/Server1/restore?backup=nightly&strategy=backsync'"
+curl -s -X POST 'localhost:8080/servers/S1/backup?name=nightly'"
     )]
     Serve {
         /// The scenario file: its topology and steps set the lab up.
