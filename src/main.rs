@@ -126,7 +126,7 @@ enum Command {
     #[command(
         after_help = "Server number i (0-based, in the file's order) listens on the --ldap port + i.\n\
 When every port is open it prints `NAME ldap://ADDR` per server, then `ready`.\n\n\
-Examples:\n  backsync serve scenarios/kb_q190703.toml --speed 60\n  \
+Examples:\n  backsync serve scenarios/lab.toml --speed 60\n  \
 ldapsearch -x -H ldap://127.0.0.1:3890 -b \"\" -s base highestCommittedUSN\n  \
 curl -s localhost:8080/status\n  \
 curl -s -X POST 'localhost:8080/servers/S1/backup?name=nightly'"
