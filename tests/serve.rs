@@ -523,3 +523,28 @@ fn open_addresses_need_a_password_or_insecure() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_library_starts_and_stops_a_lab_in_process() {
+    let s = backsync::Scenario::from_str(LAB, "lab.toml").unwrap();
+    let any = "127.0.0.1:0".parse().unwrap();
+    let opts = backsync::serve::ServeOptions {
+        ldap: any,
+        admin: any,
+        speed: 600.0,
+        ..Default::default()
+    };
+    let lab = backsync::serve::start(&s, &opts).unwrap();
+    assert!(lab.report().passed);
+    let addrs: Vec<_> = lab.ldap_addrs().iter().map(|(_, a)| *a).collect();
+    assert_eq!(addrs.len(), 3);
+    for a in &addrs {
+        TcpStream::connect(a).expect("each server listens");
+    }
+    let start = Instant::now();
+    lab.stop();
+    assert!(start.elapsed() < Duration::from_secs(1));
+    for a in &addrs {
+        assert!(TcpStream::connect(a).is_err(), "{a} closed after stop");
+    }
+}

@@ -319,6 +319,14 @@ async fn open(
     Ok((ldap, admin))
 }
 
+/// A lab dropped without [`Running::stop`] stops all the same (without
+/// waiting for its thread).
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.lab.stop();
+    }
+}
+
 impl Running {
     /// The report of the scenario's steps, run before serving.
     pub fn report(&self) -> &RunReport {
