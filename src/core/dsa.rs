@@ -1344,19 +1344,12 @@ impl Dsa {
         // (a bridgehead's backsync answers from the other site never reached
         // its own site). Re-stamp them locally above every USN a partner saw;
         // their replicated state is unchanged.
-        let redo: Vec<Guid> = self
-            .table
-            .changed_after(b.backup_usn)
-            .take_while(|(u, _)| *u <= b.seen)
-            .map(|(_, g)| g)
-            .collect();
-        self.usn = self.usn.max(b.seen);
-        for g in redo {
-            if let Some(r) = self.table.get(g) {
-                self.usn = self.usn.next();
-                self.table.put(r.state, self.usn);
-            }
-        }
+        let mut usn = self.usn.max(b.seen);
+        self.table.restamp(b.backup_usn, b.seen, || {
+            usn = usn.next();
+            usn
+        });
+        self.usn = usn;
         let event = CoreEvent::BacksyncDone {
             answered: b.answered.len(),
             missing: b.waiting.len(),

@@ -282,9 +282,15 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Slots per slab chunk.
-const CHUNK_BITS: u32 = 8;
+/// Slots per slab chunk: the first write after a backup or a restore to
+/// a chunk copies its cells and takes a reference to each cell's state, a
+/// cache miss apiece in a large directory, so chunks are small.
+const CHUNK_BITS: u32 = 5;
 const CHUNK: usize = 1 << CHUNK_BITS;
+/// Chunks per group (2^GROUP_BITS): a clone copies a pointer per group, so
+/// small chunks do not make a backup or a restore cost more.
+const GROUP_BITS: u32 = 6;
+const GROUP: usize = 1 << GROUP_BITS;
 
 /// One slot: a replica (`None` when free), its [`Origin`], and whether it
 /// is shown in LostAndFound here (a live object whose parent object is not
@@ -296,33 +302,42 @@ struct Cell {
     lost: bool,
 }
 
-/// The replicas, in chunks of [`CHUNK`] slots shared copy-on-write: a
-/// backup or a restore copies a pointer per chunk, and a write copies only
+/// A run of [`CHUNK`] cells.
+type Chunk = Arc<Vec<Cell>>;
+
+/// The replicas, in chunks of [`CHUNK`] slots in groups of [`GROUP`]
+/// chunks, both shared copy-on-write: a backup or a restore copies a
+/// pointer per group, and a write copies only the group's pointers and
 /// the chunk it lands in, instead of touching every shared state.
 #[derive(Debug, Clone, Default)]
 struct Slab {
-    chunks: Vec<Arc<Vec<Cell>>>,
+    groups: Vec<Arc<Vec<Chunk>>>,
     len: usize,
 }
 
 impl Slab {
     fn cell(&self, s: Slot) -> &Cell {
         let s = s as usize;
-        &self.chunks[s >> CHUNK_BITS][s & (CHUNK - 1)]
+        &self.groups[s >> (CHUNK_BITS + GROUP_BITS)][(s >> CHUNK_BITS) & (GROUP - 1)]
+            [s & (CHUNK - 1)]
     }
 
     fn cell_mut(&mut self, s: Slot) -> &mut Cell {
         let s = s as usize;
-        &mut Arc::make_mut(&mut self.chunks[s >> CHUNK_BITS])[s & (CHUNK - 1)]
+        let group = Arc::make_mut(&mut self.groups[s >> (CHUNK_BITS + GROUP_BITS)]);
+        &mut Arc::make_mut(&mut group[(s >> CHUNK_BITS) & (GROUP - 1)])[s & (CHUNK - 1)]
     }
 
     /// A new, free slot at the end.
     fn push(&mut self) -> Slot {
-        if self.len.is_multiple_of(CHUNK) {
-            self.chunks.push(Arc::new(Vec::with_capacity(CHUNK)));
+        if self.len.is_multiple_of(CHUNK * GROUP) {
+            self.groups.push(Arc::new(Vec::with_capacity(GROUP)));
         }
-        let last = self.chunks.last_mut().expect("a chunk with room");
-        Arc::make_mut(last).push(Cell {
+        let group = Arc::make_mut(self.groups.last_mut().expect("a group with room"));
+        if self.len.is_multiple_of(CHUNK) {
+            group.push(Arc::new(Vec::with_capacity(CHUNK)));
+        }
+        Arc::make_mut(group.last_mut().expect("a chunk with room")).push(Cell {
             replica: None,
             origin: Origin {
                 invocation: InvocationId(0),
@@ -332,6 +347,12 @@ impl Slab {
         });
         self.len += 1;
         Slot::try_from(self.len - 1).expect("fewer than 2^32 objects")
+    }
+
+    /// Every chunk, in slot order (tests).
+    #[cfg(test)]
+    fn chunks(&self) -> impl Iterator<Item = &Chunk> {
+        self.groups.iter().flat_map(|g| g.iter())
     }
 }
 
@@ -933,6 +954,27 @@ impl ObjectTable {
         }
     }
 
+    /// Moves every replica changed locally after `from`, up to `upto`, to
+    /// a new local USN from `next` (called in USN order): a restored server
+    /// re-stamping what it applied during backsync. States are unchanged,
+    /// so only the by-USN index moves. Returns how many moved.
+    pub fn restamp(&mut self, from: Usn, upto: Usn, mut next: impl FnMut() -> Usn) -> usize {
+        let moved: Vec<(Usn, Slot)> = self
+            .by_usn
+            .after(from)
+            .take_while(|(u, _)| *u <= upto)
+            .collect();
+        for &(u, s) in &moved {
+            let n = next();
+            self.by_usn.remove(u);
+            (self.slab.cell_mut(s).replica.as_mut())
+                .expect("an indexed slot is occupied")
+                .usn_changed = n;
+            self.by_usn.insert(n, s);
+        }
+        moved.len()
+    }
+
     /// Guids changed locally after `from`, in USN order.
     pub fn changed_after(&self, from: Usn) -> impl Iterator<Item = (Usn, Guid)> + '_ {
         self.changed_after_replicas(from)
@@ -1263,6 +1305,44 @@ mod tests {
     }
 
     #[test]
+    fn restamp_moves_only_the_range_to_new_usns() {
+        let mut t = ObjectTable::new();
+        for g in 1..=10u128 {
+            t.put(
+                obj(g, &format!("cn={g}"), stamp(1, g as u64), false),
+                Usn(g as u64),
+            );
+        }
+        let (digest, live) = (t.digest(), t.live());
+        let mut next = Usn(20);
+        let moved = t.restamp(Usn(3), Usn(6), || {
+            next = next.next();
+            next
+        });
+        assert_eq!(moved, 3);
+        let order: Vec<(u64, u128)> = t.changed_after(Usn(0)).map(|(u, g)| (u.0, g.0)).collect();
+        assert_eq!(
+            order,
+            vec![
+                (1, 1),
+                (2, 2),
+                (3, 3),
+                (7, 7),
+                (8, 8),
+                (9, 9),
+                (10, 10),
+                (21, 4),
+                (22, 5),
+                (23, 6)
+            ]
+        );
+        assert_eq!(t.get(Guid(5)).unwrap().usn_changed, Usn(22));
+        assert_eq!(t.get(Guid(5)).unwrap().usn_created, Usn(5), "created stays");
+        assert_eq!((t.digest(), t.live()), (digest, live));
+        assert_eq!(t.find_live("cn=5").unwrap().state.guid, Guid(5));
+    }
+
+    #[test]
     fn a_clone_shares_chunks_until_written() {
         let mut t = ObjectTable::new();
         for g in 0..3000u128 {
@@ -1275,17 +1355,16 @@ mod tests {
         t.put(obj(5, "cn=5", stamp(2, 9000), true), Usn(9000));
         t.put(obj(7000, "cn=new", stamp(2, 9001), false), Usn(9001));
         let shared = |a: &ObjectTable, b: &ObjectTable| {
-            a.slab
-                .chunks
-                .iter()
-                .zip(&b.slab.chunks)
+            (a.slab.chunks().zip(b.slab.chunks()))
                 .filter(|(x, y)| Arc::ptr_eq(x, y))
                 .count()
         };
         // Chunk 0 took the tombstone, the last chunk the new object; the
         // others are shared.
-        assert_eq!(t.slab.chunks.len(), 3000usize.div_ceil(CHUNK));
-        assert_eq!(shared(&t, &backup), t.slab.chunks.len() - 2);
+        let chunks = t.slab.chunks().count();
+        assert_eq!(chunks, 3000usize.div_ceil(CHUNK));
+        assert!(chunks > GROUP, "more than one group");
+        assert_eq!(shared(&t, &backup), chunks - 2);
         assert_eq!(t.by_usn.chunks.len(), 3000usize.div_ceil(USN_CHUNK));
         let usn_shared = (t.by_usn.chunks.iter().zip(&backup.by_usn.chunks))
             .filter(|(x, y)| Arc::ptr_eq(x, y))
