@@ -4,10 +4,11 @@
 //!
 //! Both are written mostly in USN order (local USNs only grow; a partner
 //! sends an invocation's writes roughly in the order it made them), so the
-//! common insert is an append to the last chunk. An entry costs 12 bytes
-//! (a `Usn` and a 4-byte slot in parallel vectors) instead of a B-tree
-//! node's share, a clone copies a pointer per chunk, and a write after a
-//! clone copies only the chunk it lands in.
+//! common insert is an append to the last chunk. An entry costs 8 bytes
+//! (a 4-byte offset from its chunk's first USN and a 4-byte slot, in
+//! parallel vectors) instead of a B-tree node's share, a clone copies a
+//! pointer per chunk, and a write after a clone copies only the chunk it
+//! lands in.
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use crate::core::ids::Usn;
 /// A replica's place in the table's slab.
 pub(crate) type Slot = u32;
 
-/// Entries per chunk: the first write to a shared chunk copies about 3 KB,
+/// Entries per chunk: the first write to a shared chunk copies about 2 KB,
 /// a clone copies a pointer per chunk.
 pub(crate) const CHUNK: usize = 256;
 
@@ -24,36 +25,106 @@ pub(crate) const CHUNK: usize = 256;
 /// than 2^32 replicas).
 const GONE: Slot = Slot::MAX;
 
-/// One run of entries, in USN order.
+/// The widest span of USNs one chunk holds: entries are 4-byte offsets
+/// from the chunk's first USN.
+const SPAN: u64 = u32::MAX as u64;
+
+/// One run of entries, in USN order: entry `i` is at USN
+/// `base + offs[i]`, and `offs[0]` is 0.
 #[derive(Debug, Clone, Default)]
 struct Chunk {
-    usns: Vec<Usn>,
-    /// The slot at `usns[i]`, or [`GONE`].
+    base: Usn,
+    offs: Vec<u32>,
+    /// The slot of entry `i`, or [`GONE`].
     slots: Vec<Slot>,
     gone: usize,
 }
 
 impl Chunk {
+    fn one(usn: Usn, s: Slot) -> Chunk {
+        Chunk {
+            base: usn,
+            offs: vec![0],
+            slots: vec![s],
+            gone: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.offs.len()
+    }
+
+    fn usn(&self, i: usize) -> Usn {
+        Usn(self.base.0 + u64::from(self.offs[i]))
+    }
+
+    fn last(&self) -> Usn {
+        self.usn(self.len() - 1)
+    }
+
+    /// How many entries lie at or below `usn` (`inclusive`) or below it.
+    fn rank(&self, usn: Usn, inclusive: bool) -> usize {
+        let Some(d) = usn.0.checked_sub(self.base.0) else {
+            return 0;
+        };
+        if d > SPAN {
+            return self.len();
+        }
+        if inclusive {
+            self.offs.partition_point(|o| u64::from(*o) <= d)
+        } else {
+            self.offs.partition_point(|o| u64::from(*o) < d)
+        }
+    }
+
+    /// The offset of `usn` when it lies in this chunk's span.
+    fn offset(&self, usn: Usn) -> Option<u32> {
+        let d = usn.0.checked_sub(self.base.0)?;
+        u32::try_from(d).ok()
+    }
+
+    /// Makes the first entry's USN the base again (after the entries
+    /// before it went).
+    fn rebase(&mut self) {
+        let d = self.offs[0];
+        for o in &mut self.offs {
+            *o -= d;
+        }
+        self.base = Usn(self.base.0 + u64::from(d));
+    }
+
     /// Drops the marks.
     fn compact(&mut self) {
         let mut k = 0;
-        for j in 0..self.usns.len() {
+        for j in 0..self.len() {
             if self.slots[j] != GONE {
-                self.usns[k] = self.usns[j];
+                self.offs[k] = self.offs[j];
                 self.slots[k] = self.slots[j];
                 k += 1;
             }
         }
-        self.usns.truncate(k);
+        self.offs.truncate(k);
         self.slots.truncate(k);
         self.gone = 0;
+        if k > 0 {
+            self.rebase();
+        }
+    }
+
+    /// Entries from the `from`th on, marks skipped.
+    fn entries(&self, from: usize) -> impl Iterator<Item = (Usn, Slot)> + '_ {
+        (self.offs[from..].iter().zip(&self.slots[from..]))
+            .filter(|(_, s)| **s != GONE)
+            .map(|(o, s)| (Usn(self.base.0 + u64::from(*o)), *s))
     }
 }
 
-/// A sorted sequence of chunks, each behind `Arc`. A removed entry is
-/// marked, and a chunk is compacted once more than half of it is marks
-/// (dropped when empty); an insert out of USN order keeps its chunk sorted
-/// and splits it past twice [`CHUNK`].
+/// A sorted sequence of chunks, each behind `Arc`: 8 bytes an entry (a
+/// 4-byte offset from the chunk's first USN and a 4-byte slot). A removed
+/// entry is marked, and a chunk is compacted once more than half of it is
+/// marks (dropped when empty); an insert out of USN order keeps its chunk
+/// sorted and splits it past twice [`CHUNK`]. A USN more than 2^32 past a
+/// chunk's first starts a chunk of its own.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ChunkLog {
     chunks: Vec<Arc<Chunk>>,
@@ -69,59 +140,82 @@ impl ChunkLog {
         self.firsts.partition_point(|f| *f <= usn).saturating_sub(1)
     }
 
+    fn new_chunk(&mut self, at: usize, usn: Usn, s: Slot) {
+        self.firsts.insert(at, usn);
+        self.chunks.insert(at, Arc::new(Chunk::one(usn, s)));
+    }
+
     /// Maps `usn` to `s`, replacing the slot it had.
     pub(crate) fn insert(&mut self, usn: Usn, s: Slot) {
-        match self.chunks.last_mut() {
-            Some(last)
-                if *last.usns.last().expect("chunks are never empty") < usn
-                    && last.usns.len() < CHUNK =>
-            {
-                let c = Arc::make_mut(last);
-                c.usns.push(usn);
-                c.slots.push(s);
-                return;
-            }
-            // The last chunk is full: a new one.
-            Some(last) if *last.usns.last().expect("chunks are never empty") < usn => {}
-            Some(_) => {
-                // Not in USN order: keep the chunk sorted the slow way.
-                let ci = self.chunk_of(usn);
-                let c = Arc::make_mut(&mut self.chunks[ci]);
-                let i = c.usns.partition_point(|u| *u < usn);
-                if c.usns.get(i) == Some(&usn) {
-                    if c.slots[i] == GONE {
-                        c.gone -= 1;
-                    }
-                    c.slots[i] = s;
-                    return;
+        let n = self.chunks.len();
+        let Some(last) = self.chunks.last_mut() else {
+            return self.new_chunk(0, usn, s);
+        };
+        if last.last() < usn {
+            match last.offset(usn) {
+                Some(o) if last.len() < CHUNK => {
+                    let c = Arc::make_mut(last);
+                    c.offs.push(o);
+                    c.slots.push(s);
                 }
-                c.usns.insert(i, usn);
-                c.slots.insert(i, s);
-                self.firsts[ci] = c.usns[0];
-                if c.usns.len() >= 2 * CHUNK {
-                    let mut tail = Chunk {
-                        usns: c.usns.split_off(CHUNK),
-                        slots: c.slots.split_off(CHUNK),
-                        gone: 0,
-                    };
-                    // The head keeps the capacity it grew to otherwise.
-                    c.usns.shrink_to_fit();
-                    c.slots.shrink_to_fit();
-                    tail.gone = tail.slots.iter().filter(|x| **x == GONE).count();
-                    c.gone -= tail.gone;
-                    self.firsts.insert(ci + 1, tail.usns[0]);
-                    self.chunks.insert(ci + 1, Arc::new(tail));
-                }
-                return;
+                // Full, or too far past its first USN: a new chunk.
+                _ => self.new_chunk(n, usn, s),
             }
-            None => {}
+            return;
         }
-        self.firsts.push(usn);
-        self.chunks.push(Arc::new(Chunk {
-            usns: vec![usn],
-            slots: vec![s],
-            gone: 0,
-        }));
+        // Not in USN order: keep the chunk sorted the slow way.
+        let ci = self.chunk_of(usn);
+        let c = &self.chunks[ci];
+        if usn < c.base {
+            // Before every entry (`ci` is the first chunk): the chunk
+            // takes it as its new base if its span allows.
+            if c.last().0 - usn.0 > SPAN {
+                return self.new_chunk(0, usn, s);
+            }
+            let c = Arc::make_mut(&mut self.chunks[ci]);
+            let d = u32::try_from(c.base.0 - usn.0).expect("within the span");
+            for o in &mut c.offs {
+                *o += d;
+            }
+            c.offs.insert(0, 0);
+            c.slots.insert(0, s);
+            c.base = usn;
+            self.firsts[ci] = usn;
+        } else {
+            let Some(o) = c.offset(usn) else {
+                // Past the chunk's span, so past all its entries (and
+                // before the next chunk's): a chunk of its own.
+                return self.new_chunk(ci + 1, usn, s);
+            };
+            let i = c.rank(usn, false);
+            let c = Arc::make_mut(&mut self.chunks[ci]);
+            if c.offs.get(i) == Some(&o) {
+                if c.slots[i] == GONE {
+                    c.gone -= 1;
+                }
+                c.slots[i] = s;
+                return;
+            }
+            c.offs.insert(i, o);
+            c.slots.insert(i, s);
+        }
+        let c = Arc::make_mut(&mut self.chunks[ci]);
+        if c.len() >= 2 * CHUNK {
+            let mut tail = Chunk {
+                base: c.base,
+                offs: c.offs.split_off(CHUNK),
+                slots: c.slots.split_off(CHUNK),
+                gone: 0,
+            };
+            tail.rebase();
+            // The head keeps the capacity it grew to otherwise.
+            c.offs.shrink_to_fit();
+            c.slots.shrink_to_fit();
+            tail.gone = tail.slots.iter().filter(|x| **x == GONE).count();
+            c.gone -= tail.gone;
+            self.firsts.insert(ci + 1, tail.base);
+            self.chunks.insert(ci + 1, Arc::new(tail));
+        }
     }
 
     /// Removes the entry at `usn`, if any.
@@ -142,20 +236,20 @@ impl ChunkLog {
         let Some(c) = self.chunks.get(ci) else {
             return;
         };
-        let i = c.usns.partition_point(|u| *u < usn);
-        if c.usns.get(i) != Some(&usn) || c.slots[i] == GONE || !take(c.slots[i]) {
+        let i = c.rank(usn, false);
+        if i == c.len() || c.usn(i) != usn || c.slots[i] == GONE || !take(c.slots[i]) {
             return;
         }
         let c = Arc::make_mut(&mut self.chunks[ci]);
         c.slots[i] = GONE;
         c.gone += 1;
-        if c.gone * 2 > c.usns.len() {
+        if c.gone * 2 > c.len() {
             c.compact();
-            if c.usns.is_empty() {
+            if c.len() == 0 {
                 self.chunks.remove(ci);
                 self.firsts.remove(ci);
             } else {
-                self.firsts[ci] = c.usns[0];
+                self.firsts[ci] = c.base;
             }
         }
     }
@@ -163,19 +257,11 @@ impl ChunkLog {
     /// Entries with a USN above `from`, in order.
     pub(crate) fn after(&self, from: Usn) -> impl Iterator<Item = (Usn, Slot)> + '_ {
         let ci = self.chunk_of(from);
-        let skip = self
-            .chunks
-            .get(ci)
-            .map_or(0, |c| c.usns.partition_point(|u| *u <= from));
+        let skip = self.chunks.get(ci).map_or(0, |c| c.rank(from, true));
         self.chunks[ci.min(self.chunks.len())..]
             .iter()
             .enumerate()
-            .flat_map(move |(k, c)| {
-                let from = if k == 0 { skip } else { 0 };
-                c.usns[from..].iter().zip(&c.slots[from..])
-            })
-            .filter(|(_, s)| **s != GONE)
-            .map(|(u, s)| (*u, *s))
+            .flat_map(move |(k, c)| c.entries(if k == 0 { skip } else { 0 }))
     }
 
     /// The highest USN held.
@@ -184,7 +270,7 @@ impl ChunkLog {
         // away), so its last unmarked entry is the highest.
         let c = self.chunks.last()?;
         let i = c.slots.iter().rposition(|s| *s != GONE)?;
-        Some(c.usns[i])
+        Some(c.usn(i))
     }
 
     /// Whether no entry is held.
@@ -211,20 +297,19 @@ impl ChunkLog {
     #[cfg(test)]
     pub(crate) fn check(&self) {
         for c in &self.chunks {
-            assert!(!c.usns.is_empty(), "no empty chunk");
-            assert_eq!(c.usns.len(), c.slots.len());
-            assert!(c.usns.windows(2).all(|w| w[0] < w[1]), "sorted");
-            assert!(c.usns.len() < 2 * CHUNK);
+            assert!(c.len() > 0, "no empty chunk");
+            assert_eq!(c.offs[0], 0, "the base is the first entry's USN");
+            assert_eq!(c.offs.len(), c.slots.len());
+            assert!(c.offs.windows(2).all(|w| w[0] < w[1]), "sorted");
+            assert!(c.len() < 2 * CHUNK);
             let marks = c.slots.iter().filter(|s| **s == GONE).count();
             assert_eq!(c.gone, marks);
-            assert!(marks * 2 <= c.usns.len(), "compacted past half");
+            assert!(marks * 2 <= c.len(), "compacted past half");
         }
-        let firsts: Vec<Usn> = self.chunks.iter().map(|c| c.usns[0]).collect();
+        let firsts: Vec<Usn> = self.chunks.iter().map(|c| c.base).collect();
         assert_eq!(self.firsts, firsts);
         assert!(
-            self.chunks
-                .windows(2)
-                .all(|w| w[0].usns.last() < w[1].usns.first()),
+            self.chunks.windows(2).all(|w| w[0].last() < w[1].base),
             "chunks in order"
         );
     }
@@ -232,7 +317,7 @@ impl ChunkLog {
     /// Entries held, marks included, and marks.
     #[cfg(test)]
     fn entries(&self) -> (usize, usize) {
-        let n = self.chunks.iter().map(|c| c.usns.len()).sum();
+        let n = self.chunks.iter().map(|c| c.len()).sum();
         let gone = self.chunks.iter().map(|c| c.gone).sum();
         (n, gone)
     }
@@ -348,12 +433,8 @@ mod tests {
             "exactly half: not yet"
         );
         l.remove(Usn(half + 1));
-        assert_eq!(
-            l.chunks[0].usns.len(),
-            CHUNK - half as usize - 1,
-            "compacted"
-        );
-        assert_eq!(l.chunks[1].usns.len(), CHUNK, "the other chunk untouched");
+        assert_eq!(l.chunks[0].len(), CHUNK - half as usize - 1, "compacted");
+        assert_eq!(l.chunks[1].len(), CHUNK, "the other chunk untouched");
         assert_eq!(l.firsts[0], Usn(half + 2));
         for u in half + 2..=CHUNK as u64 {
             l.remove(Usn(u));
@@ -386,6 +467,51 @@ mod tests {
     }
 
     #[test]
+    fn usns_further_apart_than_a_span_go_to_chunks_of_their_own() {
+        let far = SPAN + 1;
+        let mut l = ChunkLog::default();
+        l.insert(Usn(far), 1);
+        l.insert(Usn(far + 1), 2);
+        // Far past the last: appended in a new chunk although it has room.
+        l.insert(Usn(3 * far), 3);
+        assert_eq!(l.chunks(), 2);
+        // Just within the span of the first chunk's last entry: that chunk
+        // rebased on it.
+        l.insert(Usn(far + 1 - SPAN), 5);
+        assert_eq!(l.chunks(), 2, "rebased, not a new chunk");
+        assert_eq!(l.chunks[0].base, Usn(far + 1 - SPAN));
+        // Further below: a chunk before it.
+        l.insert(Usn(1), 4);
+        assert_eq!(l.chunks(), 3);
+        // Past the span of a middle chunk, below the next: between them.
+        l.insert(Usn(2 * far + 5), 6);
+        assert_eq!(l.chunks(), 4);
+        l.check();
+        let want = [
+            (1, 4),
+            (far + 1 - SPAN, 5),
+            (far, 1),
+            (far + 1, 2),
+            (2 * far + 5, 6),
+            (3 * far, 3),
+        ];
+        assert_eq!(all(&l), want);
+        assert_eq!(
+            l.after(Usn(far)).map(|(u, _)| u.0).collect::<Vec<_>>(),
+            vec![far + 1, 2 * far + 5, 3 * far]
+        );
+        assert_eq!(l.after(Usn(u64::MAX)).count(), 0);
+        // Removing a chunk's first entries rebases it on the next one.
+        l.remove(Usn(far + 1 - SPAN));
+        l.remove(Usn(far));
+        l.check();
+        assert_eq!(l.last(), Some(Usn(3 * far)));
+        l.remove(Usn(3 * far));
+        assert_eq!(l.last(), Some(Usn(2 * far + 5)));
+        assert_eq!(all(&l), [(1, 4), (far + 1, 2), (2 * far + 5, 6)]);
+    }
+
+    #[test]
     fn a_mark_at_the_end_is_not_the_last_entry() {
         let mut l = ChunkLog::default();
         for u in 1..=4u64 {
@@ -400,6 +526,8 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         Append(u64),
+        /// An append more than a chunk's span past the top.
+        Jump(u64),
         Insert(u64),
         Remove(u64),
         RemoveIf(u64, Slot),
@@ -409,6 +537,7 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             6 => (1..4u64).prop_map(Op::Append),
+            1 => (0..3u64).prop_map(|d| Op::Jump(SPAN - 1 + d)),
             2 => any::<u64>().prop_map(Op::Insert),
             2 => any::<u64>().prop_map(Op::Remove),
             1 => (any::<u64>(), 0..4 as Slot).prop_map(|(u, s)| Op::RemoveIf(u, s)),
@@ -433,6 +562,10 @@ mod tests {
                 let s = (i % 4) as Slot;
                 match o {
                     Op::Append(d) => {
+                        l.insert(Usn(top + d), s);
+                        model.insert(top + d, s);
+                    }
+                    Op::Jump(d) => {
                         l.insert(Usn(top + d), s);
                         model.insert(top + d, s);
                     }
