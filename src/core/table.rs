@@ -93,7 +93,8 @@ impl Origin {
 /// originating write and dn.
 ///
 /// Nothing here iterates a hash index where order matters: scans go through
-/// the ordered `BTreeMap` indexes, so every run visits objects in the same order.
+/// the sorted by-USN and by-origin logs and the ordered sets, so every run
+/// visits objects in the same order.
 #[derive(Debug, Clone, Default)]
 pub struct ObjectTable {
     /// Every replica held, by slot.
