@@ -84,9 +84,16 @@ pub struct Cluster {
     names: Vec<String>,
     sites: Vec<String>,
     rng: ChaCha8Rng,
-    /// Per prefix: the next number and the dns loaded, by server.
-    loaded: BTreeMap<String, (u64, Vec<(usize, String)>)>,
+    /// Per prefix: the next number and the objects loaded, each as the
+    /// server that created it and its number (its dn is `cn=<prefix><n>`:
+    /// 16 bytes an object instead of a dn string's 48).
+    loaded: BTreeMap<String, (u64, Vec<(u32, u64)>)>,
     refused: u64,
+}
+
+/// The dn of the `n`th object a load with `prefix` created.
+fn loaded_dn(prefix: &str, n: u64) -> String {
+    format!("cn={prefix}{n}")
 }
 
 impl Cluster {
@@ -379,20 +386,17 @@ impl Cluster {
         if !targets.is_empty() {
             for k in 0..spec.creates {
                 let s = targets[(k % targets.len() as u64) as usize];
-                let dn = format!("cn={prefix}{next}");
+                let n = *next;
                 *next += 1;
                 let attrs = vec![
-                    (
-                        "mail".to_string(),
-                        format!("{prefix}{}@example.com", *next - 1),
-                    ),
+                    ("mail".to_string(), format!("{prefix}{n}@example.com")),
                     ("title".to_string(), "loaded".to_string()),
                 ];
                 batches[s].push(WriteOp::Create {
-                    dn: dn.clone(),
+                    dn: loaded_dn(&prefix, n),
                     attrs,
                 });
-                pool.push((s, dn));
+                pool.push((s as u32, n));
             }
         }
         // Modifies and deletes go to the server that created the object, so
@@ -401,17 +405,19 @@ impl Cluster {
             if pool.is_empty() {
                 break;
             }
-            let (s, dn) = pool[self.rng.random_range(0..pool.len())].clone();
-            batches[s].push(WriteOp::Modify {
-                dn,
+            let (s, n) = pool[self.rng.random_range(0..pool.len())];
+            batches[s as usize].push(WriteOp::Modify {
+                dn: loaded_dn(&prefix, n),
                 set: vec![("title".into(), format!("modified {k}"))],
                 remove: Vec::new(),
             });
         }
         pool.shuffle(&mut self.rng);
         for _ in 0..spec.deletes {
-            let Some((s, dn)) = pool.pop() else { break };
-            batches[s].push(WriteOp::Delete { dn });
+            let Some((s, n)) = pool.pop() else { break };
+            batches[s as usize].push(WriteOp::Delete {
+                dn: loaded_dn(&prefix, n),
+            });
         }
         let mut report = LoadReport::default();
         let total: u64 = batches.iter().map(|b| b.len() as u64).sum();

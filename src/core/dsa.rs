@@ -405,7 +405,8 @@ pub struct Dsa {
     next_request: u64,
     mode: Mode,
     cfg: CoreConfig,
-    /// Attribute names written here, interned: every object shares one copy.
+    /// Attribute names and parent dns written here, interned (at most
+    /// [`crate::limits::MAX_INTERNED_NAMES`]): every object shares one copy.
     names: BTreeSet<Arc<str>>,
     /// Creators cut off by a deleted connector: their objects were purged
     /// and stay so, even when a reply sent before the purge arrives after it.
@@ -502,13 +503,17 @@ impl Dsa {
         }
     }
 
-    /// The shared copy of an attribute name.
+    /// The shared copy of an attribute name or parent dn: a new one is
+    /// kept while fewer than [`crate::limits::MAX_INTERNED_NAMES`] are,
+    /// and is its own copy past that (the same text either way).
     fn intern(&mut self, name: &str) -> Arc<str> {
         if let Some(n) = self.names.get(name) {
             return n.clone();
         }
         let n: Arc<str> = name.into();
-        self.names.insert(n.clone());
+        if self.names.len() < crate::limits::MAX_INTERNED_NAMES {
+            self.names.insert(n.clone());
+        }
         n
     }
 
@@ -2090,6 +2095,37 @@ mod tests {
         let t = a.table().get(Guid(1)).unwrap().state;
         assert!(t.deleted);
         assert_eq!((t.stamp.version, t.stamp.usn), (3, Usn(3)));
+    }
+
+    #[test]
+    fn attribute_names_are_shared_up_to_the_bound() {
+        use crate::limits::MAX_INTERNED_NAMES;
+        let mut a = Dsa::new("A".into(), InvocationId(1), cfg());
+        a.create(Guid(1), "cn=x", &[("mail", "m1")], 1).unwrap();
+        a.create(Guid(2), "cn=y", &[("mail", "m2")], 2).unwrap();
+        a.modify("cn=x", &[("mail", "m3")], &[], 3).unwrap();
+        let name = |a: &Dsa, g: u128, attr: &str| {
+            let st = a.table().get(Guid(g)).unwrap().state;
+            let at = st.attrs.iter().find(|x| &*x.name == attr).unwrap();
+            at.name.clone()
+        };
+        let (x, y) = (name(&a, 1, "mail"), name(&a, 2, "mail"));
+        assert!(Arc::ptr_eq(&x, &y), "one copy of the name for both objects");
+        // The root's dn ("") and "mail" are kept; fill the set to its bound.
+        let kept = a.names.len();
+        for i in kept..MAX_INTERNED_NAMES {
+            a.intern(&format!("n{i}"));
+        }
+        assert_eq!(a.names.len(), MAX_INTERNED_NAMES);
+        a.create(Guid(3), "cn=z", &[("late", "v")], 4).unwrap();
+        a.create(Guid(4), "cn=w", &[("late", "v")], 5).unwrap();
+        assert_eq!(a.names.len(), MAX_INTERNED_NAMES, "nothing past the bound");
+        let (z, w) = (name(&a, 3, "late"), name(&a, 4, "late"));
+        assert_eq!((&*z, &*w), ("late", "late"), "the same text");
+        assert!(!Arc::ptr_eq(&z, &w), "past the bound, each its own copy");
+        // A name kept before the bound is still shared.
+        a.create(Guid(5), "cn=v", &[("mail", "m5")], 6).unwrap();
+        assert!(Arc::ptr_eq(&name(&a, 5, "mail"), &x));
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! and carries the messages. That keeps it testable by unit and property
 //! tests, and lets the actor shell and the benchmarks drive the same code.
 
+pub(crate) mod chunklog;
 pub(crate) mod cow;
 pub mod dsa;
 pub mod hash;
 pub mod ids;
 pub mod messages;
 pub mod object;
+pub(crate) mod origin;
 pub mod table;
 pub mod tree;
 pub mod vectors;

@@ -6,7 +6,7 @@
 //! guid. The two hash indexes (by guid, by dn) keep no key of their own: they
 //! read it from the slot's shared state when they probe or grow.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::core::cow::CowHash;
@@ -38,8 +38,8 @@ pub struct Digest {
     pub count: usize,
 }
 
-/// A replica's place in the slab.
-type Slot = u32;
+use crate::core::chunklog::{ChunkLog, Slot};
+use crate::core::origin::OriginIndex;
 
 /// A hash index entry: the slot and the high half of its key's hash, so
 /// that growing the table and rejecting a probe read no state.
@@ -47,152 +47,6 @@ type Slot = u32;
 struct Hashed {
     slot: Slot,
     hash: u32,
-}
-
-/// Entries per by-USN chunk: the first write after a clone copies one
-/// chunk (3 KB), a clone copies a pointer per chunk.
-const USN_CHUNK: usize = 256;
-
-/// One run of the by-USN index, in USN order.
-#[derive(Debug, Clone, Default)]
-struct UsnChunk {
-    usns: Vec<Usn>,
-    /// The slot changed at `usns[i]`, or [`UsnLog::GONE`].
-    slots: Vec<Slot>,
-    gone: usize,
-}
-
-impl UsnChunk {
-    /// Drops the marks.
-    fn compact(&mut self) {
-        let mut k = 0;
-        for j in 0..self.usns.len() {
-            if self.slots[j] != UsnLog::GONE {
-                self.usns[k] = self.usns[j];
-                self.slots[k] = self.slots[j];
-                k += 1;
-            }
-        }
-        self.usns.truncate(k);
-        self.slots.truncate(k);
-        self.gone = 0;
-    }
-}
-
-/// The by-USN index: local USNs only grow, so it is an append-only
-/// sequence of sorted chunks (a scan streams through memory), each shared
-/// copy-on-write with backups and restored servers. A removed entry is
-/// marked, and a chunk is compacted once more than half of it is marks
-/// (dropped when empty).
-#[derive(Debug, Clone, Default)]
-struct UsnLog {
-    chunks: Vec<Arc<UsnChunk>>,
-    /// Each chunk's first USN (marked or not): chunks are never empty and
-    /// their USNs all lie below the next chunk's first.
-    firsts: Vec<Usn>,
-}
-
-impl UsnLog {
-    const GONE: Slot = Slot::MAX;
-
-    /// The chunk that holds `usn` if any chunk does: the last whose
-    /// first USN is at or below it (0 when none is).
-    fn chunk_of(&self, usn: Usn) -> usize {
-        self.firsts.partition_point(|f| *f <= usn).saturating_sub(1)
-    }
-
-    fn insert(&mut self, usn: Usn, s: Slot) {
-        match self.chunks.last_mut() {
-            Some(last)
-                if *last.usns.last().expect("chunks are never empty") < usn
-                    && last.usns.len() < USN_CHUNK =>
-            {
-                let c = Arc::make_mut(last);
-                c.usns.push(usn);
-                c.slots.push(s);
-                return;
-            }
-            // The last chunk is full: a new one.
-            Some(last) if *last.usns.last().expect("chunks are never empty") < usn => {}
-            Some(_) => {
-                // Not the protocol's order (a caller storing at an older
-                // USN): keep the chunk sorted the slow way.
-                let ci = self.chunk_of(usn);
-                let c = Arc::make_mut(&mut self.chunks[ci]);
-                let i = c.usns.partition_point(|u| *u < usn);
-                if c.usns.get(i) == Some(&usn) {
-                    if c.slots[i] == Self::GONE {
-                        c.gone -= 1;
-                    }
-                    c.slots[i] = s;
-                    return;
-                }
-                c.usns.insert(i, usn);
-                c.slots.insert(i, s);
-                self.firsts[ci] = c.usns[0];
-                if c.usns.len() >= 2 * USN_CHUNK {
-                    let mut tail = UsnChunk {
-                        usns: c.usns.split_off(USN_CHUNK),
-                        slots: c.slots.split_off(USN_CHUNK),
-                        gone: 0,
-                    };
-                    tail.gone = tail.slots.iter().filter(|x| **x == Self::GONE).count();
-                    c.gone -= tail.gone;
-                    self.firsts.insert(ci + 1, tail.usns[0]);
-                    self.chunks.insert(ci + 1, Arc::new(tail));
-                }
-                return;
-            }
-            None => {}
-        }
-        self.firsts.push(usn);
-        self.chunks.push(Arc::new(UsnChunk {
-            usns: vec![usn],
-            slots: vec![s],
-            gone: 0,
-        }));
-    }
-
-    fn remove(&mut self, usn: Usn) {
-        let ci = self.chunk_of(usn);
-        let Some(c) = self.chunks.get(ci) else {
-            return;
-        };
-        let i = c.usns.partition_point(|u| *u < usn);
-        if c.usns.get(i) != Some(&usn) || c.slots[i] == Self::GONE {
-            return;
-        }
-        let c = Arc::make_mut(&mut self.chunks[ci]);
-        c.slots[i] = Self::GONE;
-        c.gone += 1;
-        if c.gone * 2 > c.usns.len() {
-            c.compact();
-            if c.usns.is_empty() {
-                self.chunks.remove(ci);
-                self.firsts.remove(ci);
-            } else {
-                self.firsts[ci] = c.usns[0];
-            }
-        }
-    }
-
-    /// Entries with a USN above `from`, in order.
-    fn after(&self, from: Usn) -> impl Iterator<Item = (Usn, Slot)> + '_ {
-        let ci = self.chunk_of(from);
-        let skip = self
-            .chunks
-            .get(ci)
-            .map_or(0, |c| c.usns.partition_point(|u| *u <= from));
-        self.chunks[ci.min(self.chunks.len())..]
-            .iter()
-            .enumerate()
-            .flat_map(move |(k, c)| {
-                let from = if k == 0 { skip } else { 0 };
-                c.usns[from..].iter().zip(&c.slots[from..])
-            })
-            .filter(|(_, s)| **s != Self::GONE)
-            .map(|(u, s)| (*u, *s))
-    }
 }
 
 /// The 64-bit hash hashbrown sees for a stored 32-bit one: its high bits
@@ -239,7 +93,8 @@ impl Origin {
 /// originating write and dn.
 ///
 /// Nothing here iterates a hash index where order matters: scans go through
-/// the ordered `BTreeMap` indexes, so every run visits objects in the same order.
+/// the sorted by-USN and by-origin logs and the ordered sets, so every run
+/// visits objects in the same order.
 #[derive(Debug, Clone, Default)]
 pub struct ObjectTable {
     /// Every replica held, by slot.
@@ -248,12 +103,11 @@ pub struct ObjectTable {
     free: Vec<Slot>,
     /// Slots by guid (the guid read from the slot).
     by_guid: CowHash<Hashed>,
-    by_usn: UsnLog,
-    /// The originating (invocation, USN) of every stamp an object carries,
-    /// in blocks of [`ORIGIN_BLOCK`] USNs of one invocation, each shared
-    /// copy-on-write with backups: a restored server copies only the blocks
-    /// it writes to (the newest of its own, as backsync brings them back).
-    by_origin: BTreeMap<(InvocationId, u64), Arc<BTreeMap<Usn, Slot>>>,
+    /// Slots by local USN of their last write: the GetChanges scan.
+    by_usn: ChunkLog,
+    /// Slots by the originating (invocation, USN) of every stamp their
+    /// state carries: the backsync answer.
+    by_origin: OriginIndex,
     /// Per name of live objects (where it is shown, and its rdn, compared
     /// ignoring case), the holder: the live object with that name whose
     /// last naming write (create or rename) is the latest.
@@ -361,15 +215,6 @@ fn at(slab: &Slab, s: Slot) -> &Replica {
         .replica
         .as_ref()
         .expect("an indexed slot is occupied")
-}
-
-/// The (invocation, USN) of every stamp a state carries, each once.
-/// Originating USNs per by-origin block (a power of two).
-const ORIGIN_BLOCK_BITS: u32 = 12;
-
-/// The by-origin block a key belongs to.
-fn block(inv: InvocationId, u: Usn) -> (InvocationId, u64) {
-    (inv, u.0 >> ORIGIN_BLOCK_BITS)
 }
 
 /// An originating write's key in the by-origin index.
@@ -779,7 +624,7 @@ impl ObjectTable {
             if had.is_some_and(|h| h.contains((inv, u))) {
                 continue;
             }
-            Arc::make_mut(self.by_origin.entry(block(inv, u)).or_default()).insert(u, s);
+            self.by_origin.insert(inv, u, s);
         }
         let (deleted, time, guid, hash) = (st.deleted, st.stamp.time, st.guid, st.hash);
         let parent = st.parent.object();
@@ -816,17 +661,8 @@ impl ObjectTable {
                 continue;
             }
             // Another object may carry the same stamp only after a USN
-            // rollback reused it; keep that object's entry.
-            let Some(m) = self.by_origin.get_mut(&block(inv, u)) else {
-                continue;
-            };
-            if m.get(&u) == Some(&s) {
-                let m = Arc::make_mut(m);
-                m.remove(&u);
-                if m.is_empty() {
-                    self.by_origin.remove(&block(inv, u));
-                }
-            }
+            // rollback reused it; that object's entry stays.
+            self.by_origin.remove(inv, u, s);
         }
         if st.deleted {
             self.tombstones.remove(&(st.stamp.time, st.guid));
@@ -1019,11 +855,9 @@ impl ObjectTable {
         inv: InvocationId,
         after: Usn,
     ) -> impl Iterator<Item = (Usn, &Replica)> + '_ {
-        let from = after.next();
         self.by_origin
-            .range(block(inv, from)..=(inv, u64::MAX))
-            .flat_map(move |(_, m)| m.range(from..))
-            .map(|(u, s)| (*u, at(&self.slab, *s)))
+            .after(inv, after)
+            .map(|(u, s)| (u, at(&self.slab, s)))
     }
 
     /// What [`ObjectTable::originated_by`] yields, found by scanning the
@@ -1050,12 +884,7 @@ impl ObjectTable {
 
     /// The highest originating USN of `inv` this table holds.
     pub fn max_origin_usn(&self, inv: InvocationId) -> Option<Usn> {
-        // Blocks are never empty: the last block's last key is the highest.
-        self.by_origin
-            .range((inv, 0)..=(inv, u64::MAX))
-            .next_back()
-            .and_then(|(_, m)| m.keys().next_back())
-            .copied()
+        self.by_origin.last(inv)
     }
 
     /// The live object that holds the name `dn` (compared ignoring case):
@@ -1256,6 +1085,7 @@ impl ObjectTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::chunklog::CHUNK as LOG_CHUNK;
     use crate::core::object::Attr;
 
     fn stamp(inv: u64, usn: u64) -> Stamp {
@@ -1365,12 +1195,9 @@ mod tests {
         assert_eq!(chunks, 3000usize.div_ceil(CHUNK));
         assert!(chunks > GROUP, "more than one group");
         assert_eq!(shared(&t, &backup), chunks - 2);
-        assert_eq!(t.by_usn.chunks.len(), 3000usize.div_ceil(USN_CHUNK));
-        let usn_shared = (t.by_usn.chunks.iter().zip(&backup.by_usn.chunks))
-            .filter(|(x, y)| Arc::ptr_eq(x, y))
-            .count();
+        assert_eq!(t.by_usn.chunks(), 3000usize.div_ceil(LOG_CHUNK));
         // Chunk 0 lost the old entry of 5, the last took two new ones.
-        assert_eq!(usn_shared, t.by_usn.chunks.len() - 2);
+        assert_eq!(t.by_usn.shared_with(&backup.by_usn), t.by_usn.chunks() - 2);
         assert!(t.by_guid.shards() > 4);
         assert_eq!(
             t.by_guid.shared_with(&backup.by_guid),
@@ -1383,16 +1210,13 @@ mod tests {
         assert_eq!(backup.originated_by(InvocationId(2), Usn(0)).count(), 0);
         assert_eq!(t.originated_by(InvocationId(2), Usn(0)).count(), 2);
         assert_eq!(t.max_origin_usn(InvocationId(1)), Some(Usn(3000)));
-        let blocks = |a: &ObjectTable, b: &ObjectTable| {
-            a.by_origin
-                .iter()
-                .filter(|(k, m)| b.by_origin.get(k).is_some_and(|n| Arc::ptr_eq(m, n)))
-                .count()
-        };
         let before = t.clone();
         t.put(obj(8000, "cn=late", stamp(1, 5000), false), Usn(9002));
-        // Invocation 1's block 0 (USNs 0..4096) stays shared; block 1 is new.
-        assert_eq!(blocks(&t, &before), before.by_origin.len());
+        // Invocation 1's full chunks stay shared; only the last took the
+        // new stamp.
+        let (now, then) = (inv1_origins(&t), inv1_origins(&before));
+        assert_eq!(now.chunks(), 3000usize.div_ceil(LOG_CHUNK));
+        assert_eq!(now.shared_with(then), now.chunks() - 1);
         assert_eq!(t.max_origin_usn(InvocationId(1)), Some(Usn(5000)));
         let got: Vec<u64> = t
             .originated_by(InvocationId(1), Usn(2998))
@@ -1685,16 +1509,25 @@ mod tests {
         assert_eq!(t.tombstones_before(99), vec![Guid(1), Guid(2), Guid(3)]);
     }
 
+    /// Invocation 1's part of a table's by-origin index.
+    fn inv1_origins(t: &ObjectTable) -> &crate::core::chunklog::ChunkLog {
+        t.by_origin
+            .log(InvocationId(1))
+            .expect("invocation 1 holds stamps")
+    }
+
     #[test]
-    fn rewriting_an_object_copies_only_the_origin_blocks_it_changes() {
-        // Created in invocation 1's block 0, rewritten in its block 1: a
-        // backup taken before keeps sharing block 0 (DOMAIN: a restored
-        // server copies only the blocks it writes to).
+    fn rewriting_an_object_copies_only_the_origin_chunks_it_changes() {
+        // A full chunk of invocation 1's stamps, then one object rewritten:
+        // the stamp it keeps (its create) stays where it was, the new one
+        // goes to a new chunk, and a backup taken before keeps sharing the
+        // full chunk (DOMAIN: a restored server copies only what it writes).
+        let n = LOG_CHUNK as u64;
         let mut t = ObjectTable::new();
-        for g in 1..=3u128 {
+        for g in 1..=n {
             t.put(
-                obj(g, &format!("cn={g}"), stamp(1, g as u64), false),
-                Usn(g as u64),
+                obj(g as u128, &format!("cn={g}"), stamp(1, g), false),
+                Usn(g),
             );
         }
         let backup = t.clone();
@@ -1709,140 +1542,21 @@ mod tests {
                 false,
                 s.attrs,
             )),
-            Usn(4),
+            Usn(n + 1),
         );
-        let b0 = block(InvocationId(1), Usn(1));
-        assert!(
-            Arc::ptr_eq(&t.by_origin[&b0], &backup.by_origin[&b0]),
-            "block 0 untouched"
-        );
-        let got: Vec<(Usn, Guid)> = t.originated_by(InvocationId(1), Usn(0)).collect();
-        let want = [(1, 1), (2, 2), (3, 3), (5000, 1)].map(|(u, g)| (Usn(u), Guid(g)));
+        let (now, then) = (inv1_origins(&t), inv1_origins(&backup));
+        assert_eq!((now.chunks(), then.chunks()), (2, 1));
+        assert_eq!(now.shared_with(then), 1, "the full chunk untouched");
+        let got: Vec<(Usn, Guid)> = t.originated_by(InvocationId(1), Usn(n - 2)).collect();
+        let want = [(n - 1, n - 1), (n, n), (5000, 1)].map(|(u, g)| (Usn(u), Guid(g as u128)));
         assert_eq!(got, want);
-    }
-
-    /// The by-USN log's entries, marks included, and its marks.
-    fn log_entries(l: &UsnLog) -> (usize, usize) {
-        let n = l.chunks.iter().map(|c| c.usns.len()).sum();
-        let gone = l.chunks.iter().map(|c| c.gone).sum();
-        (n, gone)
-    }
-
-    #[test]
-    fn usn_log_follows_a_model_through_removals_and_late_inserts() {
-        let mut l = UsnLog::default();
-        let mut model: BTreeMap<u64, Slot> = BTreeMap::new();
-        let mut snapshots = Vec::new();
-        let mut x = 99u64;
-        for step in 0..6000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            match x % 10 {
-                // Mostly appends, as the protocol writes.
-                0..=5 => {
-                    let u = model.keys().next_back().map_or(1, |u| u + 1 + x % 3);
-                    l.insert(Usn(u), step as Slot);
-                    model.insert(u, step as Slot);
-                }
-                // An older USN, some already held.
-                6 => {
-                    let u = x % (model.keys().next_back().copied().unwrap_or(0) + 2);
-                    l.insert(Usn(u), step as Slot);
-                    model.insert(u, step as Slot);
-                }
-                _ => {
-                    let u = x % (model.keys().next_back().copied().unwrap_or(0) + 2);
-                    l.remove(Usn(u));
-                    model.remove(&u);
-                }
-            }
-            if step % 1000 == 0 {
-                snapshots.push((l.clone(), model.clone()));
-            }
-        }
-        snapshots.push((l, model));
-        for (l, model) in &snapshots {
-            for c in &l.chunks {
-                assert!(!c.usns.is_empty(), "no empty chunk");
-                assert!(c.usns.windows(2).all(|w| w[0] < w[1]), "sorted");
-                assert!(c.usns.len() < 2 * USN_CHUNK);
-                let marks = c.slots.iter().filter(|s| **s == UsnLog::GONE).count();
-                assert_eq!(c.gone, marks);
-                assert!(marks * 2 <= c.usns.len(), "compacted past half");
-            }
-            let firsts: Vec<Usn> = l.chunks.iter().map(|c| c.usns[0]).collect();
-            assert_eq!(l.firsts, firsts);
-            let top = model.keys().next_back().copied().unwrap_or(0);
-            for from in (0..=top + 1).step_by(37).chain([0, top, top + 1]) {
-                let got: Vec<(u64, Slot)> = l.after(Usn(from)).map(|(u, s)| (u.0, s)).collect();
-                let want: Vec<(u64, Slot)> =
-                    model.range(from + 1..).map(|(u, s)| (*u, *s)).collect();
-                assert_eq!(got, want, "after {from}");
-            }
-        }
-    }
-
-    #[test]
-    fn usn_log_replaces_an_entry_at_an_existing_usn() {
-        let mut l = UsnLog::default();
-        for u in [2u64, 4, 6, 8, 10] {
-            l.insert(Usn(u), u as Slot);
-        }
-        l.insert(Usn(4), 40);
-        let got: Vec<(u64, Slot)> = l.after(Usn(0)).map(|(u, s)| (u.0, s)).collect();
-        assert_eq!(got, vec![(2, 2), (4, 40), (6, 6), (8, 8), (10, 10)]);
-        // A removed entry taken again is no longer counted as gone.
-        l.remove(Usn(6));
-        assert_eq!(log_entries(&l), (5, 1));
-        l.remove(Usn(6));
-        assert_eq!(log_entries(&l), (5, 1), "removing twice counts once");
-        l.remove(Usn(5));
-        assert_eq!(log_entries(&l), (5, 1), "no entry at 5");
-        l.insert(Usn(6), 60);
-        assert_eq!(log_entries(&l), (5, 0));
-        l.insert(Usn(6), 61);
-        let got: Vec<(u64, Slot)> = l.after(Usn(2)).map(|(u, s)| (u.0, s)).collect();
-        assert_eq!(got, vec![(4, 40), (6, 61), (8, 8), (10, 10)]);
-    }
-
-    #[test]
-    fn usn_log_compacts_a_chunk_once_more_than_half_are_marks() {
-        let mut l = UsnLog::default();
-        for u in 1..=(2 * USN_CHUNK as u64) {
-            l.insert(Usn(u), u as Slot);
-        }
-        assert_eq!(l.chunks.len(), 2, "appends fill chunks of {USN_CHUNK}");
-        let half = USN_CHUNK as u64 / 2;
-        for u in 1..=half {
-            l.remove(Usn(u));
-        }
         assert_eq!(
-            log_entries(&l),
-            (2 * USN_CHUNK, half as usize),
-            "exactly half: not yet"
-        );
-        l.remove(Usn(half + 1));
-        assert_eq!(
-            l.chunks[0].usns.len(),
-            USN_CHUNK - half as usize - 1,
-            "compacted"
+            t.originated_by(InvocationId(1), Usn(0)).count(),
+            n as usize + 1
         );
         assert_eq!(
-            l.chunks[1].usns.len(),
-            USN_CHUNK,
-            "the other chunk untouched"
+            backup.originated_by(InvocationId(1), Usn(0)).count(),
+            n as usize
         );
-        assert_eq!(l.firsts[0], Usn(half + 2));
-        for u in half + 2..=USN_CHUNK as u64 {
-            l.remove(Usn(u));
-        }
-        assert_eq!(l.chunks.len(), 1, "an emptied chunk goes");
-        let got: Vec<u64> = l.after(Usn(0)).map(|(u, _)| u.0).collect();
-        assert_eq!(
-            got,
-            (USN_CHUNK as u64 + 1..=2 * USN_CHUNK as u64).collect::<Vec<_>>()
-        );
-        assert_eq!(UsnLog::default().after(Usn(5)).count(), 0);
     }
 }

@@ -1,0 +1,607 @@
+//! A sorted map from USN to slot, in chunks shared copy-on-write: the
+//! layout of the table's by-USN index and of each invocation's part of the
+//! by-origin index (docs/PERFORMANCE.md).
+//!
+//! Both are written mostly in USN order (local USNs only grow; a partner
+//! sends an invocation's writes roughly in the order it made them), so the
+//! common insert is an append to the last chunk. An entry costs 8 bytes
+//! (a 4-byte offset from its chunk's first USN and a 4-byte slot, in
+//! parallel vectors) instead of a B-tree node's share, a clone copies a
+//! pointer per chunk, and a write after a clone copies only the chunk it
+//! lands in.
+
+use std::sync::Arc;
+
+use crate::core::ids::Usn;
+
+/// A replica's place in the table's slab.
+pub(crate) type Slot = u32;
+
+/// Entries per chunk: the first write to a shared chunk copies about 2 KB,
+/// a clone copies a pointer per chunk.
+pub(crate) const CHUNK: usize = 256;
+
+/// The mark of a removed entry (no slot is this high: the slab holds fewer
+/// than 2^32 replicas).
+const GONE: Slot = Slot::MAX;
+
+/// The widest span of USNs one chunk holds: entries are 4-byte offsets
+/// from the chunk's first USN.
+const SPAN: u64 = u32::MAX as u64;
+
+/// One run of entries, in USN order: entry `i` is at USN
+/// `base + offs[i]`, and `offs[0]` is 0.
+#[derive(Debug, Clone, Default)]
+struct Chunk {
+    base: Usn,
+    offs: Vec<u32>,
+    /// The slot of entry `i`, or [`GONE`].
+    slots: Vec<Slot>,
+    gone: usize,
+}
+
+impl Chunk {
+    fn one(usn: Usn, s: Slot) -> Chunk {
+        Chunk {
+            base: usn,
+            offs: vec![0],
+            slots: vec![s],
+            gone: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.offs.len()
+    }
+
+    fn usn(&self, i: usize) -> Usn {
+        Usn(self.base.0 + u64::from(self.offs[i]))
+    }
+
+    fn last(&self) -> Usn {
+        self.usn(self.len() - 1)
+    }
+
+    /// How many entries lie at or below `usn` (`inclusive`) or below it.
+    fn rank(&self, usn: Usn, inclusive: bool) -> usize {
+        let Some(d) = usn.0.checked_sub(self.base.0) else {
+            return 0;
+        };
+        if d > SPAN {
+            return self.len();
+        }
+        if inclusive {
+            self.offs.partition_point(|o| u64::from(*o) <= d)
+        } else {
+            self.offs.partition_point(|o| u64::from(*o) < d)
+        }
+    }
+
+    /// The offset of `usn` when it lies in this chunk's span.
+    fn offset(&self, usn: Usn) -> Option<u32> {
+        let d = usn.0.checked_sub(self.base.0)?;
+        u32::try_from(d).ok()
+    }
+
+    /// Makes the first entry's USN the base again (after the entries
+    /// before it went).
+    fn rebase(&mut self) {
+        let d = self.offs[0];
+        for o in &mut self.offs {
+            *o -= d;
+        }
+        self.base = Usn(self.base.0 + u64::from(d));
+    }
+
+    /// Drops the marks.
+    fn compact(&mut self) {
+        let mut k = 0;
+        for j in 0..self.len() {
+            if self.slots[j] != GONE {
+                self.offs[k] = self.offs[j];
+                self.slots[k] = self.slots[j];
+                k += 1;
+            }
+        }
+        self.offs.truncate(k);
+        self.slots.truncate(k);
+        self.gone = 0;
+        if k > 0 {
+            self.rebase();
+        }
+    }
+
+    /// Entries from the `from`th on, marks skipped.
+    fn entries(&self, from: usize) -> impl Iterator<Item = (Usn, Slot)> + '_ {
+        (self.offs[from..].iter().zip(&self.slots[from..]))
+            .filter(|(_, s)| **s != GONE)
+            .map(|(o, s)| (Usn(self.base.0 + u64::from(*o)), *s))
+    }
+}
+
+/// A sorted sequence of chunks, each behind `Arc`: 8 bytes an entry (a
+/// 4-byte offset from the chunk's first USN and a 4-byte slot). A removed
+/// entry is marked, and a chunk is compacted once more than half of it is
+/// marks (dropped when empty); an insert out of USN order keeps its chunk
+/// sorted and splits it past twice [`CHUNK`]. A USN more than 2^32 past a
+/// chunk's first starts a chunk of its own.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChunkLog {
+    chunks: Vec<Arc<Chunk>>,
+    /// Each chunk's first USN (marked or not): chunks are never empty and
+    /// their USNs all lie below the next chunk's first.
+    firsts: Vec<Usn>,
+}
+
+impl ChunkLog {
+    /// The chunk that holds `usn` if any chunk does: the last whose
+    /// first USN is at or below it (0 when none is).
+    fn chunk_of(&self, usn: Usn) -> usize {
+        self.firsts.partition_point(|f| *f <= usn).saturating_sub(1)
+    }
+
+    fn new_chunk(&mut self, at: usize, usn: Usn, s: Slot) {
+        self.firsts.insert(at, usn);
+        self.chunks.insert(at, Arc::new(Chunk::one(usn, s)));
+    }
+
+    /// Maps `usn` to `s`, replacing the slot it had.
+    pub(crate) fn insert(&mut self, usn: Usn, s: Slot) {
+        let n = self.chunks.len();
+        let Some(last) = self.chunks.last_mut() else {
+            return self.new_chunk(0, usn, s);
+        };
+        if last.last() < usn {
+            match last.offset(usn) {
+                Some(o) if last.len() < CHUNK => {
+                    let c = Arc::make_mut(last);
+                    c.offs.push(o);
+                    c.slots.push(s);
+                }
+                // Full, or too far past its first USN: a new chunk.
+                _ => self.new_chunk(n, usn, s),
+            }
+            return;
+        }
+        // Not in USN order: keep the chunk sorted the slow way.
+        let ci = self.chunk_of(usn);
+        let c = &self.chunks[ci];
+        if usn < c.base {
+            // Before every entry (`ci` is the first chunk): the chunk
+            // takes it as its new base if its span allows.
+            if c.last().0 - usn.0 > SPAN {
+                return self.new_chunk(0, usn, s);
+            }
+            let c = Arc::make_mut(&mut self.chunks[ci]);
+            let d = u32::try_from(c.base.0 - usn.0).expect("within the span");
+            for o in &mut c.offs {
+                *o += d;
+            }
+            c.offs.insert(0, 0);
+            c.slots.insert(0, s);
+            c.base = usn;
+            self.firsts[ci] = usn;
+        } else {
+            let Some(o) = c.offset(usn) else {
+                // Past the chunk's span, so past all its entries (and
+                // before the next chunk's): a chunk of its own.
+                return self.new_chunk(ci + 1, usn, s);
+            };
+            let i = c.rank(usn, false);
+            let c = Arc::make_mut(&mut self.chunks[ci]);
+            if c.offs.get(i) == Some(&o) {
+                if c.slots[i] == GONE {
+                    c.gone -= 1;
+                }
+                c.slots[i] = s;
+                return;
+            }
+            c.offs.insert(i, o);
+            c.slots.insert(i, s);
+        }
+        let c = Arc::make_mut(&mut self.chunks[ci]);
+        if c.len() >= 2 * CHUNK {
+            let mut tail = Chunk {
+                base: c.base,
+                offs: c.offs.split_off(CHUNK),
+                slots: c.slots.split_off(CHUNK),
+                gone: 0,
+            };
+            tail.rebase();
+            // The head keeps the capacity it grew to otherwise.
+            c.offs.shrink_to_fit();
+            c.slots.shrink_to_fit();
+            tail.gone = tail.slots.iter().filter(|x| **x == GONE).count();
+            c.gone -= tail.gone;
+            self.firsts.insert(ci + 1, tail.base);
+            self.chunks.insert(ci + 1, Arc::new(tail));
+        }
+    }
+
+    /// Removes the entry at `usn`, if any.
+    pub(crate) fn remove(&mut self, usn: Usn) {
+        self.remove_where(usn, |_| true);
+    }
+
+    /// Removes the entry at `usn` if it maps to `s` (another slot's entry
+    /// stays).
+    pub(crate) fn remove_if(&mut self, usn: Usn, s: Slot) {
+        self.remove_where(usn, |x| x == s);
+    }
+
+    /// Removes the entry at `usn` if its slot passes `take`; a miss copies
+    /// no shared chunk.
+    fn remove_where(&mut self, usn: Usn, take: impl Fn(Slot) -> bool) {
+        let ci = self.chunk_of(usn);
+        let Some(c) = self.chunks.get(ci) else {
+            return;
+        };
+        let i = c.rank(usn, false);
+        if i == c.len() || c.usn(i) != usn || c.slots[i] == GONE || !take(c.slots[i]) {
+            return;
+        }
+        let c = Arc::make_mut(&mut self.chunks[ci]);
+        c.slots[i] = GONE;
+        c.gone += 1;
+        if c.gone * 2 > c.len() {
+            c.compact();
+            if c.len() == 0 {
+                self.chunks.remove(ci);
+                self.firsts.remove(ci);
+            } else {
+                self.firsts[ci] = c.base;
+            }
+        }
+    }
+
+    /// Entries with a USN above `from`, in order.
+    pub(crate) fn after(&self, from: Usn) -> impl Iterator<Item = (Usn, Slot)> + '_ {
+        let ci = self.chunk_of(from);
+        let skip = self.chunks.get(ci).map_or(0, |c| c.rank(from, true));
+        self.chunks[ci.min(self.chunks.len())..]
+            .iter()
+            .enumerate()
+            .flat_map(move |(k, c)| c.entries(if k == 0 { skip } else { 0 }))
+    }
+
+    /// The highest USN held.
+    pub(crate) fn last(&self) -> Option<Usn> {
+        // The last chunk is never all marks (it would have been compacted
+        // away), so its last unmarked entry is the highest.
+        let c = self.chunks.last()?;
+        let i = c.slots.iter().rposition(|s| *s != GONE)?;
+        Some(c.usn(i))
+    }
+
+    /// Whether no entry is held.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// How many chunks the log has.
+    #[cfg(test)]
+    pub(crate) fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// How many of its chunks are the same allocation as `other`'s at the
+    /// same position (shared since a clone).
+    #[cfg(test)]
+    pub(crate) fn shared_with(&self, other: &ChunkLog) -> usize {
+        (self.chunks.iter().zip(&other.chunks))
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count()
+    }
+
+    /// Checks the layout's invariants (for tests).
+    #[cfg(test)]
+    pub(crate) fn check(&self) {
+        for c in &self.chunks {
+            assert!(c.len() > 0, "no empty chunk");
+            assert_eq!(c.offs[0], 0, "the base is the first entry's USN");
+            assert_eq!(c.offs.len(), c.slots.len());
+            assert!(c.offs.windows(2).all(|w| w[0] < w[1]), "sorted");
+            assert!(c.len() < 2 * CHUNK);
+            let marks = c.slots.iter().filter(|s| **s == GONE).count();
+            assert_eq!(c.gone, marks);
+            assert!(marks * 2 <= c.len(), "compacted past half");
+        }
+        let firsts: Vec<Usn> = self.chunks.iter().map(|c| c.base).collect();
+        assert_eq!(self.firsts, firsts);
+        assert!(
+            self.chunks.windows(2).all(|w| w[0].last() < w[1].base),
+            "chunks in order"
+        );
+    }
+
+    /// Entries held, marks included, and marks.
+    #[cfg(test)]
+    fn entries(&self) -> (usize, usize) {
+        let n = self.chunks.iter().map(|c| c.len()).sum();
+        let gone = self.chunks.iter().map(|c| c.gone).sum();
+        (n, gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn all(l: &ChunkLog) -> Vec<(u64, Slot)> {
+        l.after(Usn(0)).map(|(u, s)| (u.0, s)).collect()
+    }
+
+    #[test]
+    fn follows_a_model_through_removals_and_late_inserts() {
+        let mut l = ChunkLog::default();
+        let mut model: BTreeMap<u64, Slot> = BTreeMap::new();
+        let mut snapshots = Vec::new();
+        let mut x = 99u64;
+        for step in 0..6000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x % 10 {
+                // Mostly appends, as the protocol writes.
+                0..=5 => {
+                    let u = model.keys().next_back().map_or(1, |u| u + 1 + x % 3);
+                    l.insert(Usn(u), step as Slot);
+                    model.insert(u, step as Slot);
+                }
+                // An older USN, some already held.
+                6 => {
+                    let u = x % (model.keys().next_back().copied().unwrap_or(0) + 2);
+                    l.insert(Usn(u), step as Slot);
+                    model.insert(u, step as Slot);
+                }
+                _ => {
+                    let u = x % (model.keys().next_back().copied().unwrap_or(0) + 2);
+                    l.remove(Usn(u));
+                    model.remove(&u);
+                }
+            }
+            if step % 1000 == 0 {
+                snapshots.push((l.clone(), model.clone()));
+            }
+        }
+        snapshots.push((l, model));
+        for (l, model) in &snapshots {
+            l.check();
+            let top = model.keys().next_back().copied().unwrap_or(0);
+            assert_eq!(l.last().map(|u| u.0), model.keys().next_back().copied());
+            for from in (0..=top + 1).step_by(37).chain([0, top, top + 1]) {
+                let got: Vec<(u64, Slot)> = l.after(Usn(from)).map(|(u, s)| (u.0, s)).collect();
+                let want: Vec<(u64, Slot)> =
+                    model.range(from + 1..).map(|(u, s)| (*u, *s)).collect();
+                assert_eq!(got, want, "after {from}");
+            }
+        }
+    }
+
+    #[test]
+    fn replaces_an_entry_at_an_existing_usn() {
+        let mut l = ChunkLog::default();
+        for u in [2u64, 4, 6, 8, 10] {
+            l.insert(Usn(u), u as Slot);
+        }
+        l.insert(Usn(4), 40);
+        assert_eq!(all(&l), vec![(2, 2), (4, 40), (6, 6), (8, 8), (10, 10)]);
+        // A removed entry taken again is no longer counted as gone.
+        l.remove(Usn(6));
+        assert_eq!(l.entries(), (5, 1));
+        l.remove(Usn(6));
+        assert_eq!(l.entries(), (5, 1), "removing twice counts once");
+        l.remove(Usn(5));
+        assert_eq!(l.entries(), (5, 1), "no entry at 5");
+        l.insert(Usn(6), 60);
+        assert_eq!(l.entries(), (5, 0));
+        l.insert(Usn(6), 61);
+        let got: Vec<(u64, Slot)> = l.after(Usn(2)).map(|(u, s)| (u.0, s)).collect();
+        assert_eq!(got, vec![(4, 40), (6, 61), (8, 8), (10, 10)]);
+    }
+
+    #[test]
+    fn removes_only_the_named_slots_entry() {
+        let mut l = ChunkLog::default();
+        l.insert(Usn(5), 1);
+        l.insert(Usn(5), 2);
+        l.remove_if(Usn(5), 1);
+        assert_eq!(all(&l), vec![(5, 2)], "slot 1's entry was replaced");
+        l.remove_if(Usn(5), 2);
+        assert!(l.is_empty());
+        assert_eq!(l.last(), None);
+    }
+
+    #[test]
+    fn compacts_a_chunk_once_more_than_half_are_marks() {
+        let mut l = ChunkLog::default();
+        for u in 1..=(2 * CHUNK as u64) {
+            l.insert(Usn(u), u as Slot);
+        }
+        assert_eq!(l.chunks.len(), 2, "appends fill chunks of {CHUNK}");
+        let half = CHUNK as u64 / 2;
+        for u in 1..=half {
+            l.remove(Usn(u));
+        }
+        assert_eq!(
+            l.entries(),
+            (2 * CHUNK, half as usize),
+            "exactly half: not yet"
+        );
+        l.remove(Usn(half + 1));
+        assert_eq!(l.chunks[0].len(), CHUNK - half as usize - 1, "compacted");
+        assert_eq!(l.chunks[1].len(), CHUNK, "the other chunk untouched");
+        assert_eq!(l.firsts[0], Usn(half + 2));
+        for u in half + 2..=CHUNK as u64 {
+            l.remove(Usn(u));
+        }
+        assert_eq!(l.chunks.len(), 1, "an emptied chunk goes");
+        let got: Vec<u64> = l.after(Usn(0)).map(|(u, _)| u.0).collect();
+        assert_eq!(
+            got,
+            (CHUNK as u64 + 1..=2 * CHUNK as u64).collect::<Vec<_>>()
+        );
+        assert_eq!(ChunkLog::default().after(Usn(5)).count(), 0);
+    }
+
+    #[test]
+    fn inserts_in_reverse_order_split_chunks_and_stay_sorted() {
+        // Every insert lands before the first entry: the first chunk grows
+        // to twice the size and splits, again and again.
+        let mut l = ChunkLog::default();
+        let n = 5 * CHUNK as u64;
+        for u in (1..=n).rev() {
+            l.insert(Usn(u), u as Slot);
+            if u % 97 == 0 {
+                l.check();
+            }
+        }
+        l.check();
+        assert!(l.chunks() >= 5, "{} chunks", l.chunks());
+        assert_eq!(all(&l), (1..=n).map(|u| (u, u as Slot)).collect::<Vec<_>>());
+        assert_eq!(l.last(), Some(Usn(n)));
+    }
+
+    #[test]
+    fn usns_further_apart_than_a_span_go_to_chunks_of_their_own() {
+        let far = SPAN + 1;
+        let mut l = ChunkLog::default();
+        l.insert(Usn(far), 1);
+        l.insert(Usn(far + 1), 2);
+        // Far past the last: appended in a new chunk although it has room.
+        l.insert(Usn(3 * far), 3);
+        assert_eq!(l.chunks(), 2);
+        // Just within the span of the first chunk's last entry: that chunk
+        // rebased on it.
+        l.insert(Usn(far + 1 - SPAN), 5);
+        assert_eq!(l.chunks(), 2, "rebased, not a new chunk");
+        assert_eq!(l.chunks[0].base, Usn(far + 1 - SPAN));
+        // Further below: a chunk before it.
+        l.insert(Usn(1), 4);
+        assert_eq!(l.chunks(), 3);
+        // Past the span of a middle chunk, below the next: between them.
+        l.insert(Usn(2 * far + 5), 6);
+        assert_eq!(l.chunks(), 4);
+        l.check();
+        let want = [
+            (1, 4),
+            (far + 1 - SPAN, 5),
+            (far, 1),
+            (far + 1, 2),
+            (2 * far + 5, 6),
+            (3 * far, 3),
+        ];
+        assert_eq!(all(&l), want);
+        assert_eq!(
+            l.after(Usn(far)).map(|(u, _)| u.0).collect::<Vec<_>>(),
+            vec![far + 1, 2 * far + 5, 3 * far]
+        );
+        assert_eq!(l.after(Usn(u64::MAX)).count(), 0);
+        // Removing a chunk's first entries rebases it on the next one.
+        l.remove(Usn(far + 1 - SPAN));
+        l.remove(Usn(far));
+        l.check();
+        assert_eq!(l.last(), Some(Usn(3 * far)));
+        l.remove(Usn(3 * far));
+        assert_eq!(l.last(), Some(Usn(2 * far + 5)));
+        assert_eq!(all(&l), [(1, 4), (far + 1, 2), (2 * far + 5, 6)]);
+    }
+
+    #[test]
+    fn a_mark_at_the_end_is_not_the_last_entry() {
+        let mut l = ChunkLog::default();
+        for u in 1..=4u64 {
+            l.insert(Usn(u), u as Slot);
+        }
+        l.remove(Usn(4));
+        assert_eq!(l.last(), Some(Usn(3)));
+    }
+
+    /// One change to a log: an append past the top, an insert or a removal
+    /// at a USN from 1 (USNs start there) to just past the top.
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append(u64),
+        /// An append more than a chunk's span past the top.
+        Jump(u64),
+        Insert(u64),
+        Remove(u64),
+        RemoveIf(u64, Slot),
+        Clone,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (1..4u64).prop_map(Op::Append),
+            1 => (0..3u64).prop_map(|d| Op::Jump(SPAN - 1 + d)),
+            2 => any::<u64>().prop_map(Op::Insert),
+            2 => any::<u64>().prop_map(Op::Remove),
+            1 => (any::<u64>(), 0..4 as Slot).prop_map(|(u, s)| Op::RemoveIf(u, s)),
+            1 => Just(Op::Clone),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn matches_a_btreemap_and_clones_stay_as_taken(
+            ops in prop::collection::vec(op(), 1..1500),
+        ) {
+            let mut l = ChunkLog::default();
+            let mut model: BTreeMap<u64, Slot> = BTreeMap::new();
+            let mut clones: Vec<(ChunkLog, BTreeMap<u64, Slot>)> = Vec::new();
+            for (i, o) in ops.into_iter().enumerate() {
+                let top = model.keys().next_back().copied().unwrap_or(0);
+                // Slots 0..4 repeat, so that `RemoveIf` sometimes names
+                // the slot an entry has and sometimes another.
+                let s = (i % 4) as Slot;
+                match o {
+                    Op::Append(d) => {
+                        l.insert(Usn(top + d), s);
+                        model.insert(top + d, s);
+                    }
+                    Op::Jump(d) => {
+                        l.insert(Usn(top + d), s);
+                        model.insert(top + d, s);
+                    }
+                    Op::Insert(x) => {
+                        let u = 1 + x % (top + 1);
+                        l.insert(Usn(u), s);
+                        model.insert(u, s);
+                    }
+                    Op::Remove(x) => {
+                        let u = 1 + x % (top + 1);
+                        l.remove(Usn(u));
+                        model.remove(&u);
+                    }
+                    Op::RemoveIf(x, s) => {
+                        let u = 1 + x % (top + 1);
+                        l.remove_if(Usn(u), s);
+                        if model.get(&u) == Some(&s) {
+                            model.remove(&u);
+                        }
+                    }
+                    Op::Clone => clones.push((l.clone(), model.clone())),
+                }
+            }
+            clones.push((l, model));
+            for (l, model) in &clones {
+                l.check();
+                let want: Vec<(u64, Slot)> = model.iter().map(|(u, s)| (*u, *s)).collect();
+                prop_assert_eq!(all(l), want);
+                prop_assert_eq!(l.last().map(|u| u.0), model.keys().next_back().copied());
+                prop_assert_eq!(l.is_empty(), model.is_empty());
+                if let Some(mid) = model.keys().nth(model.len() / 2) {
+                    let got: Vec<u64> = l.after(Usn(*mid)).map(|(u, _)| u.0).collect();
+                    let want: Vec<u64> = model.range(mid + 1..).map(|(u, _)| *u).collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+        }
+    }
+}
