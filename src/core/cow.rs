@@ -1,194 +1,221 @@
-//! Copy-on-write index structures a backup and a restore share with the
-//! server they come from: cloning one copies a pointer per shard, and a
-//! write after that copies only the shard it lands in. A restore then
-//! costs what the restored server writes afterwards, not what it holds
-//! (docs/PERFORMANCE.md, "Restore growth").
+//! Copy-on-write hash indexes a backup and a restore share with the server
+//! they come from: cloning one copies two pointers, and the writes after it
+//! go to a small overlay instead of copying anything of the shared table. A
+//! restore then costs what the restored server writes afterwards, not what
+//! it holds (docs/PERFORMANCE.md, "Restore growth").
 
 use std::sync::Arc;
 
 use hashbrown::HashTable;
 
-/// Average entries per shard before the shards double: the first write to
-/// a shared shard copies about half a kilobyte.
-const SHARD_LOAD: usize = 64;
+use crate::core::ids::Guid;
+use crate::core::table::guid_hash64;
 
-/// Shards per group (2^GROUP_BITS): the first write to a shared group
-/// copies this many pointers; a clone copies one pointer per group. Small
-/// groups keep the first writes after a restore cheap; measured against
-/// 64-shard groups of 128 entries, 1,100 writes after restoring 1M
-/// objects took 2.4 ms instead of 3.6 to 5.6.
-const GROUP_BITS: u32 = 4;
+/// An entry's identity: two entries of one table never share it, and an
+/// entry keeps it while it is changed in place. The overlay records the
+/// shared entries it hides by identity.
+pub(crate) trait Identified {
+    /// The identity (any 128 bits that tell entries apart).
+    fn id(&self) -> u128;
+}
 
-/// At most 2^MAX_BITS shards (2^26 entries at [`SHARD_LOAD`]); past that,
-/// shards just grow.
-const MAX_BITS: u32 = 20;
+/// The overlay is folded into the table once it holds more than
+/// 1/MERGE_FRACTION of the table's entries (and more than [`MERGE_MIN`]):
+/// the fold copies the shared table once, so it costs each write after a
+/// backup or a restore about MERGE_FRACTION entry copies, amortised, and a
+/// clone taken before it copies at most that fraction.
+const MERGE_FRACTION: usize = 16;
+const MERGE_MIN: usize = 1024;
 
-/// A group of shards.
-type Group<T> = Vec<Arc<HashTable<T>>>;
+/// What was written since the table was last shared: entries added or
+/// changed, and the shared entries they hide or that were removed.
+#[derive(Debug)]
+struct Overlay<T> {
+    adds: HashTable<T>,
+    hidden: HashTable<u128>,
+}
 
-/// A hash table split by hash into shards, in groups, both shared
-/// copy-on-write: a persistent hash table two levels deep.
-///
-/// A clone copies a pointer per group (one per 1,024 entries); the first
-/// write after it to a group copies the group's 16 pointers and the one
-/// shard written (about half a kilobyte). A backup and a restore thus cost
-/// what is written after them, not what the table holds.
+impl<T: Clone> Clone for Overlay<T> {
+    fn clone(&self) -> Self {
+        Overlay {
+            adds: self.adds.clone(),
+            hidden: self.hidden.clone(),
+        }
+    }
+}
+
+impl<T> Default for Overlay<T> {
+    fn default() -> Self {
+        Overlay {
+            adds: HashTable::new(),
+            hidden: HashTable::new(),
+        }
+    }
+}
+
+impl<T> Overlay<T> {
+    fn is_empty(&self) -> bool {
+        self.adds.is_empty() && self.hidden.is_empty()
+    }
+
+    fn hides(&self, id: u128) -> bool {
+        !self.hidden.is_empty() && self.hidden.find(id_hash(id), |x| *x == id).is_some()
+    }
+
+    fn hide(&mut self, id: u128) {
+        self.hidden.insert_unique(id_hash(id), id, |x| id_hash(*x));
+    }
+}
+
+fn id_hash(id: u128) -> u64 {
+    guid_hash64(Guid(id))
+}
+
+/// A hash table shared copy-on-write as a base and an overlay: while no
+/// clone shares the base, it is an ordinary flat hashbrown table written in
+/// place (one probe a lookup). Once shared (a backup or a restore), writes
+/// go to the overlay, which adds entries and hides the base's changed or
+/// removed ones by [`Identified::id`]; lookups read the overlay first. An
+/// insert folds the overlay in once it passes a sixteenth of the table.
 ///
 /// The API is hashbrown's [`HashTable`]'s: callers hash and compare
-/// (entries can be slot numbers whose key lives elsewhere). The shard of a
-/// hash is the top bits of a multiplicative rehash, so that within a shard
-/// the hash's own bits (hashbrown's bucket and tag) stay spread.
+/// (entries can be slot numbers whose key lives elsewhere).
 #[derive(Debug, Clone)]
 pub(crate) struct CowHash<T> {
-    groups: Vec<Arc<Group<T>>>,
-    /// 2^bits shards.
-    bits: u32,
-    len: usize,
+    base: Arc<HashTable<T>>,
+    overlay: Arc<Overlay<T>>,
 }
 
 impl<T> Default for CowHash<T> {
     fn default() -> Self {
         CowHash {
-            groups: vec![Arc::new(vec![Arc::new(HashTable::new())])],
-            bits: 0,
-            len: 0,
+            base: Arc::new(HashTable::new()),
+            overlay: Arc::new(Overlay::default()),
         }
     }
 }
 
-/// The group and the shard within it of `hash`, among 2^bits shards.
-fn locate(hash: u64, bits: u32) -> (usize, usize) {
-    let s = if bits == 0 {
-        0
-    } else {
-        (hash.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - bits)) as usize
-    };
-    (s >> GROUP_BITS, s & ((1 << GROUP_BITS) - 1))
-}
-
-impl<T: Clone> CowHash<T> {
+impl<T: Clone + Identified> CowHash<T> {
     /// Number of entries.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.base.len() + self.overlay.adds.len() - self.overlay.hidden.len()
     }
 
     /// Whether it holds nothing.
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn shard(&self, hash: u64) -> &HashTable<T> {
-        let (g, i) = locate(hash, self.bits);
-        &self.groups[g][i]
-    }
-
-    /// The shard of `hash`, unshared first (its group and it copied if a
-    /// clone shares them).
-    fn shard_mut(&mut self, hash: u64) -> &mut HashTable<T> {
-        let (g, i) = locate(hash, self.bits);
-        Arc::make_mut(&mut Arc::make_mut(&mut self.groups[g])[i])
-    }
-
-    /// Whether writing to the shard of `hash` would copy nothing.
-    fn owned(&mut self, hash: u64) -> bool {
-        let (g, i) = locate(hash, self.bits);
-        Arc::get_mut(&mut self.groups[g]).is_some_and(|gr| Arc::get_mut(&mut gr[i]).is_some())
+        self.len() == 0
     }
 
     /// The entry with `hash` that `eq` accepts.
-    pub(crate) fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
-        self.shard(hash).find(hash, eq)
+    pub(crate) fn find(&self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<&T> {
+        let o = &*self.overlay;
+        if o.is_empty() {
+            return self.base.find(hash, eq);
+        }
+        if let Some(v) = o.adds.find(hash, &mut eq) {
+            return Some(v);
+        }
+        // Hidden first: a hidden entry's key may be gone (its slot freed).
+        self.base.find(hash, |e| !o.hides(e.id()) && eq(e))
     }
 
-    /// The entry with `hash` that `eq` accepts, to change in place. Its
-    /// shard is copied only when the entry is there and the shard shared.
-    pub(crate) fn find_mut(&mut self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<&mut T> {
-        if !self.owned(hash) && self.find(hash, &mut eq).is_none() {
-            return None;
+    /// The entry with `hash` that `eq` accepts, to change in place (its
+    /// [`Identified::id`] may change). A shared entry is copied into the
+    /// overlay first; `hasher` gives an entry's hash should the overlay grow.
+    pub(crate) fn find_mut(
+        &mut self,
+        hash: u64,
+        mut eq: impl FnMut(&T) -> bool,
+        hasher: impl Fn(&T) -> u64,
+    ) -> Option<&mut T> {
+        if self.overlay.is_empty() && Arc::get_mut(&mut self.base).is_some() {
+            return Arc::get_mut(&mut self.base)?.find_mut(hash, eq);
         }
-        self.shard_mut(hash).find_mut(hash, eq)
+        if self.overlay.adds.find(hash, &mut eq).is_some() {
+            return Arc::make_mut(&mut self.overlay).adds.find_mut(hash, eq);
+        }
+        let o = &*self.overlay;
+        let v = self.base.find(hash, |e| !o.hides(e.id()) && eq(e))?.clone();
+        let o = Arc::make_mut(&mut self.overlay);
+        o.hide(v.id());
+        Some(o.adds.insert_unique(hash, v, hasher).into_mut())
     }
 
     /// Adds an entry no other entry equals. `hasher` gives an entry's hash
-    /// (when the shards double or a shard grows).
+    /// (when the table grows or the overlay is folded in).
     pub(crate) fn insert(&mut self, hash: u64, value: T, hasher: impl Fn(&T) -> u64) {
-        self.shard_mut(hash).insert_unique(hash, value, &hasher);
-        self.len += 1;
-        if self.len > SHARD_LOAD << self.bits && self.bits < MAX_BITS {
-            self.double(&hasher);
+        let unique = Arc::get_mut(&mut self.base).is_some();
+        if !self.overlay.is_empty()
+            && (unique || self.overlay.adds.len() + self.overlay.hidden.len() > self.fold_at())
+        {
+            self.fold(&hasher);
+        }
+        match Arc::get_mut(&mut self.base) {
+            Some(base) => {
+                base.insert_unique(hash, value, &hasher);
+            }
+            None => {
+                Arc::make_mut(&mut self.overlay)
+                    .adds
+                    .insert_unique(hash, value, &hasher);
+            }
         }
     }
 
     /// Removes and returns the entry with `hash` that `eq` accepts.
     pub(crate) fn remove(&mut self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<T> {
-        if !self.owned(hash) && self.find(hash, &mut eq).is_none() {
-            return None;
+        if self.overlay.is_empty()
+            && let Some(base) = Arc::get_mut(&mut self.base)
+        {
+            let (v, _) = base.find_entry(hash, eq).ok()?.remove();
+            return Some(v);
         }
-        let (v, _) = self.shard_mut(hash).find_entry(hash, eq).ok()?.remove();
-        self.len -= 1;
+        if self.overlay.adds.find(hash, &mut eq).is_some() {
+            let o = Arc::make_mut(&mut self.overlay);
+            let (v, _) = o.adds.find_entry(hash, eq).ok()?.remove();
+            return Some(v);
+        }
+        let o = &*self.overlay;
+        let v = self.base.find(hash, |e| !o.hides(e.id()) && eq(e))?.clone();
+        Arc::make_mut(&mut self.overlay).hide(v.id());
         Some(v)
     }
 
-    /// Splits every shard in two (amortised over the inserts that filled
-    /// them, as a hash table's resize).
-    fn double(&mut self, hasher: &impl Fn(&T) -> u64) {
-        let bits = self.bits + 1;
-        let mut next: Vec<HashTable<T>> = (0..1usize << bits)
-            .map(|_| HashTable::with_capacity(SHARD_LOAD * 5 / 8))
-            .collect();
-        for group in std::mem::take(&mut self.groups) {
-            let group = Arc::try_unwrap(group).unwrap_or_else(|a| (*a).clone());
-            for shard in group {
-                let shard = Arc::try_unwrap(shard).unwrap_or_else(|a| (*a).clone());
-                for v in shard {
-                    let h = hasher(&v);
-                    let (g, i) = locate(h, bits);
-                    next[(g << GROUP_BITS) | i].insert_unique(h, v, hasher);
-                }
-            }
+    /// The overlay size that triggers a fold.
+    fn fold_at(&self) -> usize {
+        (self.base.len() / MERGE_FRACTION).max(MERGE_MIN)
+    }
+
+    /// Folds the overlay into the base (copying the base if shared).
+    fn fold(&mut self, hasher: &impl Fn(&T) -> u64) {
+        let overlay = std::mem::take(&mut self.overlay);
+        let overlay = Arc::try_unwrap(overlay).unwrap_or_else(|o| (*o).clone());
+        let base = Arc::make_mut(&mut self.base);
+        if !overlay.hidden.is_empty() {
+            base.retain(|e| !overlay.hides(e.id()));
         }
-        let mut it = next.into_iter().map(Arc::new).peekable();
-        while it.peek().is_some() {
-            self.groups
-                .push(Arc::new(it.by_ref().take(1 << GROUP_BITS).collect()));
+        for v in overlay.adds {
+            base.insert_unique(hasher(&v), v, hasher);
         }
-        self.bits = bits;
     }
 
     /// Every entry, in no meaningful order (tests and checks only).
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        self.groups
-            .iter()
-            .flat_map(|g| g.iter())
-            .flat_map(|s| s.iter())
+        let o = &*self.overlay;
+        (self.base.iter().filter(|e| !o.hides(e.id()))).chain(o.adds.iter())
     }
 
-    /// How many shards two tables share (tests).
+    /// Whether two tables share their base (tests).
     #[cfg(test)]
-    pub(crate) fn shared_with(&self, o: &CowHash<T>) -> usize {
-        let shards = |t: &CowHash<T>| -> Vec<*const HashTable<T>> {
-            (t.groups.iter().flat_map(|g| g.iter()))
-                .map(Arc::as_ptr)
-                .collect()
-        };
-        (shards(self).into_iter().zip(shards(o)))
-            .filter(|(a, b)| a == b)
-            .count()
+    pub(crate) fn shares_base_with(&self, o: &CowHash<T>) -> bool {
+        Arc::ptr_eq(&self.base, &o.base)
     }
 
-    /// How many groups two tables share (tests).
+    /// Entries written since the base was shared: added, and hidden (tests).
     #[cfg(test)]
-    pub(crate) fn groups_shared_with(&self, o: &CowHash<T>) -> usize {
-        (self.groups.iter().zip(&o.groups))
-            .filter(|(a, b)| Arc::ptr_eq(a, b))
-            .count()
-    }
-
-    /// Number of shards (tests).
-    #[cfg(test)]
-    pub(crate) fn shards(&self) -> usize {
-        1 << self.bits
+    pub(crate) fn overlay_len(&self) -> (usize, usize) {
+        (self.overlay.adds.len(), self.overlay.hidden.len())
     }
 }
 
@@ -197,6 +224,12 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    impl Identified for (u64, u64) {
+        fn id(&self) -> u128 {
+            u128::from(self.0)
+        }
+    }
+
     fn h(k: u64) -> u64 {
         // A spread hash, with a collision every 1,000 keys to exercise `eq`.
         let k2 = k / 1000 * 1000 + (k % 1000 != 7) as u64 * (k % 1000);
@@ -204,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn behaves_as_a_map_through_doubling_and_clones() {
+    fn behaves_as_a_map_through_clones_and_folds() {
         let mut t: CowHash<(u64, u64)> = CowHash::default();
         let mut model: BTreeMap<u64, u64> = BTreeMap::new();
         let hasher = |e: &(u64, u64)| h(e.0);
@@ -217,7 +250,7 @@ mod tests {
             x ^= x << 17;
             let k = x % 30_000;
             match x % 3 {
-                0 | 1 => match t.find_mut(h(k), |e| e.0 == k) {
+                0 | 1 => match t.find_mut(h(k), |e| e.0 == k, hasher) {
                     Some(e) => {
                         e.1 = step;
                         model.insert(k, step);
@@ -232,11 +265,15 @@ mod tests {
                     assert_eq!(got, model.remove(&k), "remove {k}");
                 }
             }
-            if step % 12_000 == 0 {
+            // Clones kept (so the base stays shared and the overlay
+            // works) and clones dropped (so the base is written in place).
+            if step % 6_000 == 0 {
                 snapshots.push((t.clone(), model.clone()));
             }
+            if step % 6_000 == 3_000 {
+                drop(t.clone());
+            }
         }
-        assert!(t.shards() > 16, "doubled past one group");
         snapshots.push((t, model));
         // Every snapshot still reads as it was when taken.
         for (t, model) in &snapshots {
@@ -254,25 +291,45 @@ mod tests {
     }
 
     #[test]
-    fn a_write_after_a_clone_copies_one_shard() {
+    fn writes_after_a_clone_copy_nothing_shared_until_the_overlay_folds() {
         let mut t: CowHash<(u64, u64)> = CowHash::default();
-        for k in 0..20_000u64 {
+        let n = 20_000u64;
+        for k in 0..n {
             t.insert(h(k), (k, k), |e| h(e.0));
         }
-        let n = t.shards();
-        assert!(n >= 128, "{n} shards");
+        assert_eq!(t.overlay_len(), (0, 0), "no clone: written in place");
         let copy = t.clone();
-        assert_eq!(t.shared_with(&copy), n);
-        let groups = n / 16;
-        assert_eq!(t.groups_shared_with(&copy), groups);
-        t.find_mut(h(5), |e| e.0 == 5).unwrap().1 = 99;
-        assert_eq!(t.shared_with(&copy), n - 1);
-        assert_eq!(t.groups_shared_with(&copy), groups - 1);
+        t.find_mut(h(5), |e| e.0 == 5, |e| h(e.0)).unwrap().1 = 99;
+        assert!(t.remove(h(6), |e| e.0 == 6).is_some());
+        t.insert(h(n), (n, n), |e| h(e.0));
         // A miss copies nothing.
-        assert!(t.find_mut(h(20_001), |e| e.0 == 20_001).is_none());
-        assert!(t.remove(h(20_002), |e| e.0 == 20_002).is_none());
-        assert_eq!(t.shared_with(&copy), n - 1);
+        assert!(t.find_mut(h(n + 1), |e| e.0 == n + 1, |e| h(e.0)).is_none());
+        assert!(t.remove(h(n + 2), |e| e.0 == n + 2).is_none());
+        assert!(t.shares_base_with(&copy));
+        assert_eq!(
+            t.overlay_len(),
+            (2, 2),
+            "5 changed and 6 removed hide theirs"
+        );
+        assert_eq!(t.len(), n as usize);
         assert_eq!(copy.find(h(5), |e| e.0 == 5), Some(&(5, 5)));
         assert_eq!(t.find(h(5), |e| e.0 == 5), Some(&(5, 99)));
+        assert_eq!(t.find(h(6), |e| e.0 == 6), None);
+        assert_eq!(copy.find(h(6), |e| e.0 == 6), Some(&(6, 6)));
+        // Past a sixteenth of the table (and the minimum), the next insert
+        // folds the overlay into a base of its own.
+        let fold = (n as usize / MERGE_FRACTION).max(MERGE_MIN);
+        let mut k = n + 10;
+        while t.shares_base_with(&copy) {
+            t.insert(h(k), (k, k), |e| h(e.0));
+            k += 1;
+        }
+        assert_eq!(k - (n + 10), fold as u64 - 2, "inserts until the fold");
+        assert_eq!(t.overlay_len(), (0, 0));
+        assert_eq!(t.len(), n as usize + (k - n - 10) as usize);
+        assert_eq!(t.find(h(5), |e| e.0 == 5), Some(&(5, 99)));
+        assert_eq!(t.find(h(6), |e| e.0 == 6), None);
+        assert_eq!(copy.len(), n as usize);
+        assert_eq!(copy.find(h(n), |e| e.0 == n), None);
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::core::cow::CowHash;
+use crate::core::cow::{CowHash, Identified};
 
 use crate::config::Granularity;
 use crate::core::ids::{Guid, InvocationId, SimTime, Stamp, Usn};
@@ -47,6 +47,19 @@ use crate::core::origin::OriginIndex;
 struct Hashed {
     slot: Slot,
     hash: u32,
+}
+
+impl Identified for Hashed {
+    fn id(&self) -> u128 {
+        (u128::from(self.slot) << 32) | u128::from(self.hash)
+    }
+}
+
+/// A parent's children: the parent's guid tells entries apart.
+impl Identified for (Guid, Vec<Slot>) {
+    fn id(&self) -> u128 {
+        self.0.0
+    }
 }
 
 /// The 64-bit hash hashbrown sees for a stored 32-bit one: its high bits
@@ -375,9 +388,11 @@ fn name_insert(
     let (place, rdn) = (place_of(slab, s), &*at(slab, s).state.rdn);
     let h64 = name_hash(&place, rdn);
     let h = (h64 >> 32) as u32;
-    match names.find_mut(widen(h), |o| {
-        o.hash == h && has_name(slab, o.slot, &place, rdn)
-    }) {
+    match names.find_mut(
+        widen(h),
+        |o| o.hash == h && has_name(slab, o.slot, &place, rdn),
+        |o| widen(o.hash),
+    ) {
         Some(holder) => {
             let all = conflicts.entry(h64).or_default();
             if !all.contains(&holder.slot) {
@@ -421,9 +436,11 @@ fn name_remove(
                 conflicts.remove(&h64);
             }
         }
-        if let Some(holder) = names.find_mut(widen(h), |o| {
-            o.hash == h && has_name(slab, o.slot, &place, rdn)
-        }) {
+        if let Some(holder) = names.find_mut(
+            widen(h),
+            |o| o.hash == h && has_name(slab, o.slot, &place, rdn),
+            |o| widen(o.hash),
+        ) {
             holder.slot = best;
         }
     } else {
@@ -635,7 +652,10 @@ impl ObjectTable {
             if !same_name {
                 if let Some(p) = parent {
                     let h = widen(guid_hash(p));
-                    match self.kids.find_mut(h, |e| e.0 == p) {
+                    match self
+                        .kids
+                        .find_mut(h, |e| e.0 == p, |e| widen(guid_hash(e.0)))
+                    {
                         Some(e) => e.1.push(s),
                         None => self.kids.insert(h, (p, vec![s]), |e| widen(guid_hash(e.0))),
                     }
@@ -672,7 +692,10 @@ impl ObjectTable {
                 name_remove(&mut self.names, &mut self.name_conflicts, &self.slab, s);
                 if let Some(p) = st.parent.object() {
                     let h = widen(guid_hash(p));
-                    if let Some(e) = self.kids.find_mut(h, |e| e.0 == p) {
+                    if let Some(e) = self
+                        .kids
+                        .find_mut(h, |e| e.0 == p, |e| widen(guid_hash(e.0)))
+                    {
                         e.1.retain(|&k| k != s);
                         if e.1.is_empty() {
                             self.kids.remove(h, |e| e.0 == p);
@@ -1134,15 +1157,21 @@ mod tests {
         assert_eq!((t.len(), t.live(), t.tombstones()), (2, 0, 2));
     }
 
-    #[test]
-    fn restamp_moves_only_the_range_to_new_usns() {
+    /// Objects 1..=n named cn=N, each written at USN N by invocation 1.
+    fn numbered(n: u128) -> ObjectTable {
         let mut t = ObjectTable::new();
-        for g in 1..=10u128 {
+        for g in 1..=n {
             t.put(
                 obj(g, &format!("cn={g}"), stamp(1, g as u64), false),
                 Usn(g as u64),
             );
         }
+        t
+    }
+
+    #[test]
+    fn restamp_moves_only_the_range_to_new_usns() {
+        let mut t = numbered(10);
         let (digest, live) = (t.digest(), t.live());
         let mut next = Usn(20);
         let moved = t.restamp(Usn(3), Usn(6), || {
@@ -1173,6 +1202,24 @@ mod tests {
     }
 
     #[test]
+    fn an_object_removed_after_a_clone_is_gone_from_every_index() {
+        let mut t = numbered(100);
+        let backup = t.clone();
+        // The shared indexes still hold entries for the freed slot: every
+        // lookup of its guid or name must skip them without reading it.
+        assert!(t.remove(Guid(5)).is_some());
+        assert!(t.get(Guid(5)).is_none());
+        assert!(t.find_live("cn=5").is_none());
+        assert_eq!(t.len(), 99);
+        assert_eq!(backup.find_live("cn=5").unwrap().state.guid, Guid(5));
+        // Its slot is reused by the next object.
+        t.put(obj(500, "cn=500", stamp(1, 500), false), Usn(500));
+        assert!(t.get(Guid(5)).is_none());
+        assert_eq!(t.find_live("cn=500").unwrap().state.guid, Guid(500));
+        assert_eq!(backup.get(Guid(5)).unwrap().state.guid, Guid(5));
+    }
+
+    #[test]
     fn a_clone_shares_chunks_until_written() {
         let mut t = ObjectTable::new();
         for g in 0..3000u128 {
@@ -1198,12 +1245,11 @@ mod tests {
         assert_eq!(t.by_usn.chunks(), 3000usize.div_ceil(LOG_CHUNK));
         // Chunk 0 lost the old entry of 5, the last took two new ones.
         assert_eq!(t.by_usn.shared_with(&backup.by_usn), t.by_usn.chunks() - 2);
-        assert!(t.by_guid.shards() > 4);
-        assert_eq!(
-            t.by_guid.shared_with(&backup.by_guid),
-            t.by_guid.shards() - 1,
-            "guid 7000's shard"
-        );
+        // The guid index: the new object in the overlay, the shared base
+        // untouched.
+        assert!(t.by_guid.shares_base_with(&backup.by_guid));
+        assert_eq!(t.by_guid.overlay_len(), (1, 0), "guid 7000");
+        assert_eq!(t.names.overlay_len(), (1, 1), "cn=new in, cn=5 out");
         assert!(backup.get(Guid(7000)).is_none());
         assert!(!backup.get(Guid(5)).unwrap().state.deleted);
         assert!(t.get(Guid(5)).unwrap().state.deleted);

@@ -143,10 +143,24 @@ pub fn lower(s: &str) -> String {
 
 /// A 64-bit hash of a name that is equal for names [`eq_ci`] calls equal.
 pub fn hash_ci(s: &str) -> u64 {
+    // Lowercased a block at a time into a stack buffer: the same XXH3 as
+    // byte by byte (a streaming hash of the concatenation), a fraction of
+    // the cost, and no allocation.
+    const BLOCK: usize = 128;
+    let mut buf = [0u8; BLOCK];
+    if s.is_ascii() && s.len() <= BLOCK {
+        let b = &mut buf[..s.len()];
+        b.copy_from_slice(s.as_bytes());
+        b.make_ascii_lowercase();
+        return xxhash_rust::xxh3::xxh3_64(b);
+    }
     let mut h = crate::core::StableHasher::new();
     if s.is_ascii() {
-        for b in s.bytes() {
-            h.write_u8(b.to_ascii_lowercase());
+        for part in s.as_bytes().chunks(BLOCK) {
+            let b = &mut buf[..part.len()];
+            b.copy_from_slice(part);
+            b.make_ascii_lowercase();
+            h.write(b);
         }
     } else {
         let mut buf = [0u8; 4];
@@ -236,6 +250,21 @@ mod tests {
         }
         assert!(!eq_ci("cn=Ann", "cn=Anne"));
         assert_ne!(hash_ci("cn=Ann"), hash_ci("cn=Anne"));
+    }
+
+    #[test]
+    fn a_name_hashes_as_xxh3_of_its_lowercase_bytes_at_any_length() {
+        // Across the stack buffer's block size and a multiple of it.
+        for n in [0, 1, 127, 128, 129, 300] {
+            let name: String = (0..n).map(|i| if i % 3 == 0 { 'Q' } else { 'z' }).collect();
+            let want = xxhash_rust::xxh3::xxh3_64(name.to_ascii_lowercase().as_bytes());
+            assert_eq!(hash_ci(&name), want, "length {n}");
+        }
+        let wide = "OU=Ärger,".repeat(30);
+        assert_eq!(
+            hash_ci(&wide),
+            xxhash_rust::xxh3::xxh3_64(wide.to_lowercase().as_bytes())
+        );
     }
 
     #[test]
