@@ -1255,12 +1255,9 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     ));
 
     // The growth story at three sizes, each in a child of its own.
-    let growth_reps = |n: u64| match (n, quick) {
-        (1_000_000, true) => 5,
-        (1_000_000, false) => 15,
-        (_, true) => 15,
-        _ => 31,
-    };
+    // A rep costs milliseconds next to the fixture's seconds, so even a
+    // quick run takes enough for a steady median.
+    let growth_reps = |_: u64| if quick { 15 } else { 31 };
     let mut growth: Vec<GrowthPoint> = Vec::new();
     for n in [10_000u64, 100_000, 1_000_000] {
         growth.push(in_child(&format!("growth:{n}:{}", growth_reps(n)))?);

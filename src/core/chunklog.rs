@@ -70,10 +70,44 @@ impl Chunk {
         if d > SPAN {
             return self.len();
         }
-        if inclusive {
-            self.offs.partition_point(|o| u64::from(*o) <= d)
+        let below = |o: &u32| {
+            if inclusive {
+                u64::from(*o) <= d
+            } else {
+                u64::from(*o) < d
+            }
+        };
+        // Interpolation first: a chunk's USNs are mostly consecutive (a
+        // removal only marks its entry), so the guess is usually the entry
+        // or next to it, one or two cache lines where a binary search reads
+        // about eight in a row.
+        let n = self.len();
+        if n == 0 {
+            return 0;
+        }
+        let last = u64::from(self.offs[n - 1]);
+        if d >= last {
+            return if below(&self.offs[n - 1]) { n } else { n - 1 };
+        }
+        let mut i = (d * (n as u64 - 1) / last.max(1)) as usize;
+        const WALK: usize = 4;
+        if below(&self.offs[i]) {
+            // The answer is past i: walk right a little, then search.
+            for _ in 0..WALK {
+                i += 1;
+                if !below(&self.offs[i]) {
+                    return i;
+                }
+            }
+            i + self.offs[i..].partition_point(below)
         } else {
-            self.offs.partition_point(|o| u64::from(*o) < d)
+            for _ in 0..WALK {
+                if i == 0 || below(&self.offs[i - 1]) {
+                    return i;
+                }
+                i -= 1;
+            }
+            self.offs[..i].partition_point(below)
         }
     }
 
