@@ -10,12 +10,12 @@ use crate::core::ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 use crate::core::messages::{ChangesReply, GetChanges, PullKind};
 use crate::core::object::{Attr, Name, ObjectState};
 use crate::core::table::{Digest, GuidHasher, ObjectTable, Replica};
+use crate::core::tree::{Containers, Parent, check_dn, eq_ci, split_dn};
+use crate::core::vectors::{HighWatermark, UpToDatenessVector};
 
 /// A set of guids hashed by one splitmix round (guids are random): the
 /// per-reply sets of what was sent or seen, far cheaper than SipHash.
 type GuidSet = std::collections::HashSet<Guid, std::hash::BuildHasherDefault<GuidHasher>>;
-use crate::core::tree::{Containers, Parent, check_dn, eq_ci, split_dn};
-use crate::core::vectors::{HighWatermark, UpToDatenessVector};
 
 /// The settings the protocol core needs (the rest is the shell's timing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

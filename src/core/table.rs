@@ -1,19 +1,21 @@
 //! One server's object table and the indexes the protocol reads.
 //!
 //! Layout, chosen for the cost of one object replica (docs/PERFORMANCE.md):
-//! every replica lives once in a slab (`Vec<Option<Replica>>`, 24 bytes a
-//! slot) and every index stores a 4-byte slot number instead of a 16-byte
-//! guid. The two hash indexes (by guid, by dn) keep no key of their own: they
-//! read it from the slot's shared state when they probe or grow.
+//! every replica lives once in a slab (48-byte cells: the replica, its
+//! origin summary, its LostAndFound flag) and every index stores a 4-byte
+//! slot number instead of a 16-byte guid. The two hash indexes (by guid,
+//! by dn) keep no key of their own: they read it from the slot's shared
+//! state when they probe or grow.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::core::cow::{CowHash, Identified};
-
 use crate::config::Granularity;
+use crate::core::chunklog::{ChunkLog, Slot};
+use crate::core::cow::{CowHash, Identified};
 use crate::core::ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 use crate::core::object::{Merge, ObjectState, merge};
+use crate::core::origin::OriginIndex;
 use crate::core::tree::{CNF_MARK, LOST_AND_FOUND, Parent, eq_ci, hash_ci, split_dn};
 
 /// One server's copy of one object: the shared state plus its local USNs.
@@ -37,9 +39,6 @@ pub struct Digest {
     /// Number of objects, tombstones included.
     pub count: usize,
 }
-
-use crate::core::chunklog::{ChunkLog, Slot};
-use crate::core::origin::OriginIndex;
 
 /// A hash index entry: the slot and the high half of its key's hash, so
 /// that growing the table and rejecting a probe read no state.
