@@ -297,6 +297,10 @@ mod tests {
         for k in 0..n {
             t.insert(h(k), (k, k), |e| h(e.0));
         }
+        // No clone: changes and removals are written in place too.
+        t.find_mut(h(3), |e| e.0 == 3, |e| h(e.0)).unwrap().1 = 3;
+        assert_eq!(t.remove(h(n - 1), |e| e.0 == n - 1), Some((n - 1, n - 1)));
+        t.insert(h(n - 1), (n - 1, n - 1), |e| h(e.0));
         assert_eq!(t.overlay_len(), (0, 0), "no clone: written in place");
         let copy = t.clone();
         t.find_mut(h(5), |e| e.0 == 5, |e| h(e.0)).unwrap().1 = 99;
