@@ -20,12 +20,12 @@ pub(crate) trait Identified {
 }
 
 /// The overlay is folded into the table once it holds more than
-/// 1/MERGE_FRACTION of the table's entries (and more than [`MERGE_MIN`]):
+/// 1/FOLD_FRACTION of the table's entries (and more than [`FOLD_MIN`]):
 /// the fold copies the shared table once, so it costs each write after a
-/// backup or a restore about MERGE_FRACTION entry copies, amortised, and a
+/// backup or a restore about FOLD_FRACTION entry copies, amortised, and a
 /// clone taken before it copies at most that fraction.
-const MERGE_FRACTION: usize = 16;
-const MERGE_MIN: usize = 1024;
+const FOLD_FRACTION: usize = 16;
+const FOLD_MIN: usize = 1024;
 
 /// What was written since the table was last shared: entries added or
 /// changed, and the shared entries they hide or that were removed.
@@ -76,7 +76,8 @@ fn id_hash(id: u128) -> u64 {
 /// place (one probe a lookup). Once shared (a backup or a restore), writes
 /// go to the overlay, which adds entries and hides the base's changed or
 /// removed ones by [`Identified::id`]; lookups read the overlay first. An
-/// insert folds the overlay in once it passes a sixteenth of the table.
+/// insert folds the overlay in once it passes a sixteenth of the table, or
+/// once nothing shares the base any more (a backup dropped).
 ///
 /// The API is hashbrown's [`HashTable`]'s: callers hash and compare
 /// (entries can be slot numbers whose key lives elsewhere).
@@ -115,6 +116,13 @@ impl<T: Clone + Identified> CowHash<T> {
         if let Some(v) = o.adds.find(hash, &mut eq) {
             return Some(v);
         }
+        self.visible_in_base(hash, eq)
+    }
+
+    /// The base's entry with `hash` that `eq` accepts, unless the overlay
+    /// hides it.
+    fn visible_in_base(&self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<&T> {
+        let o = &*self.overlay;
         // Hidden first: a hidden entry's key may be gone (its slot freed).
         self.base.find(hash, |e| !o.hides(e.id()) && eq(e))
     }
@@ -134,8 +142,7 @@ impl<T: Clone + Identified> CowHash<T> {
         if self.overlay.adds.find(hash, &mut eq).is_some() {
             return Arc::make_mut(&mut self.overlay).adds.find_mut(hash, eq);
         }
-        let o = &*self.overlay;
-        let v = self.base.find(hash, |e| !o.hides(e.id()) && eq(e))?.clone();
+        let v = self.visible_in_base(hash, eq)?.clone();
         let o = Arc::make_mut(&mut self.overlay);
         o.hide(v.id());
         Some(o.adds.insert_unique(hash, v, hasher).into_mut())
@@ -175,15 +182,14 @@ impl<T: Clone + Identified> CowHash<T> {
             let (v, _) = o.adds.find_entry(hash, eq).ok()?.remove();
             return Some(v);
         }
-        let o = &*self.overlay;
-        let v = self.base.find(hash, |e| !o.hides(e.id()) && eq(e))?.clone();
+        let v = self.visible_in_base(hash, eq)?.clone();
         Arc::make_mut(&mut self.overlay).hide(v.id());
         Some(v)
     }
 
     /// The overlay size that triggers a fold.
     fn fold_at(&self) -> usize {
-        (self.base.len() / MERGE_FRACTION).max(MERGE_MIN)
+        (self.base.len() / FOLD_FRACTION).max(FOLD_MIN)
     }
 
     /// Folds the overlay into the base (copying the base if shared).
@@ -322,7 +328,7 @@ mod tests {
         assert_eq!(copy.find(h(6), |e| e.0 == 6), Some(&(6, 6)));
         // Past a sixteenth of the table (and the minimum), the next insert
         // folds the overlay into a base of its own.
-        let fold = (n as usize / MERGE_FRACTION).max(MERGE_MIN);
+        let fold = (n as usize / FOLD_FRACTION).max(FOLD_MIN);
         let mut k = n + 10;
         while t.shares_base_with(&copy) {
             t.insert(h(k), (k, k), |e| h(e.0));
