@@ -136,7 +136,9 @@ impl<T: Clone + Identified> CowHash<T> {
         mut eq: impl FnMut(&T) -> bool,
         hasher: impl Fn(&T) -> u64,
     ) -> Option<&mut T> {
-        if self.overlay.is_empty() && Arc::get_mut(&mut self.base).is_some() {
+        // A plain load decides (no `Weak` is ever made, so one strong
+        // reference is unique); `get_mut` then takes it with one atomic.
+        if self.overlay.is_empty() && Arc::strong_count(&self.base) == 1 {
             return Arc::get_mut(&mut self.base)?.find_mut(hash, eq);
         }
         if self.overlay.adds.find(hash, &mut eq).is_some() {
@@ -151,9 +153,9 @@ impl<T: Clone + Identified> CowHash<T> {
     /// Adds an entry no other entry equals. `hasher` gives an entry's hash
     /// (when the table grows or the overlay is folded in).
     pub(crate) fn insert(&mut self, hash: u64, value: T, hasher: impl Fn(&T) -> u64) {
-        let unique = Arc::get_mut(&mut self.base).is_some();
         if !self.overlay.is_empty()
-            && (unique || self.overlay.adds.len() + self.overlay.hidden.len() > self.fold_at())
+            && (Arc::strong_count(&self.base) == 1
+                || self.overlay.adds.len() + self.overlay.hidden.len() > self.fold_at())
         {
             self.fold(&hasher);
         }

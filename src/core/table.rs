@@ -48,6 +48,18 @@ struct Hashed {
     hash: u32,
 }
 
+impl Hashed {
+    /// The hash the index grows by: the stored 32 bits, widened.
+    fn rehash(&self) -> u64 {
+        widen(self.hash)
+    }
+}
+
+/// The hash of a parent's children entry in the children index.
+fn kid_hash(e: &(Guid, Vec<Slot>)) -> u64 {
+    widen(guid_hash(e.0))
+}
+
 impl Identified for Hashed {
     fn id(&self) -> u128 {
         (u128::from(self.slot) << 32) | u128::from(self.hash)
@@ -390,7 +402,7 @@ fn name_insert(
     match names.find_mut(
         widen(h),
         |o| o.hash == h && has_name(slab, o.slot, &place, rdn),
-        |o| widen(o.hash),
+        Hashed::rehash,
     ) {
         Some(holder) => {
             let all = conflicts.entry(h64).or_default();
@@ -403,7 +415,7 @@ fn name_insert(
             }
         }
         None => {
-            names.insert(widen(h), Hashed { slot: s, hash: h }, |o| widen(o.hash));
+            names.insert(widen(h), Hashed { slot: s, hash: h }, Hashed::rehash);
         }
     }
 }
@@ -438,7 +450,7 @@ fn name_remove(
         if let Some(holder) = names.find_mut(
             widen(h),
             |o| o.hash == h && has_name(slab, o.slot, &place, rdn),
-            |o| widen(o.hash),
+            Hashed::rehash,
         ) {
             holder.slot = best;
         }
@@ -597,7 +609,7 @@ impl ObjectTable {
                 slot: s,
                 hash: guid_hash(guid),
             },
-            |o| widen(o.hash),
+            Hashed::rehash,
         );
         self.index(s, &keys, None, false);
         if live {
@@ -651,12 +663,9 @@ impl ObjectTable {
             if !same_name {
                 if let Some(p) = parent {
                     let h = widen(guid_hash(p));
-                    match self
-                        .kids
-                        .find_mut(h, |e| e.0 == p, |e| widen(guid_hash(e.0)))
-                    {
+                    match self.kids.find_mut(h, |e| e.0 == p, kid_hash) {
                         Some(e) => e.1.push(s),
-                        None => self.kids.insert(h, (p, vec![s]), |e| widen(guid_hash(e.0))),
+                        None => self.kids.insert(h, (p, vec![s]), kid_hash),
                     }
                     let lost = self.lost(guid, p);
                     self.slab.cell_mut(s).lost = lost;
@@ -691,10 +700,7 @@ impl ObjectTable {
                 name_remove(&mut self.names, &mut self.name_conflicts, &self.slab, s);
                 if let Some(p) = st.parent.object() {
                     let h = widen(guid_hash(p));
-                    if let Some(e) = self
-                        .kids
-                        .find_mut(h, |e| e.0 == p, |e| widen(guid_hash(e.0)))
-                    {
+                    if let Some(e) = self.kids.find_mut(h, |e| e.0 == p, kid_hash) {
                         e.1.retain(|&k| k != s);
                         if e.1.is_empty() {
                             self.kids.remove(h, |e| e.0 == p);
