@@ -6,9 +6,10 @@
 //! sends an invocation's writes roughly in the order it made them), so the
 //! common insert is an append to the last chunk. An entry costs 8 bytes
 //! (a 4-byte offset from its chunk's first USN and a 4-byte slot, in
-//! parallel vectors) instead of a B-tree node's share, a clone copies a
-//! pointer per chunk, and a write after a clone copies only the chunk it
-//! lands in.
+//! parallel vectors) instead of a B-tree node's share. Chunks come in small
+//! groups, both behind `Arc`: a clone copies a pointer per group (about 500
+//! for a million entries), and a write after a clone copies only the group's
+//! chunk pointers and the chunk it lands in.
 
 use std::sync::Arc;
 
@@ -17,8 +18,7 @@ use crate::core::ids::Usn;
 /// A replica's place in the table's slab.
 pub(crate) type Slot = u32;
 
-/// Entries per chunk: the first write to a shared chunk copies about 2 KB,
-/// a clone copies a pointer per chunk.
+/// Entries per chunk: the first write to a shared chunk copies about 2 KB.
 pub(crate) const CHUNK: usize = 256;
 
 /// The mark of a removed entry (no slot is this high: the slab holds fewer
@@ -153,23 +153,33 @@ impl Chunk {
     }
 }
 
-/// A sorted sequence of chunks, each behind `Arc`: 8 bytes an entry (a
-/// 4-byte offset from the chunk's first USN and a 4-byte slot). A removed
-/// entry is marked, and a chunk is compacted once more than half of it is
-/// marks (dropped when empty); an insert out of USN order keeps its chunk
-/// sorted and splits it past twice [`CHUNK`]. A USN more than 2^32 past a
-/// chunk's first starts a chunk of its own.
+/// Chunks per group: a clone copies a pointer per group, and the first
+/// write to a shared group copies its chunk pointers (a reference to each
+/// chunk), so a clone and a scattered write after it both stay small.
+#[cfg(not(test))]
+const GROUP: usize = 8;
+/// Small in tests, so that the model tests split and drop groups often.
+#[cfg(test)]
+const GROUP: usize = 2;
+
+/// A run of chunks in USN order, each behind `Arc`, with each chunk's
+/// first USN (marked or not).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct ChunkLog {
+struct Group {
     chunks: Vec<Arc<Chunk>>,
-    /// Each chunk's first USN (marked or not): chunks are never empty and
-    /// their USNs all lie below the next chunk's first.
     firsts: Vec<Usn>,
 }
 
-impl ChunkLog {
-    /// The chunk that holds `usn` if any chunk does: the last whose
-    /// first USN is at or below it (0 when none is).
+impl Group {
+    fn one(usn: Usn, s: Slot) -> Group {
+        Group {
+            chunks: vec![Arc::new(Chunk::one(usn, s))],
+            firsts: vec![usn],
+        }
+    }
+
+    /// The chunk that holds `usn` if any chunk of the group does: the
+    /// last whose first USN is at or below it (0 when none is).
     fn chunk_of(&self, usn: Usn) -> usize {
         self.firsts.partition_point(|f| *f <= usn).saturating_sub(1)
     }
@@ -179,25 +189,10 @@ impl ChunkLog {
         self.chunks.insert(at, Arc::new(Chunk::one(usn, s)));
     }
 
-    /// Maps `usn` to `s`, replacing the slot it had.
-    pub(crate) fn insert(&mut self, usn: Usn, s: Slot) {
-        let n = self.chunks.len();
-        let Some(last) = self.chunks.last_mut() else {
-            return self.new_chunk(0, usn, s);
-        };
-        if last.last() < usn {
-            match last.offset(usn) {
-                Some(o) if last.len() < CHUNK => {
-                    let c = Arc::make_mut(last);
-                    c.offs.push(o);
-                    c.slots.push(s);
-                }
-                // Full, or too far past its first USN: a new chunk.
-                _ => self.new_chunk(n, usn, s),
-            }
-            return;
-        }
-        // Not in USN order: keep the chunk sorted the slow way.
+    /// Maps `usn` to `s` where `usn` does not append to the last chunk:
+    /// keeps its chunk sorted, splitting it past twice [`CHUNK`]. `usn`
+    /// lies before the group's first only in the log's first group.
+    fn insert(&mut self, usn: Usn, s: Slot) {
         let ci = self.chunk_of(usn);
         let c = &self.chunks[ci];
         if usn < c.base {
@@ -252,6 +247,78 @@ impl ChunkLog {
         }
     }
 
+    /// The second half of a group grown to twice [`GROUP`] chunks.
+    fn split(&mut self) -> Option<Group> {
+        (self.chunks.len() >= 2 * GROUP).then(|| Group {
+            chunks: self.chunks.split_off(GROUP),
+            firsts: self.firsts.split_off(GROUP),
+        })
+    }
+}
+
+/// A sorted sequence of chunks in groups, both behind `Arc`: 8 bytes an
+/// entry (a 4-byte offset from the chunk's first USN and a 4-byte slot).
+/// A removed entry is marked, and a chunk is compacted once more than half
+/// of it is marks (dropped when empty, and its group with it); an insert
+/// out of USN order keeps its chunk sorted and splits it past twice
+/// [`CHUNK`] entries, and its group past twice [`GROUP`] chunks. A USN more
+/// than 2^32 past a chunk's first starts a chunk of its own.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChunkLog {
+    groups: Vec<Arc<Group>>,
+    /// Each group's first USN: groups are never empty and their USNs all
+    /// lie below the next group's first.
+    firsts: Vec<Usn>,
+}
+
+impl ChunkLog {
+    /// The group that holds `usn` if any group does: the last whose first
+    /// USN is at or below it (0 when none is).
+    fn group_of(&self, usn: Usn) -> usize {
+        self.firsts.partition_point(|f| *f <= usn).saturating_sub(1)
+    }
+
+    /// Maps `usn` to `s`, replacing the slot it had.
+    pub(crate) fn insert(&mut self, usn: Usn, s: Slot) {
+        let Some(g) = self.groups.last() else {
+            self.firsts.push(usn);
+            self.groups.push(Arc::new(Group::one(usn, s)));
+            return;
+        };
+        let c = g.chunks.last().expect("groups are never empty");
+        if c.last() < usn {
+            // The common case: an append.
+            match c.offset(usn) {
+                Some(o) if c.len() < CHUNK => {
+                    let g = Arc::make_mut(self.groups.last_mut().expect("a last group"));
+                    let c = Arc::make_mut(g.chunks.last_mut().expect("a last chunk"));
+                    c.offs.push(o);
+                    c.slots.push(s);
+                }
+                // Full, or too far past its first USN: a new chunk, in a
+                // new group once the last is full.
+                _ if g.chunks.len() < GROUP => {
+                    let g = Arc::make_mut(self.groups.last_mut().expect("a last group"));
+                    let n = g.chunks.len();
+                    g.new_chunk(n, usn, s);
+                }
+                _ => {
+                    self.firsts.push(usn);
+                    self.groups.push(Arc::new(Group::one(usn, s)));
+                }
+            }
+            return;
+        }
+        let gi = self.group_of(usn);
+        let g = Arc::make_mut(&mut self.groups[gi]);
+        g.insert(usn, s);
+        self.firsts[gi] = g.firsts[0];
+        if let Some(tail) = g.split() {
+            self.firsts.insert(gi + 1, tail.firsts[0]);
+            self.groups.insert(gi + 1, Arc::new(tail));
+        }
+    }
+
     /// Removes the entry at `usn`, if any.
     pub(crate) fn remove(&mut self, usn: Usn) {
         self.remove_where(usn, |_| true);
@@ -264,65 +331,105 @@ impl ChunkLog {
     }
 
     /// Removes the entry at `usn` if its slot passes `take`; a miss copies
-    /// no shared chunk.
+    /// no shared group or chunk.
     fn remove_where(&mut self, usn: Usn, take: impl Fn(Slot) -> bool) {
-        let ci = self.chunk_of(usn);
-        let Some(c) = self.chunks.get(ci) else {
+        let gi = self.group_of(usn);
+        let Some(g) = self.groups.get(gi) else {
             return;
         };
+        let ci = g.chunk_of(usn);
+        let c = &g.chunks[ci];
         let i = c.rank(usn, false);
         if i == c.len() || c.usn(i) != usn || c.slots[i] == GONE || !take(c.slots[i]) {
             return;
         }
-        let c = Arc::make_mut(&mut self.chunks[ci]);
+        let g = Arc::make_mut(&mut self.groups[gi]);
+        let c = Arc::make_mut(&mut g.chunks[ci]);
         c.slots[i] = GONE;
         c.gone += 1;
         if c.gone * 2 > c.len() {
             c.compact();
             if c.len() == 0 {
-                self.chunks.remove(ci);
-                self.firsts.remove(ci);
+                g.chunks.remove(ci);
+                g.firsts.remove(ci);
             } else {
-                self.firsts[ci] = c.base;
+                g.firsts[ci] = c.base;
+            }
+            if g.chunks.is_empty() {
+                self.groups.remove(gi);
+                self.firsts.remove(gi);
+            } else {
+                self.firsts[gi] = g.firsts[0];
             }
         }
     }
 
     /// Entries with a USN above `from`, in order.
     pub(crate) fn after(&self, from: Usn) -> impl Iterator<Item = (Usn, Slot)> + '_ {
-        let ci = self.chunk_of(from);
-        let skip = self.chunks.get(ci).map_or(0, |c| c.rank(from, true));
-        self.chunks[ci.min(self.chunks.len())..]
+        let gi = self.group_of(from);
+        let (ci, skip) = self.groups.get(gi).map_or((0, 0), |g| {
+            let ci = g.chunk_of(from);
+            (ci, g.chunks[ci].rank(from, true))
+        });
+        self.groups[gi.min(self.groups.len())..]
             .iter()
             .enumerate()
-            .flat_map(move |(k, c)| c.entries(if k == 0 { skip } else { 0 }))
+            .flat_map(move |(k, g)| {
+                let from_chunk = if k == 0 { ci } else { 0 };
+                g.chunks[from_chunk..]
+                    .iter()
+                    .enumerate()
+                    .map(move |(j, c)| (k == 0 && j == 0, c))
+            })
+            .flat_map(move |(first, c)| c.entries(if first { skip } else { 0 }))
     }
 
     /// The highest USN held.
     pub(crate) fn last(&self) -> Option<Usn> {
         // The last chunk is never all marks (it would have been compacted
         // away), so its last unmarked entry is the highest.
-        let c = self.chunks.last()?;
+        let c = self.groups.last()?.chunks.last()?;
         let i = c.slots.iter().rposition(|s| *s != GONE)?;
         Some(c.usn(i))
     }
 
     /// Whether no entry is held.
     pub(crate) fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.groups.is_empty()
+    }
+
+    /// Every chunk, in order (tests).
+    #[cfg(test)]
+    fn all_chunks(&self) -> impl Iterator<Item = &Arc<Chunk>> {
+        self.groups.iter().flat_map(|g| g.chunks.iter())
+    }
+
+    /// The `i`th chunk (tests).
+    #[cfg(test)]
+    fn chunk(&self, i: usize) -> &Chunk {
+        self.all_chunks().nth(i).expect("a chunk")
     }
 
     /// How many chunks the log has.
     #[cfg(test)]
     pub(crate) fn chunks(&self) -> usize {
-        self.chunks.len()
+        self.all_chunks().count()
     }
 
     /// How many of its chunks are the same allocation as `other`'s at the
     /// same position (shared since a clone).
     #[cfg(test)]
     pub(crate) fn shared_with(&self, other: &ChunkLog) -> usize {
-        (self.chunks.iter().zip(&other.chunks))
+        (self.all_chunks().zip(other.all_chunks()))
+            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .count()
+    }
+
+    /// How many of its groups are the same allocation as `other`'s at the
+    /// same position.
+    #[cfg(test)]
+    pub(crate) fn groups_shared_with(&self, other: &ChunkLog) -> usize {
+        (self.groups.iter().zip(&other.groups))
             .filter(|(a, b)| Arc::ptr_eq(a, b))
             .count()
     }
@@ -330,7 +437,7 @@ impl ChunkLog {
     /// Checks the layout's invariants (for tests).
     #[cfg(test)]
     pub(crate) fn check(&self) {
-        for c in &self.chunks {
+        for c in self.all_chunks() {
             assert!(c.len() > 0, "no empty chunk");
             assert_eq!(c.offs[0], 0, "the base is the first entry's USN");
             assert_eq!(c.offs.len(), c.slots.len());
@@ -340,10 +447,17 @@ impl ChunkLog {
             assert_eq!(c.gone, marks);
             assert!(marks * 2 <= c.len(), "compacted past half");
         }
-        let firsts: Vec<Usn> = self.chunks.iter().map(|c| c.base).collect();
+        for g in &self.groups {
+            assert!(!g.chunks.is_empty(), "no empty group");
+            assert!(g.chunks.len() < 2 * GROUP);
+            let firsts: Vec<Usn> = g.chunks.iter().map(|c| c.base).collect();
+            assert_eq!(g.firsts, firsts);
+        }
+        let firsts: Vec<Usn> = self.groups.iter().map(|g| g.firsts[0]).collect();
         assert_eq!(self.firsts, firsts);
+        let chunks: Vec<&Arc<Chunk>> = self.all_chunks().collect();
         assert!(
-            self.chunks.windows(2).all(|w| w[0].last() < w[1].base),
+            chunks.windows(2).all(|w| w[0].last() < w[1].base),
             "chunks in order"
         );
     }
@@ -351,8 +465,8 @@ impl ChunkLog {
     /// Entries held, marks included, and marks.
     #[cfg(test)]
     fn entries(&self) -> (usize, usize) {
-        let n = self.chunks.iter().map(|c| c.len()).sum();
-        let gone = self.chunks.iter().map(|c| c.gone).sum();
+        let n = self.all_chunks().map(|c| c.len()).sum();
+        let gone = self.all_chunks().map(|c| c.gone).sum();
         (n, gone)
     }
 }
@@ -456,7 +570,7 @@ mod tests {
         for u in 1..=(2 * CHUNK as u64) {
             l.insert(Usn(u), u as Slot);
         }
-        assert_eq!(l.chunks.len(), 2, "appends fill chunks of {CHUNK}");
+        assert_eq!(l.chunks(), 2, "appends fill chunks of {CHUNK}");
         let half = CHUNK as u64 / 2;
         for u in 1..=half {
             l.remove(Usn(u));
@@ -467,13 +581,13 @@ mod tests {
             "exactly half: not yet"
         );
         l.remove(Usn(half + 1));
-        assert_eq!(l.chunks[0].len(), CHUNK - half as usize - 1, "compacted");
-        assert_eq!(l.chunks[1].len(), CHUNK, "the other chunk untouched");
+        assert_eq!(l.chunk(0).len(), CHUNK - half as usize - 1, "compacted");
+        assert_eq!(l.chunk(1).len(), CHUNK, "the other chunk untouched");
         assert_eq!(l.firsts[0], Usn(half + 2));
         for u in half + 2..=CHUNK as u64 {
             l.remove(Usn(u));
         }
-        assert_eq!(l.chunks.len(), 1, "an emptied chunk goes");
+        assert_eq!(l.chunks(), 1, "an emptied chunk goes");
         let got: Vec<u64> = l.after(Usn(0)).map(|(u, _)| u.0).collect();
         assert_eq!(
             got,
@@ -496,6 +610,7 @@ mod tests {
         }
         l.check();
         assert!(l.chunks() >= 5, "{} chunks", l.chunks());
+        assert!(l.groups.len() >= 5 / GROUP, "groups split too");
         assert_eq!(all(&l), (1..=n).map(|u| (u, u as Slot)).collect::<Vec<_>>());
         assert_eq!(l.last(), Some(Usn(n)));
     }
@@ -513,7 +628,7 @@ mod tests {
         // rebased on it.
         l.insert(Usn(far + 1 - SPAN), 5);
         assert_eq!(l.chunks(), 2, "rebased, not a new chunk");
-        assert_eq!(l.chunks[0].base, Usn(far + 1 - SPAN));
+        assert_eq!(l.chunk(0).base, Usn(far + 1 - SPAN));
         // Further below: a chunk before it.
         l.insert(Usn(1), 4);
         assert_eq!(l.chunks(), 3);
@@ -543,6 +658,43 @@ mod tests {
         l.remove(Usn(3 * far));
         assert_eq!(l.last(), Some(Usn(2 * far + 5)));
         assert_eq!(all(&l), [(1, 4), (far + 1, 2), (2 * far + 5, 6)]);
+    }
+
+    #[test]
+    fn a_write_after_a_clone_copies_one_group_and_one_chunk() {
+        let mut l = ChunkLog::default();
+        let per_group = (GROUP * CHUNK) as u64;
+        for u in 1..=4 * per_group {
+            l.insert(Usn(u), u as Slot);
+        }
+        assert_eq!(l.groups.len(), 4, "appends fill groups of {GROUP} chunks");
+        let backup = l.clone();
+        assert_eq!(l.groups_shared_with(&backup), 4);
+        // In the first group's second chunk.
+        l.remove(Usn(CHUNK as u64 + 1));
+        assert_eq!(l.groups_shared_with(&backup), 3);
+        assert_eq!(
+            l.shared_with(&backup),
+            4 * GROUP - 1,
+            "its other chunks still shared"
+        );
+        // A group whose every entry goes is dropped.
+        for u in per_group + 1..=2 * per_group {
+            l.remove(Usn(u));
+        }
+        assert_eq!(l.groups.len(), 3);
+        l.check();
+        assert_eq!(l.after(Usn(0)).count() as u64, 3 * per_group - 1);
+        assert_eq!(
+            all(&backup).len() as u64,
+            4 * per_group,
+            "the clone as taken"
+        );
+        assert_eq!(
+            l.after(Usn(per_group)).next(),
+            Some((Usn(2 * per_group + 1), (2 * per_group + 1) as Slot)),
+            "a scan from the dropped group's span starts at the next group"
+        );
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! USN. Backsync reads it to answer "what did my lost instance write
 //! after USN x" at a cost that follows the answer, not the table.
 //!
-//! Each invocation's entries are a [`ChunkLog`]: 12 bytes an entry, a clone
-//! (a backup, a restore) copies a pointer per chunk, and a write after it
-//! copies only the chunk written (backsync brings a restored server's
-//! newest own writes back: its newest chunk).
+//! Each invocation's entries are a [`ChunkLog`]: 8 bytes an entry, a clone
+//! (a backup, a restore) copies a pointer per group of chunks, and a write
+//! after it copies only the group's pointers and the chunk written
+//! (backsync brings a restored server's newest own writes back: its newest
+//! chunk).
 
 use std::collections::BTreeMap;
 
