@@ -564,12 +564,64 @@ pub struct GrowthPoint {
     pub converge_ms: f64,
     /// Median wall ms of both.
     pub total_ms: f64,
-    /// Wall ms of both in the first restore, the only one whose caches
-    /// hold nothing of the objects it touches (the later ones find the
-    /// partners' entries for the same lost objects warm).
+    /// Wall ms of both in a process's first restore, the only one whose
+    /// caches hold nothing of the objects it touches (the later ones find
+    /// the partners' entries for the same lost objects warm); the median
+    /// over the processes when several ran.
     pub first_total_ms: f64,
-    /// Peak RSS of the process (VmHWM), bytes; `None` where `/proc` is missing.
+    /// Peak RSS of the process (VmHWM), bytes, the highest when several
+    /// ran; `None` where `/proc` is missing.
     pub peak_rss: Option<u64>,
+    /// Every restore timed: the restore step and the convergence, wall ms.
+    pub runs_ms: Vec<(f64, f64)>,
+}
+
+impl GrowthPoint {
+    /// One point from the runs of several processes at the same size, the
+    /// medians taken over all their restores: the bench runs the sizes in
+    /// turn, round after round, so that a slow minute on a shared machine
+    /// falls on every size instead of on one. `None` when no restore was
+    /// timed.
+    ///
+    /// ```
+    /// use backsync::bench::GrowthPoint;
+    /// let p = |runs_ms: Vec<(f64, f64)>| GrowthPoint {
+    ///     objects: 10,
+    ///     replicas: 30,
+    ///     reps: runs_ms.len(),
+    ///     restore_ms: 0.0,
+    ///     converge_ms: 0.0,
+    ///     total_ms: 0.0,
+    ///     first_total_ms: runs_ms[0].0 + runs_ms[0].1,
+    ///     peak_rss: Some(100),
+    ///     runs_ms,
+    /// };
+    /// let both = GrowthPoint::pooled(vec![
+    ///     p(vec![(1.0, 2.0), (1.0, 9.0)]),
+    ///     p(vec![(2.0, 2.0), (1.0, 3.0), (1.0, 1.0)]),
+    /// ])
+    /// .unwrap();
+    /// assert_eq!((both.reps, both.total_ms, both.converge_ms), (5, 4.0, 2.0));
+    /// ```
+    pub fn pooled(points: Vec<GrowthPoint>) -> Option<GrowthPoint> {
+        let first = points.first()?;
+        let runs_ms: Vec<(f64, f64)> = points.iter().flat_map(|p| p.runs_ms.clone()).collect();
+        if runs_ms.is_empty() {
+            return None;
+        }
+        let ms = |f: fn(&(f64, f64)) -> f64| median(runs_ms.iter().map(f).collect());
+        Some(GrowthPoint {
+            objects: first.objects,
+            replicas: first.replicas,
+            reps: runs_ms.len(),
+            restore_ms: ms(|r| r.0),
+            converge_ms: ms(|r| r.1),
+            total_ms: ms(|r| r.0 + r.1),
+            first_total_ms: median(points.iter().map(|p| p.first_total_ms).collect()),
+            peak_rss: points.iter().filter_map(|p| p.peak_rss).max(),
+            runs_ms,
+        })
+    }
 }
 
 /// Runs the growth story at `objects` ([`growth_fixture`], then `reps`
@@ -592,6 +644,15 @@ pub fn growth_point(objects: u64, reps: usize) -> Result<GrowthPoint, BenchError
         total_ms: ms(|r| r.total),
         first_total_ms: runs[0].total.as_secs_f64() * 1e3,
         peak_rss: proc_status("VmHWM:"),
+        runs_ms: runs
+            .iter()
+            .map(|r| {
+                (
+                    r.restore.as_secs_f64() * 1e3,
+                    r.converge.as_secs_f64() * 1e3,
+                )
+            })
+            .collect(),
     })
 }
 
@@ -1259,14 +1320,25 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         (">=", 1.0),
     ));
 
-    // The growth story at three sizes, each in a child of its own.
-    // A rep costs milliseconds next to the fixture's seconds, so even a
-    // quick run takes enough for a steady median.
-    let growth_reps = |_: u64| if quick { 15 } else { 31 };
-    let mut growth: Vec<GrowthPoint> = Vec::new();
-    for n in [10_000u64, 100_000, 1_000_000] {
-        growth.push(in_child(&format!("growth:{n}:{}", growth_reps(n)))?);
+    // The growth story at three sizes, each in a child of its own, the
+    // sizes in turn for a few rounds (a slow spell on a shared machine then
+    // falls on every size). A rep costs milliseconds next to the fixture's
+    // seconds, so even a quick run takes enough for a steady median.
+    const SIZES: [u64; 3] = [10_000, 100_000, 1_000_000];
+    let (rounds, reps) = if quick { (3, 7) } else { (3, 11) };
+    let mut runs: Vec<Vec<GrowthPoint>> = vec![Vec::new(); SIZES.len()];
+    for _ in 0..rounds {
+        for (n, runs) in SIZES.iter().zip(&mut runs) {
+            runs.push(in_child(&format!("growth:{n}:{reps}"))?);
+        }
     }
+    let growth: Vec<GrowthPoint> = runs
+        .into_iter()
+        .map(|r| {
+            GrowthPoint::pooled(r)
+                .ok_or_else(|| BenchError::Workload("growth: no restore timed".into()))
+        })
+        .collect::<Result<_, _>>()?;
     let g = |i: usize| growth[i].total_ms;
     let (g1m, g100k) = (g(2) / g(1), g(1) / g(0));
     out(figure(
@@ -1514,6 +1586,7 @@ mod tests {
             total_ms,
             first_total_ms: total_ms,
             peak_rss: None,
+            runs_ms: vec![(total_ms / 4.0, total_ms * 3.0 / 4.0)],
         };
         let svg = growth_svg(&[p(10_000, 1.0), p(100_000, 2.0), p(1_000_000, 3.0)]);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
