@@ -180,8 +180,24 @@ struct Cell {
     lost: bool,
 }
 
-/// A run of [`CHUNK`] cells.
-type Chunk = Arc<Vec<Cell>>;
+/// A run of [`CHUNK`] cells, allocated whole: a slice behind `Arc` keeps
+/// its length in the pointer, so reaching a cell reads the chunk's memory
+/// once (a `Vec` behind `Arc` would first read its header, another cache
+/// miss per cell in a large directory).
+type Chunk = Arc<[Cell]>;
+
+impl Cell {
+    fn free() -> Cell {
+        Cell {
+            replica: None,
+            origin: Origin {
+                invocation: InvocationId(0),
+                usn: Usn(u64::MAX),
+            },
+            lost: false,
+        }
+    }
+}
 
 /// The replicas, in chunks of [`CHUNK`] slots in groups of [`GROUP`]
 /// chunks, both shared copy-on-write: a backup or a restore copies a
@@ -190,6 +206,7 @@ type Chunk = Arc<Vec<Cell>>;
 #[derive(Debug, Clone, Default)]
 struct Slab {
     groups: Vec<Arc<Vec<Chunk>>>,
+    /// Slots handed out; the last chunk's cells past it are free.
     len: usize,
 }
 
@@ -211,18 +228,10 @@ impl Slab {
         if self.len.is_multiple_of(CHUNK * GROUP) {
             self.groups.push(Arc::new(Vec::with_capacity(GROUP)));
         }
-        let group = Arc::make_mut(self.groups.last_mut().expect("a group with room"));
         if self.len.is_multiple_of(CHUNK) {
-            group.push(Arc::new(Vec::with_capacity(CHUNK)));
+            let group = Arc::make_mut(self.groups.last_mut().expect("a group with room"));
+            group.push((0..CHUNK).map(|_| Cell::free()).collect());
         }
-        Arc::make_mut(group.last_mut().expect("a chunk with room")).push(Cell {
-            replica: None,
-            origin: Origin {
-                invocation: InvocationId(0),
-                usn: Usn(u64::MAX),
-            },
-            lost: false,
-        });
         self.len += 1;
         Slot::try_from(self.len - 1).expect("fewer than 2^32 objects")
     }
