@@ -5,8 +5,8 @@
 //! Both are written mostly in USN order (local USNs only grow; a partner
 //! sends an invocation's writes roughly in the order it made them), so the
 //! common insert is an append to the last chunk. An entry costs 8 bytes
-//! (a 4-byte offset from its chunk's first USN and a 4-byte slot, in
-//! parallel vectors) instead of a B-tree node's share. Chunks come in small
+//! (a 4-byte offset from its chunk's first USN and a 4-byte slot, side by
+//! side) instead of a B-tree node's share. Chunks come in small
 //! groups, both behind `Arc`: a clone copies a pointer per group (about 500
 //! for a million entries), and a write after a clone copies only the group's
 //! chunk pointers and the chunk it lands in.
@@ -29,14 +29,22 @@ const GONE: Slot = Slot::MAX;
 /// from the chunk's first USN.
 const SPAN: u64 = u32::MAX as u64;
 
+/// One entry: its USN as an offset from its chunk's first, and its slot
+/// (or [`GONE`]). Side by side, so that finding an entry and marking it
+/// touch the same cache line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ent {
+    off: u32,
+    slot: Slot,
+}
+
 /// One run of entries, in USN order: entry `i` is at USN
-/// `base + offs[i]`, and `offs[0]` is 0.
+/// `base + ents[i].off`, and `ents[0].off` is 0.
 #[derive(Debug, Clone, Default)]
 struct Chunk {
     base: Usn,
-    offs: Vec<u32>,
-    /// The slot of entry `i`, or [`GONE`].
-    slots: Vec<Slot>,
+    ents: Vec<Ent>,
+    /// Entries marked [`GONE`].
     gone: usize,
 }
 
@@ -44,18 +52,17 @@ impl Chunk {
     fn one(usn: Usn, s: Slot) -> Chunk {
         Chunk {
             base: usn,
-            offs: vec![0],
-            slots: vec![s],
+            ents: vec![Ent { off: 0, slot: s }],
             gone: 0,
         }
     }
 
     fn len(&self) -> usize {
-        self.offs.len()
+        self.ents.len()
     }
 
     fn usn(&self, i: usize) -> Usn {
-        Usn(self.base.0 + u64::from(self.offs[i]))
+        Usn(self.base.0 + u64::from(self.ents[i].off))
     }
 
     fn last(&self) -> Usn {
@@ -70,44 +77,44 @@ impl Chunk {
         if d > SPAN {
             return self.len();
         }
-        let below = |o: &u32| {
+        let below = |e: &Ent| {
             if inclusive {
-                u64::from(*o) <= d
+                u64::from(e.off) <= d
             } else {
-                u64::from(*o) < d
+                u64::from(e.off) < d
             }
         };
         // Interpolation first: a chunk's USNs are mostly consecutive (a
         // removal only marks its entry), so the guess is usually the entry
         // or next to it, one or two cache lines where a binary search reads
         // about eight in a row.
-        let n = self.len();
+        let (n, e) = (self.len(), &self.ents);
         if n == 0 {
             return 0;
         }
-        let last = u64::from(self.offs[n - 1]);
+        let last = u64::from(e[n - 1].off);
         if d >= last {
-            return if below(&self.offs[n - 1]) { n } else { n - 1 };
+            return if below(&e[n - 1]) { n } else { n - 1 };
         }
         let mut i = (d * (n as u64 - 1) / last.max(1)) as usize;
         const WALK: usize = 4;
-        if below(&self.offs[i]) {
+        if below(&e[i]) {
             // The answer is past i: walk right a little, then search.
             for _ in 0..WALK {
                 i += 1;
-                if !below(&self.offs[i]) {
+                if !below(&e[i]) {
                     return i;
                 }
             }
-            i + self.offs[i..].partition_point(below)
+            i + e[i..].partition_point(below)
         } else {
             for _ in 0..WALK {
-                if i == 0 || below(&self.offs[i - 1]) {
+                if i == 0 || below(&e[i - 1]) {
                     return i;
                 }
                 i -= 1;
             }
-            self.offs[..i].partition_point(below)
+            e[..i].partition_point(below)
         }
     }
 
@@ -120,36 +127,27 @@ impl Chunk {
     /// Makes the first entry's USN the base again (after the entries
     /// before it went).
     fn rebase(&mut self) {
-        let d = self.offs[0];
-        for o in &mut self.offs {
-            *o -= d;
+        let d = self.ents[0].off;
+        for e in &mut self.ents {
+            e.off -= d;
         }
         self.base = Usn(self.base.0 + u64::from(d));
     }
 
     /// Drops the marks.
     fn compact(&mut self) {
-        let mut k = 0;
-        for j in 0..self.len() {
-            if self.slots[j] != GONE {
-                self.offs[k] = self.offs[j];
-                self.slots[k] = self.slots[j];
-                k += 1;
-            }
-        }
-        self.offs.truncate(k);
-        self.slots.truncate(k);
+        self.ents.retain(|e| e.slot != GONE);
         self.gone = 0;
-        if k > 0 {
+        if !self.ents.is_empty() {
             self.rebase();
         }
     }
 
     /// Entries from the `from`th on, marks skipped.
     fn entries(&self, from: usize) -> impl Iterator<Item = (Usn, Slot)> + '_ {
-        (self.offs[from..].iter().zip(&self.slots[from..]))
-            .filter(|(_, s)| **s != GONE)
-            .map(|(o, s)| (Usn(self.base.0 + u64::from(*o)), *s))
+        (self.ents[from..].iter())
+            .filter(|e| e.slot != GONE)
+            .map(|e| (Usn(self.base.0 + u64::from(e.off)), e.slot))
     }
 }
 
@@ -203,11 +201,10 @@ impl Group {
             }
             let c = Arc::make_mut(&mut self.chunks[ci]);
             let d = u32::try_from(c.base.0 - usn.0).expect("within the span");
-            for o in &mut c.offs {
-                *o += d;
+            for e in &mut c.ents {
+                e.off += d;
             }
-            c.offs.insert(0, 0);
-            c.slots.insert(0, s);
+            c.ents.insert(0, Ent { off: 0, slot: s });
             c.base = usn;
             self.firsts[ci] = usn;
         } else {
@@ -218,29 +215,28 @@ impl Group {
             };
             let i = c.rank(usn, false);
             let c = Arc::make_mut(&mut self.chunks[ci]);
-            if c.offs.get(i) == Some(&o) {
-                if c.slots[i] == GONE {
+            if let Some(e) = c.ents.get_mut(i)
+                && e.off == o
+            {
+                if e.slot == GONE {
                     c.gone -= 1;
                 }
-                c.slots[i] = s;
+                e.slot = s;
                 return;
             }
-            c.offs.insert(i, o);
-            c.slots.insert(i, s);
+            c.ents.insert(i, Ent { off: o, slot: s });
         }
         let c = Arc::make_mut(&mut self.chunks[ci]);
         if c.len() >= 2 * CHUNK {
             let mut tail = Chunk {
                 base: c.base,
-                offs: c.offs.split_off(CHUNK),
-                slots: c.slots.split_off(CHUNK),
+                ents: c.ents.split_off(CHUNK),
                 gone: 0,
             };
             tail.rebase();
             // The head keeps the capacity it grew to otherwise.
-            c.offs.shrink_to_fit();
-            c.slots.shrink_to_fit();
-            tail.gone = tail.slots.iter().filter(|x| **x == GONE).count();
+            c.ents.shrink_to_fit();
+            tail.gone = tail.ents.iter().filter(|e| e.slot == GONE).count();
             c.gone -= tail.gone;
             self.firsts.insert(ci + 1, tail.base);
             self.chunks.insert(ci + 1, Arc::new(tail));
@@ -292,8 +288,7 @@ impl ChunkLog {
                 Some(o) if c.len() < CHUNK => {
                     let g = Arc::make_mut(self.groups.last_mut().expect("a last group"));
                     let c = Arc::make_mut(g.chunks.last_mut().expect("a last chunk"));
-                    c.offs.push(o);
-                    c.slots.push(s);
+                    c.ents.push(Ent { off: o, slot: s });
                 }
                 // Full, or too far past its first USN: a new chunk, in a
                 // new group once the last is full.
@@ -340,12 +335,12 @@ impl ChunkLog {
         let ci = g.chunk_of(usn);
         let c = &g.chunks[ci];
         let i = c.rank(usn, false);
-        if i == c.len() || c.usn(i) != usn || c.slots[i] == GONE || !take(c.slots[i]) {
+        if i == c.len() || c.usn(i) != usn || c.ents[i].slot == GONE || !take(c.ents[i].slot) {
             return;
         }
         let g = Arc::make_mut(&mut self.groups[gi]);
         let c = Arc::make_mut(&mut g.chunks[ci]);
-        c.slots[i] = GONE;
+        c.ents[i].slot = GONE;
         c.gone += 1;
         if c.gone * 2 > c.len() {
             c.compact();
@@ -389,7 +384,7 @@ impl ChunkLog {
         // The last chunk is never all marks (it would have been compacted
         // away), so its last unmarked entry is the highest.
         let c = self.groups.last()?.chunks.last()?;
-        let i = c.slots.iter().rposition(|s| *s != GONE)?;
+        let i = c.ents.iter().rposition(|e| e.slot != GONE)?;
         Some(c.usn(i))
     }
 
@@ -439,11 +434,10 @@ impl ChunkLog {
     pub(crate) fn check(&self) {
         for c in self.all_chunks() {
             assert!(c.len() > 0, "no empty chunk");
-            assert_eq!(c.offs[0], 0, "the base is the first entry's USN");
-            assert_eq!(c.offs.len(), c.slots.len());
-            assert!(c.offs.windows(2).all(|w| w[0] < w[1]), "sorted");
+            assert_eq!(c.ents[0].off, 0, "the base is the first entry's USN");
+            assert!(c.ents.windows(2).all(|w| w[0].off < w[1].off), "sorted");
             assert!(c.len() < 2 * CHUNK);
-            let marks = c.slots.iter().filter(|s| **s == GONE).count();
+            let marks = c.ents.iter().filter(|e| e.slot == GONE).count();
             assert_eq!(c.gone, marks);
             assert!(marks * 2 <= c.len(), "compacted past half");
         }
