@@ -178,6 +178,12 @@ struct Cell {
     replica: Option<Replica>,
     origin: Origin,
     lost: bool,
+    /// Whether every stamp the state carries is its `created` or its
+    /// `stamp` (a created object; one whose every write since set the
+    /// same attributes): its origin keys are then read from those two
+    /// fields, without a cache miss on its attributes, when it is replaced
+    /// or removed.
+    simple_keys: bool,
 }
 
 /// A run of [`CHUNK`] cells, allocated whole: a slice behind `Arc` keeps
@@ -195,6 +201,7 @@ impl Cell {
                 usn: Usn(u64::MAX),
             },
             lost: false,
+            simple_keys: false,
         }
     }
 }
@@ -263,14 +270,35 @@ struct Keys {
 
 impl Keys {
     fn of(s: &ObjectState) -> Keys {
+        let stamps = [&s.created, &s.stamp, &s.named, &s.alive]
+            .into_iter()
+            .chain(s.attrs.iter().map(|a| &a.stamp));
+        Keys::of_stamps(stamps)
+    }
+
+    /// The keys of the state in `cell`: from its `created` and `stamp`
+    /// alone when the cell says they are all.
+    fn of_cell(cell: &Cell, s: &ObjectState) -> Keys {
+        if cell.simple_keys {
+            Keys::of_stamps([&s.created, &s.stamp].into_iter())
+        } else {
+            Keys::of(s)
+        }
+    }
+
+    /// Whether these keys, `s`'s, are only its `created` and `stamp` keys
+    /// (the first two [`Keys::of`] takes, so counting them tells).
+    fn are_simple(&self, s: &ObjectState) -> bool {
+        let two = (s.created.invocation, s.created.usn) != (s.stamp.invocation, s.stamp.usn);
+        self.spill.is_empty() && self.n == 1 + usize::from(two)
+    }
+
+    fn of_stamps<'a>(stamps: impl Iterator<Item = &'a Stamp>) -> Keys {
         let mut k = Keys {
             inline: [(InvocationId(0), Usn(0)); 6],
             n: 0,
             spill: Vec::new(),
         };
-        let stamps = [&s.created, &s.stamp, &s.named, &s.alive]
-            .into_iter()
-            .chain(s.attrs.iter().map(|a| &a.stamp));
         for st in stamps {
             let key = (st.invocation, st.usn);
             if k.contains(key) {
@@ -573,8 +601,9 @@ impl ObjectTable {
                         || state.parent.object().is_some()
                         || !self.cut.is_empty());
                 let lost = cell.lost;
-                let old_keys = Keys::of(old);
+                let old_keys = Keys::of_cell(cell, old);
                 let new_keys = Keys::of(&state);
+                let simple_keys = new_keys.are_simple(&state);
                 self.unindex(s, &old_keys, Some(&new_keys), same_name);
                 let (guid, live) = (state.guid, !state.deleted);
                 *self.slab.cell_mut(s) = Cell {
@@ -585,6 +614,7 @@ impl ObjectTable {
                         usn_created,
                     }),
                     lost: lost && same_name,
+                    simple_keys,
                 };
                 self.index(s, &new_keys, Some(&old_keys), same_name);
                 if was_live != live {
@@ -602,9 +632,11 @@ impl ObjectTable {
         };
         let guid = state.guid;
         let keys = Keys::of(&state);
+        let simple_keys = keys.are_simple(&state);
         let (live, tree) = (!state.deleted, state.parent.object().is_some());
         *self.slab.cell_mut(s) = Cell {
             origin: Origin::of(&state),
+            simple_keys,
             replica: Some(Replica {
                 state,
                 usn_changed: usn,
@@ -636,7 +668,7 @@ impl ObjectTable {
         let s = self.slot(guid)?;
         let st = &at(&self.slab, s).state;
         let (live, tree) = (!st.deleted, st.parent.object().is_some());
-        let keys = Keys::of(st);
+        let keys = Keys::of_cell(self.slab.cell(s), st);
         self.unindex(s, &keys, None, false);
         self.by_guid.remove(widen(guid_hash(guid)), |o| o.slot == s);
         self.free.push(s);
@@ -1360,6 +1392,47 @@ mod tests {
         }
         v.sort_unstable();
         v
+    }
+
+    #[test]
+    fn origin_keys_read_from_created_and_stamp_alone_are_all_of_them() {
+        // Object 1 goes through states whose stamps are only its created
+        // and object stamps (simple) and states with a third (not), in
+        // every order; object 2 stays put beside it.
+        let c = stamp(1, 1);
+        let states = [
+            (with_attrs(1, c, &[("a", 1, 1), ("b", 1, 1)]), true),
+            (with_attrs(1, c, &[("a", 1, 1), ("b", 2, 50)]), true),
+            (with_attrs(1, c, &[("a", 3, 40), ("b", 2, 60)]), false),
+            (with_attrs(1, c, &[("a", 2, 70), ("b", 2, 70)]), true),
+            (
+                with_attrs(1, c, &[("a", 3, 80), ("b", 1, 1), ("c", 2, 90)]),
+                false,
+            ),
+            (with_attrs(1, c, &[("a", 1, 1), ("b", 1, 1)]), true),
+        ];
+        let other = with_attrs(2, stamp(2, 5), &[("a", 2, 5)]);
+        let mut t = ObjectTable::new();
+        t.put(other.clone(), Usn(1));
+        for (i, (st, simple)) in states.iter().enumerate() {
+            t.put(st.clone(), Usn(10 + i as u64));
+            let s = t.slot(Guid(1)).unwrap();
+            assert_eq!(t.slab.cell(s).simple_keys, *simple, "state {i}");
+            for inv in 1..=3 {
+                let got: Vec<_> = t.originated_by(InvocationId(inv), Usn(0)).collect();
+                assert_eq!(
+                    got,
+                    expected_origins(&[st, &other], inv, 0),
+                    "state {i}, inv {inv}"
+                );
+            }
+        }
+        // Removing it takes all its keys, read the simple way.
+        t.remove(Guid(1));
+        for inv in 1..=3 {
+            let got: Vec<_> = t.originated_by(InvocationId(inv), Usn(0)).collect();
+            assert_eq!(got, expected_origins(&[&other], inv, 0), "inv {inv}");
+        }
     }
 
     #[test]
