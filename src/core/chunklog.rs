@@ -4,12 +4,13 @@
 //!
 //! Both are written mostly in USN order (local USNs only grow; a partner
 //! sends an invocation's writes roughly in the order it made them), so the
-//! common insert is an append to the last chunk. An entry costs 8 bytes
-//! (a 4-byte offset from its chunk's first USN and a 4-byte slot, side by
-//! side) instead of a B-tree node's share. Chunks come in small
+//! common insert is an append to the last chunk, which the log owns
+//! outright (no reference count to check). An entry costs 8 bytes (a
+//! 4-byte offset from its chunk's first USN and a 4-byte slot, side by
+//! side) instead of a B-tree node's share. The other chunks come in small
 //! groups, both behind `Arc`: a clone copies a pointer per group (about 500
-//! for a million entries), and a write after a clone copies only the group's
-//! chunk pointers and the chunk it lands in.
+//! for a million entries) and the last chunk, and a write after a clone
+//! copies only the group's chunk pointers and the chunk it lands in.
 
 use std::sync::Arc;
 
@@ -143,6 +144,49 @@ impl Chunk {
         }
     }
 
+    /// Maps offset `o` (within the span, at or past the first entry) to
+    /// `s`, replacing the entry there or keeping the chunk sorted.
+    fn put(&mut self, o: u32, s: Slot) {
+        let i = self.rank(Usn(self.base.0 + u64::from(o)), false);
+        if let Some(e) = self.ents.get_mut(i)
+            && e.off == o
+        {
+            if e.slot == GONE {
+                self.gone -= 1;
+            }
+            e.slot = s;
+            return;
+        }
+        self.ents.insert(i, Ent { off: o, slot: s });
+    }
+
+    /// Marks entry `i` removed, compacting past half marks.
+    fn mark(&mut self, i: usize) {
+        self.ents[i].slot = GONE;
+        self.gone += 1;
+        if self.gone * 2 > self.len() {
+            self.compact();
+        }
+    }
+
+    /// The upper half of a chunk grown to twice [`CHUNK`] entries.
+    fn split(&mut self) -> Option<Chunk> {
+        if self.len() < 2 * CHUNK {
+            return None;
+        }
+        let mut upper = Chunk {
+            base: self.base,
+            ents: self.ents.split_off(CHUNK),
+            gone: 0,
+        };
+        upper.rebase();
+        // The lower half keeps the capacity it grew to otherwise.
+        self.ents.shrink_to_fit();
+        upper.gone = upper.ents.iter().filter(|e| e.slot == GONE).count();
+        self.gone -= upper.gone;
+        Some(upper)
+    }
+
     /// Entries from the `from`th on, marks skipped.
     fn entries(&self, from: usize) -> impl Iterator<Item = (Usn, Slot)> + '_ {
         (self.ents[from..].iter())
@@ -213,34 +257,18 @@ impl Group {
                 // before the next chunk's): a chunk of its own.
                 return self.new_chunk(ci + 1, usn, s);
             };
-            let i = c.rank(usn, false);
-            let c = Arc::make_mut(&mut self.chunks[ci]);
-            if let Some(e) = c.ents.get_mut(i)
-                && e.off == o
-            {
-                if e.slot == GONE {
-                    c.gone -= 1;
-                }
-                e.slot = s;
-                return;
-            }
-            c.ents.insert(i, Ent { off: o, slot: s });
+            Arc::make_mut(&mut self.chunks[ci]).put(o, s);
         }
-        let c = Arc::make_mut(&mut self.chunks[ci]);
-        if c.len() >= 2 * CHUNK {
-            let mut tail = Chunk {
-                base: c.base,
-                ents: c.ents.split_off(CHUNK),
-                gone: 0,
-            };
-            tail.rebase();
-            // The head keeps the capacity it grew to otherwise.
-            c.ents.shrink_to_fit();
-            tail.gone = tail.ents.iter().filter(|e| e.slot == GONE).count();
-            c.gone -= tail.gone;
-            self.firsts.insert(ci + 1, tail.base);
-            self.chunks.insert(ci + 1, Arc::new(tail));
+        if let Some(upper) = Arc::make_mut(&mut self.chunks[ci]).split() {
+            self.firsts.insert(ci + 1, upper.base);
+            self.chunks.insert(ci + 1, Arc::new(upper));
         }
+    }
+
+    /// Appends a chunk whose entries lie past all of the group's.
+    fn push(&mut self, c: Chunk) {
+        self.firsts.push(c.base);
+        self.chunks.push(Arc::new(c));
     }
 
     /// The second half of a group grown to twice [`GROUP`] chunks.
@@ -252,19 +280,25 @@ impl Group {
     }
 }
 
-/// A sorted sequence of chunks in groups, both behind `Arc`: 8 bytes an
-/// entry (a 4-byte offset from the chunk's first USN and a 4-byte slot).
-/// A removed entry is marked, and a chunk is compacted once more than half
-/// of it is marks (dropped when empty, and its group with it); an insert
-/// out of USN order keeps its chunk sorted and splits it past twice
-/// [`CHUNK`] entries, and its group past twice [`GROUP`] chunks. A USN more
-/// than 2^32 past a chunk's first starts a chunk of its own.
+/// A sorted sequence of chunks in groups, both behind `Arc`, then the
+/// newest chunk owned outright: 8 bytes an entry (a 4-byte offset from the
+/// chunk's first USN and a 4-byte slot). Appends, the common write, go to
+/// that last chunk with no atomic reference count to check; once full it
+/// is sealed into the groups. A removed entry is marked, and a chunk is
+/// compacted once more than half of it is marks (dropped when empty, and
+/// its group with it); an insert out of USN order keeps its chunk sorted
+/// and splits it past twice [`CHUNK`] entries, and its group past twice
+/// [`GROUP`] chunks. A USN more than 2^32 past a chunk's first starts a
+/// chunk of its own. A clone copies a pointer per group and the last
+/// chunk (at most 4 KB).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ChunkLog {
     groups: Vec<Arc<Group>>,
     /// Each group's first USN: groups are never empty and their USNs all
     /// lie below the next group's first.
     firsts: Vec<Usn>,
+    /// The newest entries, all above every group's (empty or not).
+    tail: Chunk,
 }
 
 impl ChunkLog {
@@ -274,43 +308,73 @@ impl ChunkLog {
         self.firsts.partition_point(|f| *f <= usn).saturating_sub(1)
     }
 
+    /// Whether `usn` belongs in the tail: at or past its first entry, or
+    /// past every group's when it is empty.
+    fn in_tail(&self, usn: Usn) -> bool {
+        if self.tail.len() > 0 {
+            return usn >= self.tail.base;
+        }
+        self.groups
+            .last()
+            .is_none_or(|g| g.chunks.last().is_none_or(|c| c.last() < usn))
+    }
+
+    /// Moves `c`, whose entries lie past every group's, into the groups.
+    fn seal(&mut self, c: Chunk) {
+        match self.groups.last_mut() {
+            Some(g) if g.chunks.len() < GROUP => Arc::make_mut(g).push(c),
+            _ => {
+                self.firsts.push(c.base);
+                self.groups.push(Arc::new(Group {
+                    firsts: vec![c.base],
+                    chunks: vec![Arc::new(c)],
+                }));
+            }
+        }
+    }
+
     /// Maps `usn` to `s`, replacing the slot it had.
     pub(crate) fn insert(&mut self, usn: Usn, s: Slot) {
-        let Some(g) = self.groups.last() else {
+        if self.in_tail(usn) {
+            let t = &mut self.tail;
+            if t.len() == 0 {
+                *t = Chunk::one(usn, s);
+                return;
+            }
+            if t.last() < usn {
+                match t.offset(usn) {
+                    // The common case: an append.
+                    Some(o) if t.len() < CHUNK => t.ents.push(Ent { off: o, slot: s }),
+                    // Full, or too far past its first USN: a new tail.
+                    _ => {
+                        let full = std::mem::replace(t, Chunk::one(usn, s));
+                        self.seal(full);
+                    }
+                }
+                return;
+            }
+            // Between the tail's first and last entries, so within its span.
+            let o = t.offset(usn).expect("within the span");
+            t.put(o, s);
+            if let Some(upper) = t.split() {
+                let lower = std::mem::replace(t, upper);
+                self.seal(lower);
+            }
+            return;
+        }
+        if self.groups.is_empty() {
+            // Below a tail that is all there is.
             self.firsts.push(usn);
             self.groups.push(Arc::new(Group::one(usn, s)));
-            return;
-        };
-        let c = g.chunks.last().expect("groups are never empty");
-        if c.last() < usn {
-            // The common case: an append.
-            match c.offset(usn) {
-                Some(o) if c.len() < CHUNK => {
-                    let g = Arc::make_mut(self.groups.last_mut().expect("a last group"));
-                    let c = Arc::make_mut(g.chunks.last_mut().expect("a last chunk"));
-                    c.ents.push(Ent { off: o, slot: s });
-                }
-                // Full, or too far past its first USN: a new chunk, in a
-                // new group once the last is full.
-                _ if g.chunks.len() < GROUP => {
-                    let g = Arc::make_mut(self.groups.last_mut().expect("a last group"));
-                    let n = g.chunks.len();
-                    g.new_chunk(n, usn, s);
-                }
-                _ => {
-                    self.firsts.push(usn);
-                    self.groups.push(Arc::new(Group::one(usn, s)));
-                }
-            }
             return;
         }
         let gi = self.group_of(usn);
         let g = Arc::make_mut(&mut self.groups[gi]);
         g.insert(usn, s);
         self.firsts[gi] = g.firsts[0];
-        if let Some(tail) = g.split() {
-            self.firsts.insert(gi + 1, tail.firsts[0]);
-            self.groups.insert(gi + 1, Arc::new(tail));
+        if let Some(upper) = g.split() {
+            self.firsts.insert(gi + 1, upper.firsts[0]);
+            self.groups.insert(gi + 1, Arc::new(upper));
         }
     }
 
@@ -328,34 +392,39 @@ impl ChunkLog {
     /// Removes the entry at `usn` if its slot passes `take`; a miss copies
     /// no shared group or chunk.
     fn remove_where(&mut self, usn: Usn, take: impl Fn(Slot) -> bool) {
+        let found = |c: &Chunk| {
+            let i = c.rank(usn, false);
+            (i < c.len() && c.usn(i) == usn && c.ents[i].slot != GONE && take(c.ents[i].slot))
+                .then_some(i)
+        };
+        if self.tail.len() > 0 && usn >= self.tail.base {
+            if let Some(i) = found(&self.tail) {
+                self.tail.mark(i);
+            }
+            return;
+        }
         let gi = self.group_of(usn);
         let Some(g) = self.groups.get(gi) else {
             return;
         };
         let ci = g.chunk_of(usn);
-        let c = &g.chunks[ci];
-        let i = c.rank(usn, false);
-        if i == c.len() || c.usn(i) != usn || c.ents[i].slot == GONE || !take(c.ents[i].slot) {
+        let Some(i) = found(&g.chunks[ci]) else {
             return;
-        }
+        };
         let g = Arc::make_mut(&mut self.groups[gi]);
         let c = Arc::make_mut(&mut g.chunks[ci]);
-        c.ents[i].slot = GONE;
-        c.gone += 1;
-        if c.gone * 2 > c.len() {
-            c.compact();
-            if c.len() == 0 {
-                g.chunks.remove(ci);
-                g.firsts.remove(ci);
-            } else {
-                g.firsts[ci] = c.base;
-            }
-            if g.chunks.is_empty() {
-                self.groups.remove(gi);
-                self.firsts.remove(gi);
-            } else {
-                self.firsts[gi] = g.firsts[0];
-            }
+        c.mark(i);
+        if c.len() == 0 {
+            g.chunks.remove(ci);
+            g.firsts.remove(ci);
+        } else {
+            g.firsts[ci] = c.base;
+        }
+        if g.chunks.is_empty() {
+            self.groups.remove(gi);
+            self.firsts.remove(gi);
+        } else {
+            self.firsts[gi] = g.firsts[0];
         }
     }
 
@@ -366,6 +435,7 @@ impl ChunkLog {
             let ci = g.chunk_of(from);
             (ci, g.chunks[ci].rank(from, true))
         });
+        let tail_skip = self.tail.rank(from, true);
         self.groups[gi.min(self.groups.len())..]
             .iter()
             .enumerate()
@@ -374,29 +444,38 @@ impl ChunkLog {
                 g.chunks[from_chunk..]
                     .iter()
                     .enumerate()
-                    .map(move |(j, c)| (k == 0 && j == 0, c))
+                    .map(move |(j, c)| (k == 0 && j == 0, &**c))
             })
             .flat_map(move |(first, c)| c.entries(if first { skip } else { 0 }))
+            .chain(self.tail.entries(tail_skip))
     }
 
     /// The highest USN held.
     pub(crate) fn last(&self) -> Option<Usn> {
-        // The last chunk is never all marks (it would have been compacted
-        // away), so its last unmarked entry is the highest.
-        let c = self.groups.last()?.chunks.last()?;
+        // No chunk is all marks (it would have been compacted away), so
+        // the last one's last unmarked entry is the highest.
+        let c = if self.tail.len() > 0 {
+            &self.tail
+        } else {
+            self.groups.last()?.chunks.last()?
+        };
         let i = c.ents.iter().rposition(|e| e.slot != GONE)?;
         Some(c.usn(i))
     }
 
     /// Whether no entry is held.
     pub(crate) fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+        self.groups.is_empty() && self.tail.len() == 0
     }
 
-    /// Every chunk, in order (tests).
+    /// Every chunk, in order, the tail last when it holds entries (tests).
     #[cfg(test)]
-    fn all_chunks(&self) -> impl Iterator<Item = &Arc<Chunk>> {
-        self.groups.iter().flat_map(|g| g.chunks.iter())
+    fn all_chunks(&self) -> impl Iterator<Item = &Chunk> {
+        (self
+            .groups
+            .iter()
+            .flat_map(|g| g.chunks.iter().map(|c| &**c)))
+        .chain((self.tail.len() > 0).then_some(&self.tail))
     }
 
     /// The `i`th chunk (tests).
@@ -412,11 +491,11 @@ impl ChunkLog {
     }
 
     /// How many of its chunks are the same allocation as `other`'s at the
-    /// same position (shared since a clone).
+    /// same position (shared since a clone; the tail never is).
     #[cfg(test)]
     pub(crate) fn shared_with(&self, other: &ChunkLog) -> usize {
         (self.all_chunks().zip(other.all_chunks()))
-            .filter(|(a, b)| Arc::ptr_eq(a, b))
+            .filter(|(a, b)| std::ptr::eq(*a, *b))
             .count()
     }
 
@@ -449,7 +528,10 @@ impl ChunkLog {
         }
         let firsts: Vec<Usn> = self.groups.iter().map(|g| g.firsts[0]).collect();
         assert_eq!(self.firsts, firsts);
-        let chunks: Vec<&Arc<Chunk>> = self.all_chunks().collect();
+        if self.tail.len() == 0 {
+            assert_eq!(self.tail.gone, 0);
+        }
+        let chunks: Vec<&Chunk> = self.all_chunks().collect();
         assert!(
             chunks.windows(2).all(|w| w[0].last() < w[1].base),
             "chunks in order"
@@ -661,7 +743,11 @@ mod tests {
         for u in 1..=4 * per_group {
             l.insert(Usn(u), u as Slot);
         }
-        assert_eq!(l.groups.len(), 4, "appends fill groups of {GROUP} chunks");
+        assert_eq!(
+            l.groups.len(),
+            4,
+            "appends fill groups of {GROUP} chunks (the last chunk is the tail)"
+        );
         let backup = l.clone();
         assert_eq!(l.groups_shared_with(&backup), 4);
         // In the first group's second chunk.
@@ -669,8 +755,8 @@ mod tests {
         assert_eq!(l.groups_shared_with(&backup), 3);
         assert_eq!(
             l.shared_with(&backup),
-            4 * GROUP - 1,
-            "its other chunks still shared"
+            4 * GROUP - 2,
+            "its other chunks still shared (not the tail: each copy owns its own)"
         );
         // A group whose every entry goes is dropped.
         for u in per_group + 1..=2 * per_group {
@@ -688,6 +774,52 @@ mod tests {
             l.after(Usn(per_group)).next(),
             Some((Usn(2 * per_group + 1), (2 * per_group + 1) as Slot)),
             "a scan from the dropped group's span starts at the next group"
+        );
+    }
+
+    #[test]
+    fn the_tail_takes_late_inserts_splits_and_seals_its_lower_half() {
+        let mut l = ChunkLog::default();
+        // Every third USN fills the tail; a clone shares nothing of it.
+        let n = CHUNK as u64;
+        for u in 1..=n {
+            l.insert(Usn(3 * u), u as Slot);
+        }
+        assert_eq!((l.groups.len(), l.chunks()), (0, 1), "all in the tail");
+        let before = l.clone();
+        // Later inserts land between its entries: it grows to twice a
+        // chunk, then its lower half is sealed into a group.
+        for u in 1..n {
+            l.insert(Usn(3 * u + 1), 1000 + u as Slot);
+        }
+        l.check();
+        assert_eq!((l.groups.len(), l.tail.len()), (0, 2 * CHUNK - 1));
+        l.insert(Usn(5), 9);
+        l.check();
+        assert_eq!(l.groups.len(), 1, "the lower half sealed");
+        assert_eq!((l.chunk(0).len(), l.tail.len()), (CHUNK, CHUNK));
+        assert_eq!(l.after(Usn(0)).count(), 2 * CHUNK);
+        assert_eq!(before.after(Usn(0)).count(), CHUNK, "the clone as taken");
+        // Emptied, the tail takes the next append again.
+        let lower_top = l.chunk(0).last();
+        let upper: Vec<Usn> = l.tail.entries(0).map(|(u, _)| u).collect();
+        for u in upper {
+            l.remove(u);
+        }
+        l.check();
+        assert_eq!(l.tail.len(), 0);
+        assert_eq!(l.last(), Some(lower_top));
+        l.insert(Usn(10 * n), 7);
+        l.check();
+        assert_eq!((l.tail.len(), l.last()), (1, Some(Usn(10 * n))));
+        // Below an emptied tail and above the groups: the tail too.
+        l.remove(Usn(10 * n));
+        l.insert(Usn(lower_top.0 + 1), 8);
+        assert_eq!((l.tail.len(), l.groups.len()), (1, 1));
+        l.check();
+        assert_eq!(
+            l.after(lower_top).collect::<Vec<_>>(),
+            [(Usn(lower_top.0 + 1), 8)]
         );
     }
 

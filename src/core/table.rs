@@ -1651,11 +1651,12 @@ mod tests {
 
     #[test]
     fn rewriting_an_object_copies_only_the_origin_chunks_it_changes() {
-        // A full chunk of invocation 1's stamps, then one object rewritten:
-        // the stamp it keeps (its create) stays where it was, the new one
-        // goes to a new chunk, and a backup taken before keeps sharing the
-        // full chunk (DOMAIN: a restored server copies only what it writes).
-        let n = LOG_CHUNK as u64;
+        // Three full chunks of invocation 1's stamps (the third the log's
+        // tail, which each copy owns), then one object rewritten: the stamp
+        // it keeps (its create) stays where it was, the new one is appended,
+        // and a backup taken before keeps sharing the sealed chunks (DOMAIN:
+        // a restored server copies only what it writes).
+        let n = 3 * LOG_CHUNK as u64;
         let mut t = ObjectTable::new();
         for g in 1..=n {
             t.put(
@@ -1678,8 +1679,8 @@ mod tests {
             Usn(n + 1),
         );
         let (now, then) = (inv1_origins(&t), inv1_origins(&backup));
-        assert_eq!((now.chunks(), then.chunks()), (2, 1));
-        assert_eq!(now.shared_with(then), 1, "the full chunk untouched");
+        assert_eq!((now.chunks(), then.chunks()), (4, 3));
+        assert_eq!(now.shared_with(then), 2, "the sealed chunks untouched");
         let got: Vec<(Usn, Guid)> = t.originated_by(InvocationId(1), Usn(n - 2)).collect();
         let want = [(n - 1, n - 1), (n, n), (5000, 1)].map(|(u, g)| (Usn(u), Guid(g as u128)));
         assert_eq!(got, want);
