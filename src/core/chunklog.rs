@@ -794,11 +794,15 @@ mod tests {
         }
         l.check();
         assert_eq!((l.groups.len(), l.tail.len()), (0, 2 * CHUNK - 1));
+        // Two marks in what becomes the upper half go with it.
+        l.remove(Usn(3 * n));
+        l.remove(Usn(3 * n - 2));
         l.insert(Usn(5), 9);
         l.check();
         assert_eq!(l.groups.len(), 1, "the lower half sealed");
         assert_eq!((l.chunk(0).len(), l.tail.len()), (CHUNK, CHUNK));
-        assert_eq!(l.after(Usn(0)).count(), 2 * CHUNK);
+        assert_eq!((l.chunk(0).gone, l.tail.gone), (0, 2));
+        assert_eq!(l.after(Usn(0)).count(), 2 * CHUNK - 2);
         assert_eq!(before.after(Usn(0)).count(), CHUNK, "the clone as taken");
         // Emptied, the tail takes the next append again.
         let lower_top = l.chunk(0).last();
@@ -809,6 +813,15 @@ mod tests {
         l.check();
         assert_eq!(l.tail.len(), 0);
         assert_eq!(l.last(), Some(lower_top));
+        // The groups' last USN again: replaced where it is, not a second
+        // entry in the tail.
+        l.insert(lower_top, 77);
+        l.check();
+        assert_eq!(l.tail.len(), 0);
+        assert_eq!(
+            l.after(Usn(lower_top.0 - 1)).collect::<Vec<_>>(),
+            [(lower_top, 77)]
+        );
         l.insert(Usn(10 * n), 7);
         l.check();
         assert_eq!((l.tail.len(), l.last()), (1, Some(Usn(10 * n))));

@@ -2,10 +2,10 @@
 //!
 //! Layout, chosen for the cost of one object replica (docs/PERFORMANCE.md):
 //! every replica lives once in a slab (48-byte cells: the replica, its
-//! origin summary, its LostAndFound flag) and every index stores a 4-byte
-//! slot number instead of a 16-byte guid. The two hash indexes (by guid,
-//! by dn) keep no key of their own: they read it from the slot's shared
-//! state when they probe or grow.
+//! origin summary, its LostAndFound and simple-keys flags) and every index
+//! stores a 4-byte slot number instead of a 16-byte guid. The two hash
+//! indexes (by guid, by dn) keep no key of their own: they read it from
+//! the slot's shared state when they probe or grow.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -191,6 +191,10 @@ struct Cell {
 /// once (a `Vec` behind `Arc` would first read its header, another cache
 /// miss per cell in a large directory).
 type Chunk = Arc<[Cell]>;
+
+// The flags sit in the padding after the origin: a cell stays 48 bytes.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Cell>() == 48);
 
 impl Cell {
     fn free() -> Cell {
