@@ -581,7 +581,7 @@ impl GrowthPoint {
     /// medians taken over all their restores: the bench runs the sizes in
     /// turn, round after round, so that a slow minute on a shared machine
     /// falls on every size instead of on one. `None` when no restore was
-    /// timed.
+    /// timed or the points are of different sizes.
     ///
     /// ```
     /// use backsync::bench::GrowthPoint;
@@ -602,11 +602,14 @@ impl GrowthPoint {
     /// ])
     /// .unwrap();
     /// assert_eq!((both.reps, both.total_ms, both.converge_ms), (5, 4.0, 2.0));
+    /// let mut other = p(vec![(1.0, 1.0)]);
+    /// other.objects = 20;
+    /// assert!(GrowthPoint::pooled(vec![p(vec![(1.0, 1.0)]), other]).is_none());
     /// ```
     pub fn pooled(points: Vec<GrowthPoint>) -> Option<GrowthPoint> {
         let first = points.first()?;
         let runs_ms: Vec<(f64, f64)> = points.iter().flat_map(|p| p.runs_ms.clone()).collect();
-        if runs_ms.is_empty() {
+        if runs_ms.is_empty() || points.iter().any(|p| p.objects != first.objects) {
             return None;
         }
         let ms = |f: fn(&(f64, f64)) -> f64| median(runs_ms.iter().map(f).collect());
