@@ -160,13 +160,16 @@ impl Chunk {
         self.ents.insert(i, Ent { off: o, slot: s });
     }
 
-    /// Marks entry `i` removed, compacting past half marks.
-    fn mark(&mut self, i: usize) {
+    /// Marks entry `i` removed, compacting past half marks; returns
+    /// whether it compacted (its first USN may have moved, or it emptied).
+    fn mark(&mut self, i: usize) -> bool {
         self.ents[i].slot = GONE;
         self.gone += 1;
-        if self.gone * 2 > self.len() {
+        let compact = self.gone * 2 > self.len();
+        if compact {
             self.compact();
         }
+        compact
     }
 
     /// The upper half of a chunk grown to twice [`CHUNK`] entries.
@@ -414,7 +417,9 @@ impl ChunkLog {
         };
         let g = Arc::make_mut(&mut self.groups[gi]);
         let c = Arc::make_mut(&mut g.chunks[ci]);
-        c.mark(i);
+        if !c.mark(i) {
+            return;
+        }
         if c.len() == 0 {
             g.chunks.remove(ci);
             g.firsts.remove(ci);
