@@ -217,13 +217,6 @@ struct Group {
 }
 
 impl Group {
-    fn one(usn: Usn, s: Slot) -> Group {
-        Group {
-            chunks: vec![Arc::new(Chunk::one(usn, s))],
-            firsts: vec![usn],
-        }
-    }
-
     /// The chunk that holds `usn` if any chunk of the group does: the
     /// last whose first USN is at or below it (0 when none is).
     fn chunk_of(&self, usn: Usn) -> usize {
@@ -323,7 +316,8 @@ impl ChunkLog {
             .is_none_or(|g| g.chunks.last().is_none_or(|c| c.last() < usn))
     }
 
-    /// Moves `c`, whose entries lie past every group's, into the groups.
+    /// Moves `c`, whose entries lie past every group's (and below the
+    /// tail's), into the groups.
     fn seal(&mut self, c: Chunk) {
         match self.groups.last_mut() {
             Some(g) if g.chunks.len() < GROUP => Arc::make_mut(g).push(c),
@@ -367,10 +361,8 @@ impl ChunkLog {
             return;
         }
         if self.groups.is_empty() {
-            // Below a tail that is all there is.
-            self.firsts.push(usn);
-            self.groups.push(Arc::new(Group::one(usn, s)));
-            return;
+            // Below a tail that is all there is: the first group.
+            return self.seal(Chunk::one(usn, s));
         }
         let gi = self.group_of(usn);
         let g = Arc::make_mut(&mut self.groups[gi]);
