@@ -4,6 +4,11 @@
 //!
 //! `cargo bench --bench cluster`; figures in docs/PERFORMANCE.md.
 
+// The command line's allocator, so these figures are comparable with
+// `backsync bench`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Duration;
 
 use backsync::bench::{hub_topology, restore_fixture, restore_once};

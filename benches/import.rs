@@ -3,6 +3,11 @@
 //!
 //! `cargo bench --bench import`.
 
+// The command line's allocator, so these figures are comparable with
+// `backsync bench`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Duration;
 
 use backsync::import::{Forest, ldif, synthetic_forest_ldif};

@@ -16,6 +16,11 @@
 //! The client is the same for both: blocking sockets, one request in flight
 //! per connection, messages encoded and decoded by `ldap3_proto`.
 
+// The command line's allocator, so these figures are comparable with
+// `backsync bench`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
