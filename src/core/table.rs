@@ -186,11 +186,15 @@ struct Cell {
     simple_keys: bool,
 }
 
-/// A run of [`CHUNK`] cells, allocated whole: a slice behind `Arc` keeps
-/// its length in the pointer, so reaching a cell reads the chunk's memory
-/// once (a `Vec` behind `Arc` would first read its header, another cache
-/// miss per cell in a large directory).
-type Chunk = Arc<[Cell]>;
+/// A run of [`CHUNK`] cells, allocated whole: an array behind `Arc`, so
+/// reaching a cell reads the chunk's memory once (a `Vec` behind `Arc`
+/// would first read its header, another cache miss per cell in a large
+/// directory).
+type Chunk = Arc<[Cell; CHUNK]>;
+
+/// [`GROUP`] chunks, allocated whole for the same reason; those past the
+/// slab's end are not allocated yet.
+type Group = [Option<Chunk>; GROUP];
 
 // The flags sit in the padding after the origin: a cell stays 48 bytes.
 #[cfg(target_pointer_width = "64")]
@@ -216,7 +220,7 @@ impl Cell {
 /// the chunk it lands in, instead of touching every shared state.
 #[derive(Debug, Clone, Default)]
 struct Slab {
-    groups: Vec<Arc<Vec<Chunk>>>,
+    groups: Vec<Arc<Group>>,
     /// Slots handed out; the last chunk's cells past it are free.
     len: usize,
 }
@@ -224,24 +228,30 @@ struct Slab {
 impl Slab {
     fn cell(&self, s: Slot) -> &Cell {
         let s = s as usize;
-        &self.groups[s >> (CHUNK_BITS + GROUP_BITS)][(s >> CHUNK_BITS) & (GROUP - 1)]
-            [s & (CHUNK - 1)]
+        let chunk = self.groups[s >> (CHUNK_BITS + GROUP_BITS)][(s >> CHUNK_BITS) & (GROUP - 1)]
+            .as_ref()
+            .expect("a slot below the slab's end");
+        &chunk[s & (CHUNK - 1)]
     }
 
     fn cell_mut(&mut self, s: Slot) -> &mut Cell {
         let s = s as usize;
         let group = Arc::make_mut(&mut self.groups[s >> (CHUNK_BITS + GROUP_BITS)]);
-        &mut Arc::make_mut(&mut group[(s >> CHUNK_BITS) & (GROUP - 1)])[s & (CHUNK - 1)]
+        let chunk = group[(s >> CHUNK_BITS) & (GROUP - 1)]
+            .as_mut()
+            .expect("a slot below the slab's end");
+        &mut Arc::make_mut(chunk)[s & (CHUNK - 1)]
     }
 
     /// A new, free slot at the end.
     fn push(&mut self) -> Slot {
         if self.len.is_multiple_of(CHUNK * GROUP) {
-            self.groups.push(Arc::new(Vec::with_capacity(GROUP)));
+            self.groups.push(Arc::new(std::array::from_fn(|_| None)));
         }
         if self.len.is_multiple_of(CHUNK) {
             let group = Arc::make_mut(self.groups.last_mut().expect("a group with room"));
-            group.push((0..CHUNK).map(|_| Cell::free()).collect());
+            group[(self.len >> CHUNK_BITS) & (GROUP - 1)] =
+                Some(Arc::new(std::array::from_fn(|_| Cell::free())));
         }
         self.len += 1;
         Slot::try_from(self.len - 1).expect("fewer than 2^32 objects")
@@ -250,7 +260,7 @@ impl Slab {
     /// Every chunk, in slot order (tests).
     #[cfg(test)]
     fn chunks(&self) -> impl Iterator<Item = &Chunk> {
-        self.groups.iter().flat_map(|g| g.iter())
+        self.groups.iter().flat_map(|g| g.iter().flatten())
     }
 }
 
