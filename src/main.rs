@@ -10,14 +10,14 @@ use backsync::report::{self, CompareRow};
 use backsync::run::{self, RunOptions, RunReport};
 use backsync::{RestoreStrategy, Scenario, count};
 use clap::{ArgAction, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 
 // mimalloc, not the system allocator: a large directory is millions of
-// small blocks (states, attributes, values, index chunks) that glibc pads
-// with a header each and spreads over 4 KiB pages; docs/PERFORMANCE.md
-// has the A/B figures.
+// small blocks (states, attributes, values, index chunks); under glibc's
+// malloc a loaded week ran 30 to 40 % slower and slowed as it went
+// (docs/PERFORMANCE.md, "The allocator").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use indicatif::{ProgressBar, ProgressStyle};
 
 /// The built-in scenario: `cargo run --release` with no arguments runs it.
 const KB_Q190703: &str = include_str!("../scenarios/kb_q190703.toml");
