@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::cluster::{Cluster, LoadSpec};
 use crate::config::{Granularity, Profile, ReplicationConfig, RestoreStrategy};
 use crate::core::{
-    CoreConfig, Dsa, GetChanges, Guid, GuidHasher, InvocationId, ObjectState, PullKind,
+    Ahead, CoreConfig, Dsa, GetChanges, Guid, GuidHasher, InvocationId, ObjectState, PullKind,
     UpToDatenessVector, Usn,
 };
 use crate::error::ClusterError;
@@ -246,9 +246,16 @@ pub fn replicated(d: &Dsa) -> Vec<Arc<ObjectState>> {
         .collect()
 }
 
-/// Applies replicated states as the core's apply loop does; returns how many changed.
+/// Applies replicated states as the core's apply loop does (each one's
+/// lines asked for a few states ahead); returns how many changed.
 pub fn apply_all(d: &mut Dsa, states: &[Arc<ObjectState>]) -> usize {
-    states.iter().filter(|s| d.apply_state(s)).count()
+    let mut ahead = Ahead::default();
+    (states.iter().enumerate())
+        .filter(|&(i, s)| {
+            d.table().prefetch_apply(&mut ahead, states, i);
+            d.apply_state(s)
+        })
+        .count()
 }
 
 /// The guid map of [`baseline_apply`]: the table's guid hasher.

@@ -9,7 +9,7 @@ use crate::config::{Granularity, RestoreStrategy};
 use crate::core::ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 use crate::core::messages::{ChangesReply, GetChanges, PullKind};
 use crate::core::object::{Attr, Name, ObjectState};
-use crate::core::table::{Digest, GuidHasher, ObjectTable, Replica};
+use crate::core::table::{Ahead, Digest, GuidHasher, ObjectTable, Replica};
 use crate::core::tree::{Containers, Parent, check_dn, eq_ci, split_dn};
 use crate::core::vectors::{HighWatermark, UpToDatenessVector};
 
@@ -1193,7 +1193,9 @@ impl Dsa {
             return out;
         }
         let mut again = false;
-        for s in &reply.changes {
+        let mut ahead = Ahead::default();
+        for (i, s) in reply.changes.iter().enumerate() {
+            self.table.prefetch_apply(&mut ahead, &reply.changes, i);
             // Exchange 5.5 (KB 195911): equal Object-Versions from different
             // originators: the later change wins, the other is lost. A
             // create (version 1) never meets another of the same object.

@@ -41,6 +41,13 @@ impl OriginIndex {
         }
     }
 
+    /// [`ChunkLog::prefetch`] for the stamp (`inv`, `usn`).
+    pub(crate) fn prefetch(&self, inv: InvocationId, usn: Usn, depth: u8) {
+        if let Some(log) = self.by_invocation.get(&inv) {
+            log.prefetch(usn, depth);
+        }
+    }
+
     /// The stamps of `inv` with an originating USN above `after`, in USN
     /// order, with their slots.
     pub(crate) fn after(

@@ -16,6 +16,7 @@ use crate::core::cow::{CowHash, Identified};
 use crate::core::ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 use crate::core::object::{Merge, ObjectState, merge};
 use crate::core::origin::OriginIndex;
+use crate::core::prefetch::prefetch;
 use crate::core::tree::{CNF_MARK, LOST_AND_FOUND, Parent, eq_ci, hash_ci, split_dn};
 
 /// One server's copy of one object: the shared state plus its local USNs.
@@ -111,6 +112,31 @@ impl Origin {
             usn: if sole { max } else { Usn(u64::MAX) },
         }
     }
+}
+
+/// How many states ahead [`ObjectTable::prefetch_apply`] asks for each
+/// line: the incoming state (12), the guid index (10), the slab's chunk
+/// table (8), the cell (6), the old state and the by-USN log's group (5),
+/// then one step down each log per state (4 to 1). Two states apart, a
+/// line has come (a miss costs about as much as applying a state) and is
+/// still cached when read.
+const STAGES: [usize; 9] = [1, 2, 3, 4, 5, 6, 8, 10, 12];
+
+/// The slots [`ObjectTable::prefetch_apply`] remembers, by state index
+/// modulo this (more than the farthest stage that finds one).
+const AHEAD: usize = 16;
+
+/// The slots a batch of applies will reach, found ahead of it by
+/// [`ObjectTable::prefetch_apply`].
+///
+/// ```
+/// use backsync::core::table::Ahead;
+/// let ahead = Ahead::default();
+/// # let _ = ahead;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Ahead {
+    slots: [Option<Slot>; AHEAD],
 }
 
 /// The object table: a slab of replicas plus indexes by guid, local USN,
@@ -232,6 +258,26 @@ impl Slab {
             .as_ref()
             .expect("a slot below the slab's end");
         &chunk[s & (CHUNK - 1)]
+    }
+
+    /// Asks for the line of the group that points to slot `s`'s chunk.
+    fn prefetch_chunk(&self, s: Slot) {
+        let s = s as usize;
+        if let Some(g) = self.groups.get(s >> (CHUNK_BITS + GROUP_BITS)) {
+            prefetch(&g[(s >> CHUNK_BITS) & (GROUP - 1)]);
+        }
+    }
+
+    /// Asks for slot `s`'s cell and its chunk's reference count (a write
+    /// checks it), once [`Slab::prefetch_chunk`]'s line has come.
+    fn prefetch_cell(&self, s: Slot) {
+        let s = s as usize;
+        if let Some(Some(c)) = (self.groups.get(s >> (CHUNK_BITS + GROUP_BITS)))
+            .map(|g| &g[(s >> CHUNK_BITS) & (GROUP - 1)])
+        {
+            prefetch(Arc::as_ptr(c));
+            prefetch(&c[s & (CHUNK - 1)]);
+        }
     }
 
     fn cell_mut(&mut self, s: Slot) -> &mut Cell {
@@ -519,6 +565,14 @@ fn same_name(old: &ObjectState, new: &ObjectState) -> bool {
         && old.parent == new.parent
 }
 
+/// How many entries ahead the GetChanges scan asks for a slot's chunk
+/// pointer, its cell and its state: far enough apart that each miss
+/// (about 100 ns) is over before the next stage reads the line, near
+/// enough that the lines stay cached.
+const FAR: usize = 12;
+const MID: usize = 8;
+const NEAR: usize = 4;
+
 /// How far a walk up the parents goes before it stops (a deeper tree is
 /// shown from there in LostAndFound).
 const MAX_DEPTH: usize = 4096;
@@ -674,6 +728,94 @@ impl ObjectTable {
         }
         if tree || !self.cut.is_empty() {
             self.recheck_cycles(guid);
+        }
+    }
+
+    /// Asks for what applying the states after `states[i]` will read, while
+    /// `states[i]` is applied: call it before applying each state of a
+    /// batch, in order, with the same [`Ahead`].
+    ///
+    /// Each step on the way from an incoming guid to the replica it
+    /// replaces and the log entries that replica leaves (the incoming
+    /// state, the guid index, the slab's chunk table, the cell, the old
+    /// state, the by-USN and by-origin logs) is a cache miss that needs the
+    /// one before it. Here each is asked for a couple of states before the
+    /// next step reads it ([`STAGES`]), so that the misses of several
+    /// states overlap instead of coming one after another. A hint only: a
+    /// slot found by the index's 32-bit hash alone, or gone stale as the
+    /// batch applies, asks for a line not needed.
+    ///
+    /// ```
+    /// use backsync::Granularity;
+    /// use backsync::core::{Ahead, Dsa, InvocationId};
+    /// use backsync::bench::{core_config, replicated, source};
+    /// let states = replicated(&source(1, 100, "obj"));
+    /// let mut d = Dsa::new("D".into(), InvocationId(9), core_config(Granularity::Object));
+    /// let mut ahead = Ahead::default();
+    /// for (i, s) in states.iter().enumerate() {
+    ///     d.table().prefetch_apply(&mut ahead, &states, i);
+    ///     d.apply_state(s);
+    /// }
+    /// assert_eq!(d.table().len(), 100);
+    /// ```
+    pub fn prefetch_apply(&self, ahead: &mut Ahead, states: &[Arc<ObjectState>], i: usize) {
+        if i == 0 {
+            // The batch's first states: each stage in turn over them.
+            for &k in STAGES.iter().rev() {
+                for (j, inc) in states.iter().enumerate().take(k) {
+                    self.prefetch_stage(ahead, inc, j, k);
+                }
+            }
+        }
+        for &k in STAGES.iter().rev() {
+            if let Some(inc) = states.get(i + k) {
+                self.prefetch_stage(ahead, inc, i + k, k);
+            }
+        }
+    }
+
+    /// Stage `k` of [`ObjectTable::prefetch_apply`] for `inc`, the `j`th state.
+    fn prefetch_stage(&self, ahead: &mut Ahead, inc: &ObjectState, j: usize, k: usize) {
+        let slot = &mut ahead.slots[j % AHEAD];
+        match k {
+            12 => {
+                prefetch(&inc.guid);
+                prefetch(&inc.attrs);
+            }
+            10 => self.by_guid.prefetch(widen(guid_hash(inc.guid))),
+            8 => {
+                let h = guid_hash(inc.guid);
+                *slot = self.by_guid.find(widen(h), |o| o.hash == h).map(|o| o.slot);
+                if let Some(s) = *slot {
+                    self.slab.prefetch_chunk(s);
+                }
+            }
+            6 => {
+                prefetch(inc.attrs.as_ptr());
+                if let Some(s) = *slot {
+                    self.slab.prefetch_cell(s);
+                }
+            }
+            _ => {
+                let Some(r) = slot.and_then(|s| self.slab.cell(s).replica.as_ref()) else {
+                    return;
+                };
+                if k == 5 {
+                    prefetch(&r.state.guid);
+                    prefetch(&r.state.stamp);
+                    prefetch(&r.state.created);
+                }
+                // The old local USN's entry goes, and (at object
+                // granularity, the common case) the old latest write's.
+                if (2..=5).contains(&k) {
+                    self.by_usn.prefetch(r.usn_changed, (5 - k) as u8);
+                }
+                if (1..=4).contains(&k) {
+                    let st = r.state.stamp;
+                    self.by_origin
+                        .prefetch(st.invocation, st.usn, (4 - k) as u8);
+                }
+            }
         }
     }
 
@@ -911,7 +1053,34 @@ impl ObjectTable {
         &self,
         from: Usn,
     ) -> impl Iterator<Item = (Usn, &Replica, Origin)> + '_ {
-        self.by_usn.after(from).map(|(u, s)| {
+        let at = self.by_usn.after(from);
+        let (mut far, mut mid, mut near) = (at.clone(), at.clone(), at.clone());
+        // The scan reads each entry's cell, then often its state: ask for
+        // the slab's chunk pointer FAR entries ahead, the cell once that has
+        // come, and the state once the cell has.
+        for _ in 0..FAR {
+            if let Some((_, s)) = far.next() {
+                self.slab.prefetch_chunk(s);
+            }
+        }
+        for _ in 0..MID {
+            mid.next();
+        }
+        for _ in 0..NEAR {
+            near.next();
+        }
+        at.map(move |(u, s)| {
+            if let Some((_, f)) = far.next() {
+                self.slab.prefetch_chunk(f);
+            }
+            if let Some((_, m)) = mid.next() {
+                prefetch(self.slab.cell(m));
+            }
+            if let Some((_, n)) = near.next()
+                && let Some(r) = &self.slab.cell(n).replica
+            {
+                prefetch(&r.state.stamp);
+            }
             let c = self.slab.cell(s);
             (
                 u,
