@@ -14,6 +14,8 @@
 
 use std::sync::Arc;
 
+use smallvec::{SmallVec, smallvec};
+
 use crate::core::ids::Usn;
 use crate::core::prefetch::prefetch;
 
@@ -217,11 +219,13 @@ const GROUP: usize = 8;
 const GROUP: usize = 2;
 
 /// A run of chunks in USN order, each behind `Arc`, with each chunk's
-/// first USN (marked or not).
+/// first USN (marked or not), both held inline (a group splits before it
+/// outgrows them): finding a chunk reads the group's own lines, one
+/// dependent cache miss fewer than vectors behind it.
 #[derive(Debug, Clone, Default)]
 struct Group {
-    chunks: Vec<Arc<Chunk>>,
-    firsts: Vec<Usn>,
+    chunks: SmallVec<[Arc<Chunk>; 2 * GROUP]>,
+    firsts: SmallVec<[Usn; 2 * GROUP]>,
 }
 
 impl Group {
@@ -279,8 +283,8 @@ impl Group {
     /// The second half of a group grown to twice [`GROUP`] chunks.
     fn split(&mut self) -> Option<Group> {
         (self.chunks.len() >= 2 * GROUP).then(|| Group {
-            chunks: self.chunks.split_off(GROUP),
-            firsts: self.firsts.split_off(GROUP),
+            chunks: self.chunks.drain(GROUP..).collect(),
+            firsts: self.firsts.drain(GROUP..).collect(),
         })
     }
 }
@@ -332,8 +336,8 @@ impl ChunkLog {
             _ => {
                 self.firsts.push(c.base);
                 self.groups.push(Arc::new(Group {
-                    firsts: vec![c.base],
-                    chunks: vec![Arc::new(c)],
+                    firsts: smallvec![c.base],
+                    chunks: smallvec![Arc::new(c)],
                 }));
             }
         }
@@ -382,11 +386,10 @@ impl ChunkLog {
         }
     }
 
-    /// Asks for the line a lookup of `usn` reads at step `depth` of its
-    /// walk (0: the group, 1: its chunk table, 2: the chunk, 3: the entry),
-    /// reading only the lines of the shallower steps, which earlier calls
-    /// asked for: a removal's four dependent misses, overlapped with other
-    /// work.
+    /// Asks for the lines a lookup of `usn` reads at step `depth` of its
+    /// walk (0: the group, 1: the chunk, 2: the entry), reading only the
+    /// lines of the shallower steps, which earlier calls asked for: a
+    /// removal's three dependent misses, overlapped with other work.
     pub(crate) fn prefetch(&self, usn: Usn, depth: u8) {
         // The entry sits at its offset in a chunk with no entry removed,
         // near it otherwise; `rank` also reads the last entry.
@@ -404,12 +407,13 @@ impl ChunkLog {
             return;
         };
         match depth {
-            0 => prefetch(Arc::as_ptr(g)),
-            1 => {
-                prefetch(g.firsts.as_ptr());
-                prefetch(g.chunks.as_ptr());
+            0 => {
+                let p = Arc::as_ptr(g).cast::<u8>();
+                for off in (0..std::mem::size_of::<Group>()).step_by(64) {
+                    prefetch(p.wrapping_add(off));
+                }
             }
-            2 => prefetch(Arc::as_ptr(&g.chunks[g.chunk_of(usn)])),
+            1 => prefetch(Arc::as_ptr(&g.chunks[g.chunk_of(usn)])),
             _ => entry(&g.chunks[g.chunk_of(usn)]),
         }
     }
@@ -558,7 +562,7 @@ impl ChunkLog {
             assert!(!g.chunks.is_empty(), "no empty group");
             assert!(g.chunks.len() < 2 * GROUP);
             let firsts: Vec<Usn> = g.chunks.iter().map(|c| c.base).collect();
-            assert_eq!(g.firsts, firsts);
+            assert_eq!(g.firsts[..], firsts[..]);
         }
         let firsts: Vec<Usn> = self.groups.iter().map(|g| g.firsts[0]).collect();
         assert_eq!(self.firsts, firsts);

@@ -147,7 +147,10 @@ impl<T: Clone + Identified> CowHash<T> {
     fn ctrl(&self) -> Option<*const u8> {
         let i = self.base.iter_buckets().next()?;
         let e: *const T = self.base.get_bucket(i)?;
-        Some(e.cast::<u8>().wrapping_add((i + 1) * std::mem::size_of::<T>()))
+        Some(
+            e.cast::<u8>()
+                .wrapping_add((i + 1) * std::mem::size_of::<T>()),
+        )
     }
 
     /// The entry with `hash` that `eq` accepts, to change in place (its

@@ -116,10 +116,10 @@ impl Origin {
 
 /// How many states ahead [`ObjectTable::prefetch_apply`] asks for each
 /// line: the incoming state (12), the guid index (10), the slab's chunk
-/// table (8), the cell (6), the old state and the by-USN log's group (5),
-/// then one step down each log per state (4 to 1). Two states apart, a
-/// line has come (a miss costs about as much as applying a state) and is
-/// still cached when read.
+/// table (8), the cell (6), the old state (5), then the by-USN log's
+/// group, chunk and entry (4 to 2) and the by-origin log's (3 to 1). A
+/// state or two apart, a line has come (a miss costs about as much as
+/// applying a state) and is still cached when read.
 const STAGES: [usize; 9] = [1, 2, 3, 4, 5, 6, 8, 10, 12];
 
 /// The slots [`ObjectTable::prefetch_apply`] remembers, by state index
@@ -781,13 +781,28 @@ impl ObjectTable {
             12 => {
                 prefetch(&inc.guid);
                 prefetch(&inc.attrs);
+                prefetch(&inc.rdn);
             }
-            10 => self.by_guid.prefetch(widen(guid_hash(inc.guid))),
+            10 => {
+                self.by_guid.prefetch(widen(guid_hash(inc.guid)));
+                prefetch(inc.rdn.as_ptr());
+            }
             8 => {
                 let h = guid_hash(inc.guid);
                 *slot = self.by_guid.find(widen(h), |o| o.hash == h).map(|o| o.slot);
-                if let Some(s) = *slot {
-                    self.slab.prefetch_chunk(s);
+                match *slot {
+                    Some(s) => self.slab.prefetch_chunk(s),
+                    // A new object: its insert probes the name index where
+                    // its parent puts it (LostAndFound would probe elsewhere).
+                    None if !inc.deleted => {
+                        let place = match &inc.parent {
+                            Parent::Fixed(dn) => Place::fixed(dn),
+                            Parent::Object(g) => Place::Under(*g),
+                        };
+                        let h = (name_hash(&place, &inc.rdn) >> 32) as u32;
+                        self.names.prefetch(widen(h));
+                    }
+                    None => {}
                 }
             }
             6 => {
@@ -807,13 +822,13 @@ impl ObjectTable {
                 }
                 // The old local USN's entry goes, and (at object
                 // granularity, the common case) the old latest write's.
-                if (2..=5).contains(&k) {
-                    self.by_usn.prefetch(r.usn_changed, (5 - k) as u8);
+                if (2..=4).contains(&k) {
+                    self.by_usn.prefetch(r.usn_changed, (4 - k) as u8);
                 }
-                if (1..=4).contains(&k) {
+                if k <= 3 {
                     let st = r.state.stamp;
                     self.by_origin
-                        .prefetch(st.invocation, st.usn, (4 - k) as u8);
+                        .prefetch(st.invocation, st.usn, (3 - k) as u8);
                 }
             }
         }
