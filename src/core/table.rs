@@ -252,12 +252,15 @@ struct Slab {
 }
 
 impl Slab {
-    fn cell(&self, s: Slot) -> &Cell {
+    /// The chunk holding slot `s`, if allocated.
+    fn chunk(&self, s: Slot) -> Option<&Chunk> {
         let s = s as usize;
-        let chunk = self.groups[s >> (CHUNK_BITS + GROUP_BITS)][(s >> CHUNK_BITS) & (GROUP - 1)]
-            .as_ref()
-            .expect("a slot below the slab's end");
-        &chunk[s & (CHUNK - 1)]
+        self.groups.get(s >> (CHUNK_BITS + GROUP_BITS))?[(s >> CHUNK_BITS) & (GROUP - 1)].as_ref()
+    }
+
+    fn cell(&self, s: Slot) -> &Cell {
+        let chunk = self.chunk(s).expect("a slot below the slab's end");
+        &chunk[s as usize & (CHUNK - 1)]
     }
 
     /// Asks for the line of the group that points to slot `s`'s chunk.
@@ -271,12 +274,9 @@ impl Slab {
     /// Asks for slot `s`'s cell and its chunk's reference count (a write
     /// checks it), once [`Slab::prefetch_chunk`]'s line has come.
     fn prefetch_cell(&self, s: Slot) {
-        let s = s as usize;
-        if let Some(Some(c)) = (self.groups.get(s >> (CHUNK_BITS + GROUP_BITS)))
-            .map(|g| &g[(s >> CHUNK_BITS) & (GROUP - 1)])
-        {
+        if let Some(c) = self.chunk(s) {
             prefetch(Arc::as_ptr(c));
-            prefetch(&c[s & (CHUNK - 1)]);
+            prefetch(&c[s as usize & (CHUNK - 1)]);
         }
     }
 
