@@ -116,11 +116,11 @@ impl Origin {
 
 /// How many states ahead [`ObjectTable::prefetch_apply`] asks for each
 /// line: the incoming state (12), the guid index (10), the slab's chunk
-/// table (8), the cell (6), the old state (5), then the by-USN log's
-/// group, chunk and entry (4 to 2) and the by-origin log's (3 to 1). A
-/// state or two apart, a line has come (a miss costs about as much as
-/// applying a state) and is still cached when read.
-const STAGES: [usize; 9] = [1, 2, 3, 4, 5, 6, 8, 10, 12];
+/// table (8), the cell (6), the old state (5), then the by-origin log's
+/// group, chunk and entry (3 to 1; the by-USN log's old entry is left
+/// stale, not looked up). A state or two apart, a line has come (a miss
+/// costs about as much as applying a state) and is still cached when read.
+const STAGES: [usize; 8] = [1, 2, 3, 5, 6, 8, 10, 12];
 
 /// The slots [`ObjectTable::prefetch_apply`] remembers, by state index
 /// modulo this (more than the farthest stage that finds one).
@@ -153,8 +153,14 @@ pub struct ObjectTable {
     free: Vec<Slot>,
     /// Slots by guid (the guid read from the slot).
     by_guid: CowHash<Hashed>,
-    /// Slots by local USN of their last write: the GetChanges scan.
+    /// Slots by local USN of their last write: the GetChanges scan. An
+    /// entry is current while its slot's replica has that USN; a later
+    /// write or a removal leaves it stale rather than finding it to take it
+    /// out (in a large directory, two or three cache misses per write).
     by_usn: ChunkLog,
+    /// At least how many of `by_usn`'s entries are stale: once they
+    /// outnumber the objects held, the index is rebuilt without them.
+    usn_stale: usize,
     /// Slots by the originating (invocation, USN) of every stamp their
     /// state carries: the backsync answer.
     by_origin: OriginIndex,
@@ -565,6 +571,10 @@ fn same_name(old: &ObjectState, new: &ObjectState) -> bool {
         && old.parent == new.parent
 }
 
+/// Stale by-USN entries kept whatever the table's size: a small table
+/// is not rebuilt every few writes.
+const STALE_FLOOR: usize = 4096;
+
 /// How many entries ahead the GetChanges scan asks for a slot's chunk
 /// pointer, its cell and its state: far enough apart that each miss
 /// (about 100 ns) is over before the next stage reads the line, near
@@ -738,7 +748,7 @@ impl ObjectTable {
     /// Each step on the way from an incoming guid to the replica it
     /// replaces and the log entries that replica leaves (the incoming
     /// state, the guid index, the slab's chunk table, the cell, the old
-    /// state, the by-USN and by-origin logs) is a cache miss that needs the
+    /// state, the by-origin log) is a cache miss that needs the
     /// one before it. Here each is asked for a couple of states before the
     /// next step reads it ([`STAGES`]), so that the misses of several
     /// states overlap instead of coming one after another. A hint only: a
@@ -820,11 +830,8 @@ impl ObjectTable {
                     prefetch(&r.state.stamp);
                     prefetch(&r.state.created);
                 }
-                // The old local USN's entry goes, and (at object
-                // granularity, the common case) the old latest write's.
-                if (2..=4).contains(&k) {
-                    self.by_usn.prefetch(r.usn_changed, (4 - k) as u8);
-                }
+                // The old latest write's by-origin entry goes (at object
+                // granularity, the common case, the only one).
                 if k <= 3 {
                     let st = r.state.stamp;
                     self.by_origin
@@ -858,8 +865,9 @@ impl ObjectTable {
     /// and, when `same_name`, its name and parent entries.
     fn index(&mut self, s: Slot, keys: &Keys, had: Option<&Keys>, same_name: bool) {
         let r = at(&self.slab, s);
-        let st = &r.state;
         self.by_usn.insert(r.usn_changed, s);
+        self.drop_stale_usns();
+        let st = &at(&self.slab, s).state;
         for (inv, u) in keys.iter() {
             if had.is_some_and(|h| h.contains((inv, u))) {
                 continue;
@@ -895,7 +903,8 @@ impl ObjectTable {
     fn unindex(&mut self, s: Slot, keys: &Keys, keeps: Option<&Keys>, same_name: bool) {
         let r = at(&self.slab, s);
         let st = &r.state;
-        self.by_usn.remove(r.usn_changed);
+        // Its by-USN entry stays, stale, skipped by scans (see `usn_stale`).
+        self.usn_stale += 1;
         for (inv, u) in keys.iter() {
             if keeps.is_some_and(|k| k.contains((inv, u))) {
                 continue;
@@ -1036,8 +1045,8 @@ impl ObjectTable {
     /// so only the by-USN index moves. Returns how many moved.
     pub fn restamp(&mut self, from: Usn, upto: Usn, mut next: impl FnMut() -> Usn) -> usize {
         let moved: Vec<(Usn, Slot)> = self
-            .by_usn
-            .after(from)
+            .current(from)
+            .map(|(u, s, _, _)| (u, s))
             .take_while(|(u, _)| *u <= upto)
             .collect();
         for &(u, s) in &moved {
@@ -1059,7 +1068,7 @@ impl ObjectTable {
 
     /// Replicas changed locally after `from`, in USN order: the GetChanges scan.
     pub fn changed_after_replicas(&self, from: Usn) -> impl Iterator<Item = (Usn, &Replica)> + '_ {
-        self.by_usn.after(from).map(|(u, s)| (u, at(&self.slab, s)))
+        self.current(from).map(|(u, _, r, _)| (u, r))
     }
 
     /// [`ObjectTable::changed_after_replicas`] with each replica's [`Origin`],
@@ -1068,6 +1077,13 @@ impl ObjectTable {
         &self,
         from: Usn,
     ) -> impl Iterator<Item = (Usn, &Replica, Origin)> + '_ {
+        self.current(from).map(|(u, _, r, o)| (u, r, o))
+    }
+
+    /// The by-USN index's current entries above `from`, in USN order, with
+    /// each slot's replica and origin; stale entries (the replica changed
+    /// again or went) are skipped.
+    fn current(&self, from: Usn) -> impl Iterator<Item = (Usn, Slot, &Replica, Origin)> + '_ {
         let at = self.by_usn.after(from);
         let (mut far, mut mid, mut near) = (at.clone(), at.clone(), at.clone());
         // The scan reads each entry's cell, then often its state: ask for
@@ -1084,7 +1100,7 @@ impl ObjectTable {
         for _ in 0..NEAR {
             near.next();
         }
-        at.map(move |(u, s)| {
+        at.filter_map(move |(u, s)| {
             if let Some((_, f)) = far.next() {
                 self.slab.prefetch_chunk(f);
             }
@@ -1097,12 +1113,25 @@ impl ObjectTable {
                 prefetch(&r.state.stamp);
             }
             let c = self.slab.cell(s);
-            (
-                u,
-                c.replica.as_ref().expect("an indexed slot is occupied"),
-                c.origin,
-            )
+            let r = c.replica.as_ref().filter(|r| r.usn_changed == u)?;
+            Some((u, s, r, c.origin))
         })
+    }
+
+    /// Rebuilds the by-USN index without its stale entries, once they
+    /// outnumber the current ones (and a few thousand): a pass over the
+    /// index in USN order, appends to a new one, amortised over the writes
+    /// that left them.
+    fn drop_stale_usns(&mut self) {
+        if self.usn_stale <= self.len().max(STALE_FLOOR) {
+            return;
+        }
+        let mut log = ChunkLog::default();
+        for (u, s, _, _) in self.current(Usn(0)) {
+            log.insert(u, s);
+        }
+        self.by_usn = log;
+        self.usn_stale = 0;
     }
 
     /// Guids carrying a stamp originated by `inv` with originating USN above
@@ -1487,8 +1516,14 @@ mod tests {
         assert!(chunks > GROUP, "more than one group");
         assert_eq!(shared(&t, &backup), chunks - 2);
         assert_eq!(t.by_usn.chunks(), 3000usize.div_ceil(LOG_CHUNK));
-        // Chunk 0 lost the old entry of 5, the last took two new ones.
-        assert_eq!(t.by_usn.shared_with(&backup.by_usn), t.by_usn.chunks() - 2);
+        // The last chunk took two new entries; the old entry of 5 stays
+        // in chunk 0, stale, so that chunk is still shared.
+        assert_eq!(t.by_usn.shared_with(&backup.by_usn), t.by_usn.chunks() - 1);
+        assert_eq!(t.changed_after(Usn(8999)).count(), 2);
+        assert!(
+            t.changed_after(Usn(0))
+                .all(|(u, g)| g != Guid(5) || u == Usn(9000))
+        );
         // The guid index: the new object in the overlay, the shared base
         // untouched.
         assert!(t.by_guid.shares_base_with(&backup.by_guid));
@@ -1546,6 +1581,48 @@ mod tests {
             t.originated_by_scan(InvocationId(1), Usn(0))
         );
         assert_eq!(t.scan().count(), 100);
+    }
+
+    /// Rewrites and removals leave by-USN entries stale: scans skip them,
+    /// and the index is rebuilt without them once they outnumber the
+    /// objects (and [`STALE_FLOOR`]).
+    #[test]
+    fn stale_usn_entries_are_skipped_then_dropped() {
+        let mut t = ObjectTable::new();
+        let mut usn = 0;
+        let mut latest = [0u64; 10];
+        for round in 1..=1000u64 {
+            for g in 0..10u128 {
+                usn += 1;
+                t.put(obj(g, &format!("cn={g}"), stamp(1, usn), false), Usn(usn));
+                latest[g as usize] = usn;
+            }
+            if round == 300 {
+                let n = t.by_usn.after(Usn(0)).count();
+                assert!(n >= 3000, "{n} entries, stale {}", t.usn_stale);
+            }
+        }
+        let entries = t.by_usn.after(Usn(0)).count();
+        assert!(
+            entries <= 10 + STALE_FLOOR + 1,
+            "{entries} entries: never rebuilt"
+        );
+        assert!(entries > 10, "rebuilt at every write");
+        let want: Vec<(Usn, Guid)> = (0..10).map(|g| (Usn(latest[g]), Guid(g as u128))).collect();
+        assert_eq!(t.changed_after(Usn(0)).collect::<Vec<_>>(), want);
+        // A removed object's entry is skipped, and its slot's next object
+        // shows once, at its own USN.
+        t.remove(Guid(3));
+        t.put(obj(77, "cn=77", stamp(1, usn + 1), false), Usn(usn + 1));
+        let after: Vec<Guid> = t.changed_after(Usn(0)).map(|(_, g)| g).collect();
+        assert_eq!(after.len(), 10);
+        assert!(!after.contains(&Guid(3)));
+        assert_eq!(after.last(), Some(&Guid(77)));
+        assert_eq!(t.restamp(Usn(usn), Usn(usn + 1), || Usn(usn + 5)), 1);
+        assert_eq!(
+            t.changed_after(Usn(usn)).collect::<Vec<_>>(),
+            [(Usn(usn + 5), Guid(77))]
+        );
     }
 
     /// A live object with one attribute per stamp in `attrs` (name, inv, usn).
