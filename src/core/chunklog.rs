@@ -17,7 +17,6 @@ use std::sync::Arc;
 use smallvec::{SmallVec, smallvec};
 
 use crate::core::ids::Usn;
-use crate::core::prefetch::prefetch;
 
 /// A replica's place in the table's slab.
 pub(crate) type Slot = u32;
@@ -386,56 +385,12 @@ impl ChunkLog {
         }
     }
 
-    /// Asks for the lines a lookup of `usn` reads at step `depth` of its
-    /// walk (0: the group, 1: the chunk, 2: the entry), reading only the
-    /// lines of the shallower steps, which earlier calls asked for: a
-    /// removal's three dependent misses, overlapped with other work.
-    pub(crate) fn prefetch(&self, usn: Usn, depth: u8) {
-        // The entry sits at its offset in a chunk with no entry removed,
-        // near it otherwise; `rank` also reads the last entry.
-        let entry = |c: &Chunk| {
-            let (n, d) = (c.len(), usn.0.saturating_sub(c.base.0));
-            if n > 0 {
-                prefetch(&c.ents[(d as usize).min(n - 1)]);
-                prefetch(&c.ents[n - 1]);
-            }
-        };
-        if self.tail.len() > 0 && usn >= self.tail.base {
-            return entry(&self.tail);
-        }
-        let Some(g) = self.groups.get(self.group_of(usn)) else {
-            return;
-        };
-        match depth {
-            0 => {
-                let p = Arc::as_ptr(g).cast::<u8>();
-                for off in (0..std::mem::size_of::<Group>()).step_by(64) {
-                    prefetch(p.wrapping_add(off));
-                }
-            }
-            1 => prefetch(Arc::as_ptr(&g.chunks[g.chunk_of(usn)])),
-            _ => entry(&g.chunks[g.chunk_of(usn)]),
-        }
-    }
-
-    /// Removes the entry at `usn`, if any.
+    /// Removes the entry at `usn`, if any; a miss copies no shared group
+    /// or chunk.
     pub(crate) fn remove(&mut self, usn: Usn) {
-        self.remove_where(usn, |_| true);
-    }
-
-    /// Removes the entry at `usn` if it maps to `s` (another slot's entry
-    /// stays).
-    pub(crate) fn remove_if(&mut self, usn: Usn, s: Slot) {
-        self.remove_where(usn, |x| x == s);
-    }
-
-    /// Removes the entry at `usn` if its slot passes `take`; a miss copies
-    /// no shared group or chunk.
-    fn remove_where(&mut self, usn: Usn, take: impl Fn(Slot) -> bool) {
         let found = |c: &Chunk| {
             let i = c.rank(usn, false);
-            (i < c.len() && c.usn(i) == usn && c.ents[i].slot != GONE && take(c.ents[i].slot))
-                .then_some(i)
+            (i < c.len() && c.usn(i) == usn && c.ents[i].slot != GONE).then_some(i)
         };
         if self.tail.len() > 0 && usn >= self.tail.base {
             if let Some(i) = found(&self.tail) {
@@ -488,7 +443,34 @@ impl ChunkLog {
         }
     }
 
-    /// The highest USN held.
+    /// Every entry, in order.
+    pub(crate) fn iter(&self) -> After<'_> {
+        After {
+            log: self,
+            gi: 0,
+            ci: 0,
+            i: 0,
+            tail_from: 0,
+        }
+    }
+
+    /// The highest USN whose entry passes `keep`, walking down from the
+    /// top: the cost follows the entries above it, not the log.
+    pub(crate) fn last_where(&self, mut keep: impl FnMut(Usn, Slot) -> bool) -> Option<Usn> {
+        let chunks = std::iter::once(&self.tail)
+            .chain((self.groups.iter().rev()).flat_map(|g| g.chunks.iter().rev().map(|c| &**c)));
+        for c in chunks {
+            for (i, e) in c.ents.iter().enumerate().rev() {
+                if e.slot != GONE && keep(c.usn(i), e.slot) {
+                    return Some(c.usn(i));
+                }
+            }
+        }
+        None
+    }
+
+    /// The highest USN held (tests: the table asks [`ChunkLog::last_where`]).
+    #[cfg(test)]
     pub(crate) fn last(&self) -> Option<Usn> {
         // No chunk is all marks (it would have been compacted away), so
         // the last one's last unmarked entry is the highest.
@@ -718,15 +700,24 @@ mod tests {
     }
 
     #[test]
-    fn removes_only_the_named_slots_entry() {
+    fn a_later_insert_replaces_the_slot_and_last_where_walks_down() {
         let mut l = ChunkLog::default();
         l.insert(Usn(5), 1);
         l.insert(Usn(5), 2);
-        l.remove_if(Usn(5), 1);
         assert_eq!(all(&l), vec![(5, 2)], "slot 1's entry was replaced");
-        l.remove_if(Usn(5), 2);
-        assert!(l.is_empty());
-        assert_eq!(l.last(), None);
+        for u in 6..3 * CHUNK as u64 {
+            l.insert(Usn(u), 9);
+        }
+        assert_eq!(l.last_where(|_, s| s == 2), Some(Usn(5)));
+        assert_eq!(l.last_where(|u, _| u.0 % 100 == 0), Some(Usn(700)));
+        assert_eq!(l.last_where(|_, s| s == 1), None);
+        l.remove(Usn(5));
+        assert_eq!(
+            l.last_where(|_, s| s == 2),
+            None,
+            "a removed entry is skipped"
+        );
+        assert_eq!(l.iter().count(), 3 * CHUNK - 6);
     }
 
     #[test]
@@ -944,7 +935,6 @@ mod tests {
         Jump(u64),
         Insert(u64),
         Remove(u64),
-        RemoveIf(u64, Slot),
         Clone,
     }
 
@@ -954,7 +944,6 @@ mod tests {
             1 => (0..3u64).prop_map(|d| Op::Jump(SPAN - 1 + d)),
             2 => any::<u64>().prop_map(Op::Insert),
             2 => any::<u64>().prop_map(Op::Remove),
-            1 => (any::<u64>(), 0..4 as Slot).prop_map(|(u, s)| Op::RemoveIf(u, s)),
             1 => Just(Op::Clone),
         ]
     }
@@ -999,8 +988,8 @@ mod tests {
             let mut clones: Vec<(ChunkLog, BTreeMap<u64, Slot>)> = Vec::new();
             for (i, o) in ops.into_iter().enumerate() {
                 let top = model.keys().next_back().copied().unwrap_or(0);
-                // Slots 0..4 repeat, so that `RemoveIf` sometimes names
-                // the slot an entry has and sometimes another.
+                // Slots 0..4 repeat, so that `last_where` finds some odd
+                // ones deep in the log.
                 let s = (i % 4) as Slot;
                 match o {
                     Op::Append(d) => {
@@ -1021,13 +1010,6 @@ mod tests {
                         l.remove(Usn(u));
                         model.remove(&u);
                     }
-                    Op::RemoveIf(x, s) => {
-                        let u = 1 + x % (top + 1);
-                        l.remove_if(Usn(u), s);
-                        if model.get(&u) == Some(&s) {
-                            model.remove(&u);
-                        }
-                    }
                     Op::Clone => clones.push((l.clone(), model.clone())),
                 }
             }
@@ -1035,8 +1017,13 @@ mod tests {
             for (l, model) in &clones {
                 l.check();
                 let want: Vec<(u64, Slot)> = model.iter().map(|(u, s)| (*u, *s)).collect();
-                prop_assert_eq!(all(l), want);
+                prop_assert_eq!(all(l), want.clone());
+                let every: Vec<(u64, Slot)> = l.iter().map(|(u, s)| (u.0, s)).collect();
+                prop_assert_eq!(every, want);
                 prop_assert_eq!(l.last().map(|u| u.0), model.keys().next_back().copied());
+                // The highest entry of an odd slot, found walking down.
+                let odd = model.iter().rev().find(|(_, s)| *s % 2 == 1).map(|(u, _)| *u);
+                prop_assert_eq!(l.last_where(|_, s| s % 2 == 1).map(|u| u.0), odd);
                 prop_assert_eq!(l.is_empty(), model.is_empty());
                 if let Some(mid) = model.keys().nth(model.len() / 2) {
                     let got: Vec<u64> = l.after(Usn(*mid)).map(|(u, _)| u.0).collect();

@@ -23,29 +23,24 @@ pub(crate) struct OriginIndex {
 impl OriginIndex {
     /// Maps the stamp (`inv`, `usn`) to slot `s`, replacing the slot it had
     /// (after a USN rollback two objects can carry one stamp; the last
-    /// stored is the one found).
+    /// stored is the one found). Entries are never taken out one by one:
+    /// the table skips those whose slot no longer carries the stamp, and
+    /// drops them in bulk ([`OriginIndex::retain`]).
     pub(crate) fn insert(&mut self, inv: InvocationId, usn: Usn, s: Slot) {
         self.by_invocation.entry(inv).or_default().insert(usn, s);
     }
 
-    /// Removes the stamp (`inv`, `usn`) if it maps to slot `s`: another
-    /// object that carries the same stamp after a USN rollback keeps its
-    /// entry.
-    pub(crate) fn remove(&mut self, inv: InvocationId, usn: Usn, s: Slot) {
-        let Some(log) = self.by_invocation.get_mut(&inv) else {
-            return;
-        };
-        log.remove_if(usn, s);
-        if log.is_empty() {
-            self.by_invocation.remove(&inv);
-        }
-    }
-
-    /// [`ChunkLog::prefetch`] for the stamp (`inv`, `usn`).
-    pub(crate) fn prefetch(&self, inv: InvocationId, usn: Usn, depth: u8) {
-        if let Some(log) = self.by_invocation.get(&inv) {
-            log.prefetch(usn, depth);
-        }
+    /// Keeps only the entries that pass `keep`, each log rebuilt by
+    /// appends; an invocation left without entries goes.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(InvocationId, Usn, Slot) -> bool) {
+        self.by_invocation.retain(|&inv, log| {
+            let mut kept = ChunkLog::default();
+            for (u, s) in log.iter().filter(|&(u, s)| keep(inv, u, s)) {
+                kept.insert(u, s);
+            }
+            *log = kept;
+            !log.is_empty()
+        });
     }
 
     /// The stamps of `inv` with an originating USN above `after`, in USN
@@ -61,9 +56,13 @@ impl OriginIndex {
             .flat_map(move |log| log.after(after))
     }
 
-    /// The highest originating USN of `inv` held.
-    pub(crate) fn last(&self, inv: InvocationId) -> Option<Usn> {
-        self.by_invocation.get(&inv).and_then(ChunkLog::last)
+    /// The highest originating USN of `inv` whose entry passes `keep`.
+    pub(crate) fn last_where(
+        &self,
+        inv: InvocationId,
+        keep: impl FnMut(Usn, Slot) -> bool,
+    ) -> Option<Usn> {
+        self.by_invocation.get(&inv)?.last_where(keep)
     }
 
     /// Whether no stamp is held.
@@ -104,14 +103,20 @@ mod tests {
     }
 
     #[test]
-    fn a_reused_stamp_keeps_the_other_slots_entry() {
+    fn a_reused_stamp_maps_to_the_last_slot_and_empty_logs_go() {
         let mut x = OriginIndex::default();
         x.insert(InvocationId(1), Usn(5), 1);
         x.insert(InvocationId(1), Usn(5), 2);
-        x.remove(InvocationId(1), Usn(5), 1);
+        x.insert(InvocationId(2), Usn(5), 3);
         assert_eq!(got(&x, 1, 0), vec![(5, 2)]);
-        x.remove(InvocationId(1), Usn(5), 2);
-        assert!(x.is_empty(), "an invocation without entries goes");
+        x.retain(|inv, _, _| inv == InvocationId(2));
+        assert!(
+            x.log(InvocationId(1)).is_none(),
+            "an invocation without entries goes"
+        );
+        assert_eq!(got(&x, 2, 0), vec![(5, 3)]);
+        x.retain(|_, _, _| false);
+        assert!(x.is_empty());
     }
 
     #[test]
@@ -125,8 +130,12 @@ mod tests {
         assert_eq!(got(&x, 2, 30), vec![(40, 14), (50, 15)]);
         assert_eq!(got(&x, 3, 0), vec![]);
         assert_eq!(got(&x, 1, u64::MAX), vec![], "no overflow past the top");
-        assert_eq!(x.last(InvocationId(2)), Some(Usn(50)));
-        assert_eq!(x.last(InvocationId(3)), None);
+        assert_eq!(x.last_where(InvocationId(2), |_, _| true), Some(Usn(50)));
+        assert_eq!(
+            x.last_where(InvocationId(2), |u, _| u < Usn(50)),
+            Some(Usn(40))
+        );
+        assert_eq!(x.last_where(InvocationId(3), |_, _| true), None);
     }
 
     #[test]
@@ -141,17 +150,19 @@ mod tests {
         let chunks = x.log(inv).unwrap().chunks();
         assert_eq!(chunks, 10);
         // A new write of the same invocation (appended: a new chunk), and
-        // one object rewritten (its old entry removed from chunk 0). The
-        // last chunk was each copy's own (the log's tail) when the backup
-        // was taken; the others stay shared but chunk 0.
+        // one stamp moved to another slot in chunk 0. The last chunk was
+        // each copy's own (the log's tail) when the backup was taken; the
+        // others stay shared but chunk 0.
         x.insert(inv, Usn(n + 1), 0);
-        x.remove(inv, Usn(1), 1);
+        x.insert(inv, Usn(1), 2);
         let log = x.log(inv).unwrap();
         assert_eq!(log.shared_with(backup.log(inv).unwrap()), chunks - 2);
         assert_eq!(got(&backup, 7, n - 1), vec![(n, n as Slot)]);
         assert_eq!(got(&backup, 7, 0).len(), n as usize, "the backup as taken");
         assert_eq!(got(&x, 7, n - 1), vec![(n, n as Slot), (n + 1, 0)]);
-        assert_eq!(got(&x, 7, 0).len(), n as usize);
+        assert_eq!(got(&x, 7, 0).len(), n as usize + 1);
+        assert_eq!(got(&x, 7, 0)[0], (1, 2));
+        assert_eq!(got(&backup, 7, 0)[0], (1, 1));
     }
 
     /// One change to the index.
@@ -162,8 +173,8 @@ mod tests {
         /// A stamp at any USN from 1 to just past the highest (stamps
         /// start at USN 1).
         Insert(u64, u64),
-        /// A removal naming some slot.
-        Remove(u64, u64, Slot),
+        /// Keeps the entries of other slots.
+        Drop(Slot),
         Clone,
     }
 
@@ -172,7 +183,7 @@ mod tests {
         prop_oneof![
             6 => (inv.clone(), 1..3u64).prop_map(|(i, d)| Op::Append(i, d)),
             2 => (inv.clone(), any::<u64>()).prop_map(|(i, x)| Op::Insert(i, x)),
-            3 => (inv, any::<u64>(), 0..4 as Slot).prop_map(|(i, x, s)| Op::Remove(i, x, s)),
+            1 => (0..4 as Slot).prop_map(Op::Drop),
             1 => Just(Op::Clone),
         ]
     }
@@ -191,8 +202,7 @@ mod tests {
                 let top = |m: &Model, i: u64| {
                     m.range((i, 0)..=(i, u64::MAX)).next_back().map_or(0, |((_, u), _)| *u)
                 };
-                // Slots repeat, so that a removal sometimes names the slot
-                // an entry has and sometimes another.
+                // Slots repeat, so that a drop takes some of each log.
                 let s = (k % 4) as Slot;
                 match o {
                     Op::Append(i, d) => {
@@ -205,12 +215,9 @@ mod tests {
                         x.insert(InvocationId(i), Usn(u), s);
                         m.insert((i, u), s);
                     }
-                    Op::Remove(i, r, s) => {
-                        let u = 1 + r % (top(&m, i) + 1);
-                        x.remove(InvocationId(i), Usn(u), s);
-                        if m.get(&(i, u)) == Some(&s) {
-                            m.remove(&(i, u));
-                        }
+                    Op::Drop(s) => {
+                        x.retain(|_, _, t| t != s);
+                        m.retain(|_, t| *t != s);
                     }
                     Op::Clone => clones.push((x.clone(), m.clone())),
                 }
@@ -224,7 +231,10 @@ mod tests {
                     }
                     let all = want(m, i, 0);
                     prop_assert_eq!(got(x, i, 0), all.clone());
-                    prop_assert_eq!(x.last(InvocationId(i)).map(|u| u.0), all.last().map(|e| e.0));
+                    prop_assert_eq!(
+                        x.last_where(InvocationId(i), |_, s| s != 1).map(|u| u.0),
+                        all.iter().rev().find(|e| e.1 != 1).map(|e| e.0)
+                    );
                     if let Some((mid, _)) = all.get(all.len() / 2) {
                         prop_assert_eq!(got(x, i, *mid), want(m, i, *mid));
                     }

@@ -116,11 +116,11 @@ impl Origin {
 
 /// How many states ahead [`ObjectTable::prefetch_apply`] asks for each
 /// line: the incoming state (12), the guid index (10), the slab's chunk
-/// table (8), the cell (6), the old state (5), then the by-origin log's
-/// group, chunk and entry (3 to 1; the by-USN log's old entry is left
-/// stale, not looked up). A state or two apart, a line has come (a miss
-/// costs about as much as applying a state) and is still cached when read.
-const STAGES: [usize; 8] = [1, 2, 3, 5, 6, 8, 10, 12];
+/// table (8), the cell (6), the old state (5; the log entries it leaves
+/// are left stale, not looked up). A state or two apart, a line has come
+/// (a miss costs about as much as applying a state) and is still cached
+/// when read.
+const STAGES: [usize; 5] = [5, 6, 8, 10, 12];
 
 /// The slots [`ObjectTable::prefetch_apply`] remembers, by state index
 /// modulo this (more than the farthest stage that finds one).
@@ -162,8 +162,12 @@ pub struct ObjectTable {
     /// outnumber the objects held, the index is rebuilt without them.
     usn_stale: usize,
     /// Slots by the originating (invocation, USN) of every stamp their
-    /// state carries: the backsync answer.
+    /// state carries: the backsync answer. An entry is current while its
+    /// slot's state carries that stamp; like `by_usn`, a write that drops
+    /// a stamp leaves its entry stale.
     by_origin: OriginIndex,
+    /// At least how many of `by_origin`'s entries are stale.
+    origin_stale: usize,
     /// Per name of live objects (where it is shown, and its rdn, compared
     /// ignoring case), the holder: the live object with that name whose
     /// last naming write (create or rename) is the latest.
@@ -387,6 +391,21 @@ impl Keys {
     fn iter(&self) -> impl Iterator<Item = Key> + '_ {
         self.inline[..self.n].iter().chain(&self.spill).copied()
     }
+}
+
+/// Whether the replica in `cell` carries a stamp originated by `inv` at
+/// `usn` (its by-origin entry is current): from `created` and `stamp`
+/// alone when the cell says they are all its stamps.
+fn carries(cell: &Cell, (inv, usn): Key) -> bool {
+    let Some(r) = &cell.replica else {
+        return false;
+    };
+    let s = &r.state;
+    let is = |st: &Stamp| st.invocation == inv && st.usn == usn;
+    is(&s.created)
+        || is(&s.stamp)
+        || (!cell.simple_keys
+            && (is(&s.named) || is(&s.alive) || s.attrs.iter().any(|a| is(&a.stamp))))
 }
 
 /// A guid's 64-bit hash: guids are random already, so one splitmix round
@@ -822,20 +841,10 @@ impl ObjectTable {
                 }
             }
             _ => {
-                let Some(r) = slot.and_then(|s| self.slab.cell(s).replica.as_ref()) else {
-                    return;
-                };
-                if k == 5 {
+                if let Some(r) = slot.and_then(|s| self.slab.cell(s).replica.as_ref()) {
                     prefetch(&r.state.guid);
                     prefetch(&r.state.stamp);
                     prefetch(&r.state.created);
-                }
-                // The old latest write's by-origin entry goes (at object
-                // granularity, the common case, the only one).
-                if k <= 3 {
-                    let st = r.state.stamp;
-                    self.by_origin
-                        .prefetch(st.invocation, st.usn, (3 - k) as u8);
                 }
             }
         }
@@ -866,14 +875,14 @@ impl ObjectTable {
     fn index(&mut self, s: Slot, keys: &Keys, had: Option<&Keys>, same_name: bool) {
         let r = at(&self.slab, s);
         self.by_usn.insert(r.usn_changed, s);
-        self.drop_stale_usns();
-        let st = &at(&self.slab, s).state;
         for (inv, u) in keys.iter() {
             if had.is_some_and(|h| h.contains((inv, u))) {
                 continue;
             }
             self.by_origin.insert(inv, u, s);
         }
+        self.drop_stale();
+        let st = &at(&self.slab, s).state;
         let (deleted, time, guid, hash) = (st.deleted, st.stamp.time, st.guid, st.hash);
         let parent = st.parent.object();
         if deleted {
@@ -903,16 +912,13 @@ impl ObjectTable {
     fn unindex(&mut self, s: Slot, keys: &Keys, keeps: Option<&Keys>, same_name: bool) {
         let r = at(&self.slab, s);
         let st = &r.state;
-        // Its by-USN entry stays, stale, skipped by scans (see `usn_stale`).
+        // Its by-USN entry and the by-origin entries of the stamps it
+        // drops stay, stale, skipped by every read (see `usn_stale`).
         self.usn_stale += 1;
-        for (inv, u) in keys.iter() {
-            if keeps.is_some_and(|k| k.contains((inv, u))) {
-                continue;
-            }
-            // Another object may carry the same stamp only after a USN
-            // rollback reused it; that object's entry stays.
-            self.by_origin.remove(inv, u, s);
-        }
+        self.origin_stale += keys
+            .iter()
+            .filter(|&k| !keeps.is_some_and(|keeps| keeps.contains(k)))
+            .count();
         if st.deleted {
             self.tombstones.remove(&(st.stamp.time, st.guid));
         } else {
@@ -1118,20 +1124,25 @@ impl ObjectTable {
         })
     }
 
-    /// Rebuilds the by-USN index without its stale entries, once they
-    /// outnumber the current ones (and a few thousand): a pass over the
-    /// index in USN order, appends to a new one, amortised over the writes
-    /// that left them.
-    fn drop_stale_usns(&mut self) {
-        if self.usn_stale <= self.len().max(STALE_FLOOR) {
-            return;
+    /// Rebuilds the by-USN or by-origin index without its stale entries
+    /// once they outnumber the objects (and [`STALE_FLOOR`]): a pass over
+    /// the index in order, appending what is current to a new one,
+    /// amortised over the writes that left them.
+    fn drop_stale(&mut self) {
+        let most = self.len().max(STALE_FLOOR);
+        if self.usn_stale > most {
+            let mut log = ChunkLog::default();
+            for (u, s, _, _) in self.current(Usn(0)) {
+                log.insert(u, s);
+            }
+            self.by_usn = log;
+            self.usn_stale = 0;
         }
-        let mut log = ChunkLog::default();
-        for (u, s, _, _) in self.current(Usn(0)) {
-            log.insert(u, s);
+        if self.origin_stale > most {
+            let slab = &self.slab;
+            (self.by_origin).retain(|inv, u, s| carries(slab.cell(s), (inv, u)));
+            self.origin_stale = 0;
         }
-        self.by_usn = log;
-        self.usn_stale = 0;
     }
 
     /// Guids carrying a stamp originated by `inv` with originating USN above
@@ -1151,9 +1162,10 @@ impl ObjectTable {
         inv: InvocationId,
         after: Usn,
     ) -> impl Iterator<Item = (Usn, &Replica)> + '_ {
-        self.by_origin
-            .after(inv, after)
-            .map(|(u, s)| (u, at(&self.slab, s)))
+        self.by_origin.after(inv, after).filter_map(move |(u, s)| {
+            let c = self.slab.cell(s);
+            carries(c, (inv, u)).then(|| (u, c.replica.as_ref().expect("it carries a stamp")))
+        })
     }
 
     /// What [`ObjectTable::originated_by`] yields, found by scanning the
@@ -1180,7 +1192,7 @@ impl ObjectTable {
 
     /// The highest originating USN of `inv` this table holds.
     pub fn max_origin_usn(&self, inv: InvocationId) -> Option<Usn> {
-        self.by_origin.last(inv)
+        (self.by_origin).last_where(inv, |u, s| carries(self.slab.cell(s), (inv, u)))
     }
 
     /// The live object that holds the name `dn` (compared ignoring case):
@@ -1583,11 +1595,11 @@ mod tests {
         assert_eq!(t.scan().count(), 100);
     }
 
-    /// Rewrites and removals leave by-USN entries stale: scans skip them,
-    /// and the index is rebuilt without them once they outnumber the
-    /// objects (and [`STALE_FLOOR`]).
+    /// Rewrites and removals leave by-USN and by-origin entries stale:
+    /// reads skip them, and each index is rebuilt without them once they
+    /// outnumber the objects (and [`STALE_FLOOR`]).
     #[test]
-    fn stale_usn_entries_are_skipped_then_dropped() {
+    fn stale_entries_are_skipped_then_dropped() {
         let mut t = ObjectTable::new();
         let mut usn = 0;
         let mut latest = [0u64; 10];
@@ -1608,8 +1620,20 @@ mod tests {
             "{entries} entries: never rebuilt"
         );
         assert!(entries > 10, "rebuilt at every write");
+        let origins = inv1_origins(&t).iter().count();
+        assert!(
+            origins <= 10 + STALE_FLOOR + 1,
+            "{origins} entries: never rebuilt"
+        );
+        assert!(origins > 10, "rebuilt at every write");
         let want: Vec<(Usn, Guid)> = (0..10).map(|g| (Usn(latest[g]), Guid(g as u128))).collect();
         assert_eq!(t.changed_after(Usn(0)).collect::<Vec<_>>(), want);
+        // Each object's stamps are those of its last write.
+        assert_eq!(
+            t.originated_by(InvocationId(1), Usn(0)).collect::<Vec<_>>(),
+            want
+        );
+        assert_eq!(t.max_origin_usn(InvocationId(1)), Some(Usn(usn)));
         // A removed object's entry is skipped, and its slot's next object
         // shows once, at its own USN.
         t.remove(Guid(3));
@@ -1618,6 +1642,16 @@ mod tests {
         assert_eq!(after.len(), 10);
         assert!(!after.contains(&Guid(3)));
         assert_eq!(after.last(), Some(&Guid(77)));
+        let origins: Vec<Guid> = t
+            .originated_by(InvocationId(1), Usn(0))
+            .map(|(_, g)| g)
+            .collect();
+        assert_eq!(origins, after);
+        // The top entry is stale once its object is gone: the highest
+        // current one answers.
+        t.remove(Guid(77));
+        assert_eq!(t.max_origin_usn(InvocationId(1)), Some(Usn(usn)));
+        t.put(obj(77, "cn=77", stamp(1, usn + 1), false), Usn(usn + 1));
         assert_eq!(t.restamp(Usn(usn), Usn(usn + 1), || Usn(usn + 5)), 1);
         assert_eq!(
             t.changed_after(Usn(usn)).collect::<Vec<_>>(),
@@ -1750,7 +1784,6 @@ mod tests {
         t.remove(Guid(1));
         assert_eq!(t.originated_by(InvocationId(1), Usn(0)).count(), 0);
         assert_eq!(t.max_origin_usn(InvocationId(1)), None);
-        assert!(t.by_origin.is_empty());
     }
 
     #[test]
