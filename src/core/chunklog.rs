@@ -309,6 +309,17 @@ pub(crate) struct ChunkLog {
     tail: Chunk,
 }
 
+/// A log with no entries, to iterate where there is no log.
+pub(crate) static EMPTY: ChunkLog = ChunkLog {
+    groups: Vec::new(),
+    firsts: Vec::new(),
+    tail: Chunk {
+        base: Usn(0),
+        ents: Vec::new(),
+        gone: 0,
+    },
+};
+
 impl ChunkLog {
     /// The group that holds `usn` if any group does: the last whose first
     /// USN is at or below it (0 when none is).
