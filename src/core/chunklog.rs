@@ -398,6 +398,18 @@ impl ChunkLog {
 
     /// Removes the entry at `usn`, if any; a miss copies no shared group
     /// or chunk.
+    /// The slot `usn` maps to, if any.
+    pub(crate) fn get(&self, usn: Usn) -> Option<Slot> {
+        let c = if self.tail.len() > 0 && usn >= self.tail.base {
+            &self.tail
+        } else {
+            let g = self.groups.get(self.group_of(usn))?;
+            &g.chunks[g.chunk_of(usn)]
+        };
+        let i = c.rank(usn, false);
+        (i < c.len() && c.usn(i) == usn && c.ents[i].slot != GONE).then(|| c.ents[i].slot)
+    }
+
     pub(crate) fn remove(&mut self, usn: Usn) {
         let found = |c: &Chunk| {
             let i = c.rank(usn, false);
@@ -1037,6 +1049,8 @@ mod tests {
                 prop_assert_eq!(l.last_where(|_, s| s % 2 == 1).map(|u| u.0), odd);
                 prop_assert_eq!(l.is_empty(), model.is_empty());
                 if let Some(mid) = model.keys().nth(model.len() / 2) {
+                    prop_assert_eq!(l.get(Usn(*mid)), model.get(mid).copied());
+                    prop_assert_eq!(l.get(Usn(mid + 1)), model.get(&(mid + 1)).copied());
                     let got: Vec<u64> = l.after(Usn(*mid)).map(|(u, _)| u.0).collect();
                     let want: Vec<u64> = model.range(mid + 1..).map(|(u, _)| *u).collect();
                     prop_assert_eq!(got, want);
