@@ -1055,14 +1055,15 @@ impl ObjectTable {
             .map(|(u, s, _, _)| (u, s))
             .take_while(|(u, _)| *u <= upto)
             .collect();
-        for &(u, s) in &moved {
+        for &(_, s) in &moved {
             let n = next();
-            self.by_usn.remove(u);
             (self.slab.cell_mut(s).replica.as_mut())
                 .expect("an indexed slot is occupied")
                 .usn_changed = n;
+            // The old entry stays, stale, like a write's.
             self.by_usn.insert(n, s);
         }
+        self.usn_stale += moved.len();
         moved.len()
     }
 
