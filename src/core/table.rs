@@ -590,8 +590,8 @@ fn same_name(old: &ObjectState, new: &ObjectState) -> bool {
         && old.parent == new.parent
 }
 
-/// Stale by-USN entries kept whatever the table's size: a small table
-/// is not rebuilt every few writes.
+/// Stale entries an index may hold whatever the table's size: a small
+/// table's indexes are not rebuilt every few writes.
 const STALE_FLOOR: usize = 4096;
 
 /// How many entries ahead the GetChanges scan asks for a slot's chunk
@@ -1126,9 +1126,10 @@ impl ObjectTable {
     }
 
     /// Rebuilds the by-USN or by-origin index without its stale entries
-    /// once they outnumber the objects (and [`STALE_FLOOR`]): a pass over
-    /// the index in order, appending what is current to a new one,
-    /// amortised over the writes that left them.
+    /// once they outnumber the objects (and [`STALE_FLOOR`]), into a new
+    /// log: the by-USN index from the slab, the by-origin index by keeping
+    /// its entries whose slot still carries the stamp. Each rebuild is one
+    /// pause, amortised over the writes that left the entries.
     fn drop_stale(&mut self) {
         let most = self.len().max(STALE_FLOOR);
         if self.usn_stale > most {
