@@ -264,7 +264,8 @@ pub(crate) struct ChunkLog {
     /// Each group's first USN: groups are never empty and their USNs all
     /// lie below the next group's first.
     firsts: Vec<Usn>,
-    /// The newest entries, all above every group's (empty or not).
+    /// The newest entries, all above every group's; empty only in an
+    /// empty log (no entry is ever removed).
     tail: Chunk,
 }
 
@@ -286,14 +287,9 @@ impl ChunkLog {
     }
 
     /// Whether `usn` belongs in the tail: at or past its first entry, or
-    /// past every group's when it is empty.
+    /// anywhere in an empty log.
     fn in_tail(&self, usn: Usn) -> bool {
-        if self.tail.len() > 0 {
-            return usn >= self.tail.base;
-        }
-        self.groups
-            .last()
-            .is_none_or(|g| g.chunks.last().is_none_or(|c| c.last() < usn))
+        self.tail.len() == 0 || usn >= self.tail.base
     }
 
     /// Moves `c`, whose entries lie past every group's (and below the
@@ -413,17 +409,12 @@ impl ChunkLog {
     /// The highest USN held (tests: the table asks [`ChunkLog::last_where`]).
     #[cfg(test)]
     pub(crate) fn last(&self) -> Option<Usn> {
-        let c = if self.tail.len() > 0 {
-            &self.tail
-        } else {
-            self.groups.last()?.chunks.last()?
-        };
-        Some(c.last())
+        (self.tail.len() > 0).then(|| self.tail.last())
     }
 
     /// Whether no entry is held.
     pub(crate) fn is_empty(&self) -> bool {
-        self.groups.is_empty() && self.tail.len() == 0
+        self.tail.len() == 0
     }
 
     /// Every chunk, in order, the tail last when it holds entries (tests).
@@ -483,6 +474,10 @@ impl ChunkLog {
         }
         let firsts: Vec<Usn> = self.groups.iter().map(|g| g.firsts[0]).collect();
         assert_eq!(self.firsts, firsts);
+        assert!(
+            self.tail.len() > 0 || self.groups.is_empty(),
+            "the tail is empty only in an empty log"
+        );
         let chunks: Vec<&Chunk> = self.all_chunks().collect();
         assert!(
             chunks.windows(2).all(|w| w[0].last() < w[1].base),
