@@ -252,8 +252,8 @@ pub fn apply_all(d: &mut Dsa, states: &[Arc<ObjectState>]) -> usize {
     let mut ahead = Ahead::default();
     (states.iter().enumerate())
         .filter(|&(i, s)| {
-            d.table().prefetch_apply(&mut ahead, states, i);
-            d.apply_state(s)
+            let found = d.table().prefetch_apply(&mut ahead, states, i);
+            d.apply_state_found(s, found)
         })
         .count()
 }

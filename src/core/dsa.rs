@@ -9,7 +9,7 @@ use crate::config::{Granularity, RestoreStrategy};
 use crate::core::ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 use crate::core::messages::{ChangesReply, GetChanges, PullKind};
 use crate::core::object::{Attr, Name, ObjectState};
-use crate::core::table::{Ahead, Digest, GuidHasher, ObjectTable, Replica};
+use crate::core::table::{Ahead, Digest, Found, GuidHasher, ObjectTable, Replica};
 use crate::core::tree::{Containers, Parent, check_dn, eq_ci, split_dn};
 use crate::core::vectors::{HighWatermark, UpToDatenessVector};
 
@@ -1115,14 +1115,22 @@ impl Dsa {
 
     /// Applies one replicated state; returns whether the table changed.
     pub fn apply_state(&mut self, inc: &Arc<ObjectState>) -> bool {
+        self.apply_state_found(inc, Found::default())
+    }
+
+    /// [`Dsa::apply_state`], trying the slot [`ObjectTable::prefetch_apply`]
+    /// found first.
+    pub fn apply_state_found(&mut self, inc: &Arc<ObjectState>, found: Found) -> bool {
         if self.forgotten.contains(&inc.created.invocation) {
             return false;
         }
         let mut usn = self.usn;
-        let changed = self.table.merge_in(inc, self.cfg.granularity, || {
-            usn = usn.next();
-            usn
-        });
+        let changed = self
+            .table
+            .merge_found(inc, self.cfg.granularity, found, || {
+                usn = usn.next();
+                usn
+            });
         self.usn = usn;
         changed
     }
@@ -1195,12 +1203,12 @@ impl Dsa {
         let mut again = false;
         let mut ahead = Ahead::default();
         for (i, s) in reply.changes.iter().enumerate() {
-            self.table.prefetch_apply(&mut ahead, &reply.changes, i);
+            let found = self.table.prefetch_apply(&mut ahead, &reply.changes, i);
             // Exchange 5.5 (KB 195911): equal Object-Versions from different
             // originators: the later change wins, the other is lost. A
             // create (version 1) never meets another of the same object.
             let lost = (self.cfg.granularity == Granularity::Object && s.stamp.version > 1)
-                .then(|| self.table.get_ref(s.guid))
+                .then(|| self.table.get_ref_found(s.guid, found))
                 .flatten()
                 .filter(|r| {
                     !r.state.deleted
@@ -1209,7 +1217,7 @@ impl Dsa {
                         && r.state.stamp.invocation != s.stamp.invocation
                 })
                 .map(|r| r.state.clone());
-            if self.apply_state(s) {
+            if self.apply_state_found(s, found) {
                 out.changed += 1;
                 out.changed_guids.push(s.guid);
             }

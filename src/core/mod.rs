@@ -26,7 +26,7 @@ pub use hash::StableHasher;
 pub use ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 pub use messages::{ChangesReply, GetChanges, PullKind};
 pub use object::{Attr, Merge, Name, ObjectState, merge};
-pub use table::{Ahead, Digest, GuidHasher, ObjectTable, Origin, Replica};
+pub use table::{Ahead, Digest, Found, GuidHasher, ObjectTable, Origin, Replica};
 pub use tree::{Containers, Parent};
 pub use vectors::{HighWatermark, UpToDatenessVector};
 pub use week::WeekWindows;

@@ -93,23 +93,47 @@ pub struct Origin {
 }
 
 impl Origin {
+    #[cfg(test)]
     fn of(s: &ObjectState) -> Origin {
-        let inv = s.created.invocation;
-        let mut max = s
-            .created
-            .usn
-            .max(s.stamp.usn)
-            .max(s.named.usn)
-            .max(s.alive.usn);
-        let mut sole =
-            s.stamp.invocation == inv && s.named.invocation == inv && s.alive.invocation == inv;
-        for a in &s.attrs {
-            sole &= a.stamp.invocation == inv;
-            max = max.max(a.stamp.usn);
+        Summary::of(s).origin
+    }
+}
+
+/// What a store reads off a state's stamps, in one pass over them: its
+/// by-origin keys, its origin summary and whether `created` and `stamp`
+/// carry every key (the cell's `simple_keys`).
+struct Summary {
+    keys: Keys,
+    origin: Origin,
+    simple: bool,
+}
+
+impl Summary {
+    fn of(s: &ObjectState) -> Summary {
+        let c = (s.created.invocation, s.created.usn);
+        let t = (s.stamp.invocation, s.stamp.usn);
+        let mut keys = Keys::two(c, t);
+        let inv = c.0;
+        let (mut max, mut sole, mut simple) = (c.1.max(t.1), t.0 == inv, true);
+        // A plain loop, not a closure called per stamp: the closure's
+        // captures went through memory, a store and a load per stamp.
+        let rest = [&s.named, &s.alive].into_iter();
+        for st in rest.chain(s.attrs.iter().map(|a| &a.stamp)) {
+            let key = (st.invocation, st.usn);
+            sole &= key.0 == inv;
+            max = max.max(key.1);
+            if key != c && key != t {
+                simple = false;
+                keys.add(key);
+            }
         }
-        Origin {
-            invocation: inv,
-            usn: if sole { max } else { Usn(u64::MAX) },
+        Summary {
+            keys,
+            origin: Origin {
+                invocation: inv,
+                usn: if sole { max } else { Usn(u64::MAX) },
+            },
+            simple,
         }
     }
 }
@@ -120,7 +144,12 @@ impl Origin {
 /// are left stale, not looked up). A state or two apart, a line has come
 /// (a miss costs about as much as applying a state) and is still cached
 /// when read.
-const STAGES: [usize; 5] = [5, 6, 8, 10, 12];
+const STAGES: [usize; 5] = [OLD_STATE, CELL, FIND, GUID_INDEX, STATE];
+const OLD_STATE: usize = 5;
+const CELL: usize = 6;
+const FIND: usize = 8;
+const GUID_INDEX: usize = 10;
+const STATE: usize = 12;
 
 /// The slots [`ObjectTable::prefetch_apply`] remembers, by state index
 /// modulo this (more than the farthest stage that finds one).
@@ -138,6 +167,19 @@ const AHEAD: usize = 16;
 pub struct Ahead {
     slots: [Option<Slot>; AHEAD],
 }
+
+/// Where [`ObjectTable::prefetch_apply`] found the state it was called
+/// for, ahead of its apply: a guess that [`ObjectTable::merge_found`]
+/// checks by the guid at it before using, so that a prefetched apply
+/// looks its guid up once rather than twice.
+///
+/// ```
+/// use backsync::core::table::Found;
+/// let nothing = Found::default();
+/// # let _ = nothing;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Found(Option<Slot>);
 
 /// The object table: a slab of replicas plus indexes by guid, local USN,
 /// originating write and dn.
@@ -340,48 +382,45 @@ struct Keys {
 
 impl Keys {
     fn of(s: &ObjectState) -> Keys {
-        let stamps = [&s.created, &s.stamp, &s.named, &s.alive]
-            .into_iter()
-            .chain(s.attrs.iter().map(|a| &a.stamp));
-        Keys::of_stamps(stamps)
+        Summary::of(s).keys
     }
 
     /// The keys of the state in `cell`: from its `created` and `stamp`
     /// alone when the cell says they are all.
     fn of_cell(cell: &Cell, s: &ObjectState) -> Keys {
         if cell.simple_keys {
-            Keys::of_stamps([&s.created, &s.stamp].into_iter())
+            Keys::two(
+                (s.created.invocation, s.created.usn),
+                (s.stamp.invocation, s.stamp.usn),
+            )
         } else {
             Keys::of(s)
         }
     }
 
-    /// Whether these keys, `s`'s, are only its `created` and `stamp` keys
-    /// (the first two [`Keys::of`] takes, so counting them tells).
-    fn are_simple(&self, s: &ObjectState) -> bool {
-        let two = (s.created.invocation, s.created.usn) != (s.stamp.invocation, s.stamp.usn);
-        self.spill.is_empty() && self.n == 1 + usize::from(two)
+    /// `c`, and `t` unless equal to it.
+    fn two(c: Key, t: Key) -> Keys {
+        let mut inline = [(InvocationId(0), Usn(0)); 6];
+        inline[0] = c;
+        inline[1] = t;
+        Keys {
+            inline,
+            n: 1 + usize::from(t != c),
+            spill: Vec::new(),
+        }
     }
 
-    fn of_stamps<'a>(stamps: impl Iterator<Item = &'a Stamp>) -> Keys {
-        let mut k = Keys {
-            inline: [(InvocationId(0), Usn(0)); 6],
-            n: 0,
-            spill: Vec::new(),
-        };
-        for st in stamps {
-            let key = (st.invocation, st.usn);
-            if k.contains(key) {
-                continue;
-            }
-            if k.n < k.inline.len() {
-                k.inline[k.n] = key;
-                k.n += 1;
-            } else {
-                k.spill.push(key);
-            }
+    /// Adds `key` unless held.
+    fn add(&mut self, key: Key) {
+        if self.contains(key) {
+            return;
         }
-        k
+        if self.n < self.inline.len() {
+            self.inline[self.n] = key;
+            self.n += 1;
+        } else {
+            self.spill.push(key);
+        }
     }
 
     fn contains(&self, key: Key) -> bool {
@@ -459,7 +498,8 @@ enum Place<'a> {
 impl Place<'_> {
     /// A fixed container's place; `cn=LostAndFound` is the LostAndFound place.
     fn fixed(dn: &str) -> Place<'_> {
-        if eq_ci(dn, LOST_AND_FOUND) {
+        // The root, every flat directory's place, without a comparison.
+        if !dn.is_empty() && eq_ci(dn, LOST_AND_FOUND) {
             Place::Lost
         } else {
             Place::Fixed(dn)
@@ -629,7 +669,23 @@ impl ObjectTable {
 
     /// The replica of `guid`, if held, without cloning it.
     pub fn get_ref(&self, guid: Guid) -> Option<&Replica> {
-        self.slot(guid).map(|s| at(&self.slab, s))
+        self.get_ref_found(guid, Found::default())
+    }
+
+    /// [`ObjectTable::get_ref`], trying where `found` says first.
+    pub fn get_ref_found(&self, guid: Guid, found: Found) -> Option<&Replica> {
+        self.slot_found(guid, found).map(|s| at(&self.slab, s))
+    }
+
+    /// The slot of `guid`: `found`'s if the replica there has this guid
+    /// (held objects never share a guid), else looked up.
+    fn slot_found(&self, guid: Guid, found: Found) -> Option<Slot> {
+        let at_found = found.0.filter(|&s| {
+            (self.slab.chunk(s))
+                .and_then(|c| c[s as usize & (CHUNK - 1)].replica.as_ref())
+                .is_some_and(|r| r.state.guid == guid)
+        });
+        at_found.or_else(|| self.slot(guid))
     }
 
     /// Number of objects, tombstones included.
@@ -672,7 +728,18 @@ impl ObjectTable {
         g: Granularity,
         usn: impl FnOnce() -> Usn,
     ) -> bool {
-        let slot = self.slot(inc.guid);
+        self.merge_found(inc, g, Found::default(), usn)
+    }
+
+    /// [`ObjectTable::merge_in`], trying where `found` says first.
+    pub fn merge_found(
+        &mut self,
+        inc: &Arc<ObjectState>,
+        g: Granularity,
+        found: Found,
+        usn: impl FnOnce() -> Usn,
+    ) -> bool {
+        let slot = self.slot_found(inc.guid, found);
         let next = match slot {
             None => inc.clone(),
             Some(s) => match merge(&at(&self.slab, s).state, inc, g) {
@@ -699,12 +766,15 @@ impl ObjectTable {
                         || !self.cut.is_empty());
                 let lost = cell.lost;
                 let old_keys = Keys::of_cell(cell, old);
-                let new_keys = Keys::of(&state);
-                let simple_keys = new_keys.are_simple(&state);
+                let Summary {
+                    keys: new_keys,
+                    origin,
+                    simple: simple_keys,
+                } = Summary::of(&state);
                 self.unindex(s, &old_keys, Some(&new_keys), same_name);
                 let (guid, live) = (state.guid, !state.deleted);
                 *self.slab.cell_mut(s) = Cell {
-                    origin: Origin::of(&state),
+                    origin,
                     replica: Some(Replica {
                         state,
                         usn_changed: usn,
@@ -728,11 +798,14 @@ impl ObjectTable {
             },
         };
         let guid = state.guid;
-        let keys = Keys::of(&state);
-        let simple_keys = keys.are_simple(&state);
+        let Summary {
+            keys,
+            origin,
+            simple: simple_keys,
+        } = Summary::of(&state);
         let (live, tree) = (!state.deleted, state.parent.object().is_some());
         *self.slab.cell_mut(s) = Cell {
-            origin: Origin::of(&state),
+            origin,
             simple_keys,
             replica: Some(Replica {
                 state,
@@ -787,7 +860,14 @@ impl ObjectTable {
     /// }
     /// assert_eq!(d.table().len(), 100);
     /// ```
-    pub fn prefetch_apply(&self, ahead: &mut Ahead, states: &[Arc<ObjectState>], i: usize) {
+    ///
+    /// Returns where it found `states[i]`, for [`ObjectTable::merge_found`].
+    pub fn prefetch_apply(
+        &self,
+        ahead: &mut Ahead,
+        states: &[Arc<ObjectState>],
+        i: usize,
+    ) -> Found {
         if i == 0 {
             // The batch's first states: each stage in turn over them.
             for &k in STAGES.iter().rev() {
@@ -801,22 +881,25 @@ impl ObjectTable {
                 self.prefetch_stage(ahead, inc, i + k, k);
             }
         }
+        Found(ahead.slots[i % AHEAD])
     }
 
     /// Stage `k` of [`ObjectTable::prefetch_apply`] for `inc`, the `j`th state.
     fn prefetch_stage(&self, ahead: &mut Ahead, inc: &ObjectState, j: usize, k: usize) {
         let slot = &mut ahead.slots[j % AHEAD];
         match k {
-            12 => {
+            STATE => {
+                // Every line of the state: the apply reads all its stamps.
                 prefetch(&inc.guid);
                 prefetch(&inc.attrs);
                 prefetch(&inc.rdn);
+                prefetch(&inc.stamp);
             }
-            10 => {
+            GUID_INDEX => {
                 self.by_guid.prefetch(widen(guid_hash(inc.guid)));
                 prefetch(inc.rdn.as_ptr());
             }
-            8 => {
+            FIND => {
                 let h = guid_hash(inc.guid);
                 *slot = self.by_guid.find(widen(h), |o| o.hash == h).map(|o| o.slot);
                 match *slot {
@@ -834,17 +917,21 @@ impl ObjectTable {
                     None => {}
                 }
             }
-            6 => {
+            CELL => {
                 prefetch(inc.attrs.as_ptr());
+                prefetch(inc.attrs.as_ptr().wrapping_add(1));
                 if let Some(s) = *slot {
                     self.slab.prefetch_cell(s);
                 }
             }
             _ => {
                 if let Some(r) = slot.and_then(|s| self.slab.cell(s).replica.as_ref()) {
+                    // Every line of the old state: the merge and the
+                    // name check read all but its attributes.
+                    prefetch(&r.state.rdn);
                     prefetch(&r.state.guid);
                     prefetch(&r.state.stamp);
-                    prefetch(&r.state.created);
+                    prefetch(&r.state.hash);
                 }
             }
         }
@@ -1439,6 +1526,59 @@ mod tests {
             deleted,
             if deleted { Vec::new() } else { attrs },
         ))
+    }
+
+    /// A slot [`ObjectTable::prefetch_apply`] found is only a guess: one
+    /// that holds another object, a freed slot or one past the slab's end
+    /// applies exactly as no guess does.
+    #[test]
+    fn a_wrong_found_slot_is_checked_not_trusted() {
+        let (mut hinted, mut plain) = (ObjectTable::new(), ObjectTable::new());
+        let g = Granularity::Object;
+        for t in [&mut hinted, &mut plain] {
+            for k in 1..=3u128 {
+                t.merge_in(
+                    &obj(k, &format!("cn={k}"), stamp(1, k as u64), false),
+                    g,
+                    || Usn(k as u64),
+                );
+            }
+            t.remove(Guid(2));
+        }
+        let slot = |t: &ObjectTable, k: u128| Found(t.slot(Guid(k)));
+        let writes = [
+            // Object 1 guessed at object 3's slot.
+            (obj(1, "cn=1", stamp(1, 10), false), slot(&hinted, 3)),
+            // A new object guessed at the freed slot.
+            (obj(4, "cn=4", stamp(1, 11), false), Found(Some(1))),
+            // Past the slab's end.
+            (obj(3, "cn=3", stamp(1, 12), false), Found(Some(1 << 30))),
+            // Right.
+            (obj(1, "cn=1", stamp(1, 13), false), slot(&hinted, 1)),
+        ];
+        for (u, (s, found)) in (20..).zip(writes) {
+            assert!(hinted.merge_found(&s, g, found, || Usn(u)));
+            assert!(plain.merge_in(&s, g, || Usn(u)));
+        }
+        assert_eq!(hinted.digest(), plain.digest());
+        assert_eq!(hinted.len(), 3);
+        for k in [1, 3, 4] {
+            let (a, b) = (hinted.get(Guid(k)), plain.get(Guid(k)));
+            let (a, b) = (a.expect("held"), b.expect("held"));
+            assert_eq!(
+                (a.state.stamp, a.usn_changed),
+                (b.state.stamp, b.usn_changed)
+            );
+            assert_eq!(
+                hinted
+                    .get_ref_found(Guid(k), slot(&hinted, 3))
+                    .map(|r| r.state.guid),
+                Some(Guid(k))
+            );
+        }
+        assert!(hinted.get_ref_found(Guid(2), slot(&hinted, 1)).is_none());
+        let names = |t: &ObjectTable| t.changed_after(Usn(0)).collect::<Vec<_>>();
+        assert_eq!(names(&hinted), names(&plain));
     }
 
     #[test]

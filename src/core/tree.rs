@@ -141,8 +141,80 @@ pub fn lower(s: &str) -> String {
     }
 }
 
-/// A 64-bit hash of a name that is equal for names [`eq_ci`] calls equal.
+/// A 64-bit hash of a name that is equal for names [`eq_ci`] calls equal:
+/// XXH3 of its lowercase bytes.
 pub fn hash_ci(s: &str) -> u64 {
+    let b = s.as_bytes();
+    let n = b.len();
+    // The usual short ASCII name, lowercased in registers: XXH3 reads at
+    // most two words of a name of 4 to 16 bytes (the first and the last 8
+    // bytes, or 4 below 9), so exactly those are read, lowercased and
+    // hashed as XXH3 does. Lowercasing a stack copy and hashing that
+    // stalled each read on store forwarding (the words overlap): a third
+    // of a new object's insert.
+    if (4..=16).contains(&n) && s.is_ascii() {
+        let word = |at: usize| u64::from(u32::from_le_bytes(b[at..at + 4].try_into().expect("4")));
+        if n <= 8 {
+            return xxh3_4to8(lower_word(word(0)), lower_word(word(n - 4)), n);
+        }
+        let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8"));
+        return xxh3_9to16(lower_word(word(0)), lower_word(word(n - 8)), n);
+    }
+    hash_ci_long(s)
+}
+
+/// Words of XXH3's default secret, little-endian, at byte offsets 8 to 48:
+/// what its short-input functions below key with.
+const SECRET: [u64; 6] = [
+    0x1cad_21f7_2c81_017c,
+    0xdb97_9083_e96d_d4de,
+    0x1f67_b3b7_a4a4_4072,
+    0x78e5_c0cc_4ee6_79cb,
+    0x2172_ffcc_7dd0_5a82,
+    0x8e24_43f7_7446_08b8,
+];
+
+/// XXH3-64 (seed 0) of 4 to 8 bytes whose first and last 4 are `first`
+/// and `last` (the crate's `xxh3_64_4to8`).
+fn xxh3_4to8(first: u64, last: u64, n: usize) -> u64 {
+    let keyed = (last + (first << 32)) ^ (SECRET[0] ^ SECRET[1]);
+    let mut v = keyed ^ keyed.rotate_left(49) ^ keyed.rotate_left(24);
+    v = v.wrapping_mul(0x9FB2_1C65_1E98_DF25);
+    v ^= (v >> 35).wrapping_add(n as u64);
+    v = v.wrapping_mul(0x9FB2_1C65_1E98_DF25);
+    v ^ (v >> 28)
+}
+
+/// XXH3-64 (seed 0) of 9 to 16 bytes whose first and last 8 are `first`
+/// and `last` (the crate's `xxh3_64_9to16`).
+fn xxh3_9to16(first: u64, last: u64, n: usize) -> u64 {
+    let lo = first ^ (SECRET[2] ^ SECRET[3]);
+    let hi = last ^ (SECRET[4] ^ SECRET[5]);
+    let product = u128::from(lo) * u128::from(hi);
+    let fold = (product as u64) ^ ((product >> 64) as u64);
+    let mut acc = (n as u64)
+        .wrapping_add(lo.swap_bytes())
+        .wrapping_add(hi)
+        .wrapping_add(fold);
+    acc ^= acc >> 37;
+    acc = acc.wrapping_mul(0x1656_6791_9E37_79F9);
+    acc ^ (acc >> 32)
+}
+
+/// Lowercases the ASCII letters of up to eight ASCII bytes at once: a
+/// byte gets 0x20 where adding to it carries it past `A - 1` but not past
+/// `Z` (no byte is above 0x7f, so no carry crosses into the next).
+fn lower_word(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let ge_a = x + (0x80 - u64::from(b'A')) * ONES;
+    let gt_z = x + (0x80 - u64::from(b'Z') - 1) * ONES;
+    x | ((ge_a & !gt_z & (0x80 * ONES)) >> 2)
+}
+
+/// [`hash_ci`] of any other name (kept out of line: its buffers would
+/// widen the short path's stack frame).
+#[inline(never)]
+fn hash_ci_long(s: &str) -> u64 {
     // Lowercased a block at a time into a stack buffer: the same XXH3 as
     // byte by byte (a streaming hash of the concatenation), a fraction of
     // the cost, and no allocation.
@@ -255,10 +327,22 @@ mod tests {
     #[test]
     fn a_name_hashes_as_xxh3_of_its_lowercase_bytes_at_any_length() {
         // Across the stack buffer's block size and a multiple of it.
-        for n in [0, 1, 127, 128, 129, 300] {
+        for n in (0..=20).chain([127, 128, 129, 300]) {
             let name: String = (0..n).map(|i| if i % 3 == 0 { 'Q' } else { 'z' }).collect();
             let want = xxhash_rust::xxh3::xxh3_64(name.to_ascii_lowercase().as_bytes());
             assert_eq!(hash_ci(&name), want, "length {n}");
+        }
+        // Every byte at every place of the short path's two words.
+        for n in 4..=16 {
+            for at in 0..n {
+                for c in 0..=127u8 {
+                    let mut name = vec![b'x'; n];
+                    name[at] = c;
+                    let name = String::from_utf8(name).expect("ascii");
+                    let want = xxhash_rust::xxh3::xxh3_64(name.to_ascii_lowercase().as_bytes());
+                    assert_eq!(hash_ci(&name), want, "{name:?}");
+                }
+            }
         }
         let wide = "OU=Ärger,".repeat(30);
         assert_eq!(
