@@ -176,6 +176,34 @@ impl<T: Clone + Identified> CowHash<T> {
         Some(o.adds.insert_unique(hash, v, hasher).into_mut())
     }
 
+    /// The entry with `hash` that `eq` accepts, to change in place, as
+    /// [`CowHash::find_mut`]; or, when there is none, `value` added (and
+    /// `None` returned), as [`CowHash::insert`]. An unshared table probes
+    /// once for both.
+    pub(crate) fn find_mut_or_insert(
+        &mut self,
+        hash: u64,
+        mut eq: impl FnMut(&T) -> bool,
+        hasher: impl Fn(&T) -> u64,
+        value: T,
+    ) -> Option<&mut T> {
+        if self.overlay.is_empty() && Arc::strong_count(&self.base) == 1 {
+            let base = Arc::get_mut(&mut self.base).expect("one reference and no Weak: unique");
+            return match base.entry(hash, eq, hasher) {
+                hashbrown::hash_table::Entry::Occupied(e) => Some(e.into_mut()),
+                hashbrown::hash_table::Entry::Vacant(e) => {
+                    e.insert(value);
+                    None
+                }
+            };
+        }
+        if self.find(hash, &mut eq).is_none() {
+            self.insert(hash, value, hasher);
+            return None;
+        }
+        self.find_mut(hash, eq, hasher)
+    }
+
     /// Adds an entry no other entry equals. `hasher` gives an entry's hash
     /// (when the table grows or the overlay is folded in).
     pub(crate) fn insert(&mut self, hash: u64, value: T, hasher: impl Fn(&T) -> u64) {
@@ -305,7 +333,7 @@ mod tests {
             x ^= x << 17;
             let k = x % 30_000;
             match x % 3 {
-                0 | 1 => match t.find_mut(h(k), |e| e.0 == k, hasher) {
+                0 => match t.find_mut(h(k), |e| e.0 == k, hasher) {
                     Some(e) => {
                         e.1 = step;
                         model.insert(k, step);
@@ -315,6 +343,16 @@ mod tests {
                         model.insert(k, step);
                     }
                 },
+                1 => {
+                    let held = model.insert(k, step).is_some();
+                    match t.find_mut_or_insert(h(k), |e| e.0 == k, hasher, (k, step)) {
+                        Some(e) => {
+                            assert!(held, "{k} found but not held");
+                            e.1 = step;
+                        }
+                        None => assert!(!held, "{k} held but added"),
+                    }
+                }
                 _ => {
                     let got = t.remove(h(k), |e| e.0 == k).map(|e| e.1);
                     assert_eq!(got, model.remove(&k), "remove {k}");

@@ -109,6 +109,10 @@ struct Summary {
 }
 
 impl Summary {
+    // Inlined so that its parts stay in registers: returned through memory,
+    // each 16-byte part was written as two words and read back as one,
+    // which stalls store forwarding.
+    #[inline(always)]
     fn of(s: &ObjectState) -> Summary {
         let c = (s.created.invocation, s.created.usn);
         let t = (s.stamp.invocation, s.stamp.usn);
@@ -410,7 +414,9 @@ impl Keys {
         }
     }
 
-    /// Adds `key` unless held.
+    /// Adds `key` unless held (rare: a state's stamps other than
+    /// `created` and `stamp` mostly repeat them).
+    #[cold]
     fn add(&mut self, key: Key) {
         if self.contains(key) {
             return;
@@ -561,24 +567,23 @@ fn name_insert(
     let (place, rdn) = (place_of(slab, s), &*at(slab, s).state.rdn);
     let h64 = name_hash(&place, rdn);
     let h = (h64 >> 32) as u32;
-    match names.find_mut(
+    // A name no live object has yet (the usual case) is added by the
+    // probe that looked for it.
+    let Some(holder) = names.find_mut_or_insert(
         widen(h),
         |o| o.hash == h && has_name(slab, o.slot, &place, rdn),
         Hashed::rehash,
-    ) {
-        Some(holder) => {
-            let all = conflicts.entry(h64).or_default();
-            if !all.contains(&holder.slot) {
-                all.push(holder.slot);
-            }
-            all.push(s);
-            if name_key(slab, s) > name_key(slab, holder.slot) {
-                holder.slot = s;
-            }
-        }
-        None => {
-            names.insert(widen(h), Hashed { slot: s, hash: h }, Hashed::rehash);
-        }
+        Hashed { slot: s, hash: h },
+    ) else {
+        return;
+    };
+    let all = conflicts.entry(h64).or_default();
+    if !all.contains(&holder.slot) {
+        all.push(holder.slot);
+    }
+    all.push(s);
+    if name_key(slab, s) > name_key(slab, holder.slot) {
+        holder.slot = s;
     }
 }
 
