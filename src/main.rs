@@ -508,9 +508,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 return Ok(ExitCode::SUCCESS);
             }
             let report = backsync::bench::run_cli(&args).map_err(|e| Failure::Other(e.into()))?;
-            let missed: Vec<&str> = (report.figures.iter())
+            // With its baseline: two figures can share a title (one
+            // restore against two baselines).
+            let missed: Vec<String> = (report.figures.iter())
                 .filter(|f| !f.met)
-                .map(|f| f.name.as_str())
+                .map(|f| format!("{} (against {})", f.name, f.baseline))
                 .collect();
             if missed.is_empty() {
                 Ok(ExitCode::SUCCESS)
