@@ -196,7 +196,7 @@ pub struct ObjectTable {
     /// Every replica held, by slot.
     slab: Slab,
     /// Free slots, reused first.
-    free: Vec<Slot>,
+    free: imbl::Vector<Slot>,
     /// Slots by guid (the guid read from the slot).
     by_guid: CowHash<Hashed>,
     /// Slots by local USN of their last write: the GetChanges scan. An
@@ -228,8 +228,10 @@ pub struct ObjectTable {
     /// Live objects whose parents lead back to them (concurrent moves made
     /// a cycle): of each cycle, the one named last, shown in LostAndFound.
     cut: BTreeSet<Guid>,
-    /// Tombstones by deletion time, for garbage collection.
-    tombstones: BTreeSet<(SimTime, Guid)>,
+    /// Tombstones by deletion time, for garbage collection: a persistent
+    /// B-tree, so that a backup or a restore shares it rather than copying
+    /// every tombstone (a write after copies the nodes on its path).
+    tombstones: imbl::OrdSet<(SimTime, Guid)>,
     digest: Digest,
     live: usize,
 }
@@ -797,7 +799,7 @@ impl ObjectTable {
                 }
                 return;
             }
-            None => match self.free.pop() {
+            None => match self.free.pop_back() {
                 Some(s) => s,
                 None => self.slab.push(),
             },
@@ -950,7 +952,7 @@ impl ObjectTable {
         let keys = Keys::of_cell(self.slab.cell(s), st);
         self.unindex(s, &keys, None, false);
         self.by_guid.remove(widen(guid_hash(guid)), |o| o.slot == s);
-        self.free.push(s);
+        self.free.push_back(s);
         let r = self.slab.cell_mut(s).replica.take();
         if live {
             self.replace_kids(guid);
@@ -2109,6 +2111,34 @@ mod tests {
         let dead = t.get(Guid(1)).unwrap().state;
         assert_eq!(t.shown_dn(&dead), "cn=a");
         assert!(t.find_live(&cnf).is_none());
+    }
+
+    /// A backup or a restore (a clone of the table) copies no tombstone
+    /// and no free slot: the copy shares both, and writes after it leave
+    /// the copy as it was.
+    #[test]
+    fn a_copy_of_the_table_shares_its_tombstones_and_free_slots() {
+        let mut t = ObjectTable::new();
+        for k in 0..10_000u128 {
+            let u = k as u64 + 1;
+            t.put(obj(k, &format!("cn={k}"), stamp(1, u), true), Usn(u));
+        }
+        for k in 5_000..9_000u128 {
+            t.remove(Guid(k));
+        }
+        let copy = t.clone();
+        assert!(t.tombstones.ptr_eq(&copy.tombstones));
+        assert!(t.free.ptr_eq(&copy.free));
+        t.remove(Guid(5));
+        t.put(obj(10_000, "cn=x", stamp(1, 20_000), true), Usn(20_000));
+        assert!(!t.tombstones.ptr_eq(&copy.tombstones));
+        assert!(!t.free.ptr_eq(&copy.free));
+        assert_eq!((copy.tombstones(), t.tombstones()), (6_000, 6_000));
+        assert!(copy.tombstones_before(u64::MAX).contains(&Guid(5)));
+        assert!(!t.tombstones_before(u64::MAX).contains(&Guid(5)));
+        assert_eq!(copy.tombstones_before(u64::MAX).len(), 6_000);
+        // The removal freed a slot and the new tombstone took one.
+        assert_eq!((copy.free.len(), t.free.len()), (4_000, 4_000));
     }
 
     #[test]
