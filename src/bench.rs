@@ -1191,7 +1191,10 @@ pub fn render_figure(f: &Figure) -> String {
 pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
     use std::io::Write as _;
     let quick = args.quick;
-    let reps = if quick { 3 } else { 7 };
+    // Each repetition times the core and the baseline back to back, about
+    // a tenth of a second in all: enough of them that a slow spell of this
+    // shared machine moves neither median.
+    let apply_reps = if quick { 5 } else { 15 };
     let json_to_stdout = args.json.as_ref().is_some_and(|p| p.as_os_str() == "-");
     let write_err = |source| BenchError::Write {
         path: PathBuf::from("<output>"),
@@ -1239,7 +1242,7 @@ pub fn run_cli(args: &BenchArgs) -> Result<BenchReport, BenchError> {
         None => unmeasured(titles::MEMORY, "B", ("<=", 1.0)),
     });
 
-    let (apply, apply_base) = apply_rates(100_000, reps);
+    let (apply, apply_base) = apply_rates(100_000, apply_reps);
     out(figure(
         titles::APPLY.0,
         apply,
