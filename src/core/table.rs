@@ -416,8 +416,9 @@ impl Keys {
         }
     }
 
-    /// Adds `key` unless held (rare: a state's stamps other than
-    /// `created` and `stamp` mostly repeat them).
+    /// Adds `key` unless held. Out of line: at object granularity a
+    /// state's other stamps repeat `created` or `stamp`, so the store's
+    /// loop stays small and seldom calls it.
     #[cold]
     fn add(&mut self, key: Key) {
         if self.contains(key) {
@@ -845,14 +846,14 @@ impl ObjectTable {
     /// batch, in order, with the same [`Ahead`].
     ///
     /// Each step on the way from an incoming guid to the replica it
-    /// replaces and the log entries that replica leaves (the incoming
-    /// state, the guid index, the slab's chunk table, the cell, the old
-    /// state, the by-origin log) is a cache miss that needs the
+    /// replaces (the incoming state, the guid index, the slab's chunk
+    /// table, the cell, the old state) is a cache miss that needs the
     /// one before it. Here each is asked for a couple of states before the
     /// next step reads it ([`STAGES`]), so that the misses of several
     /// states overlap instead of coming one after another. A hint only: a
     /// slot found by the index's 32-bit hash alone, or gone stale as the
-    /// batch applies, asks for a line not needed.
+    /// batch applies, asks for a line not needed, and the apply checks
+    /// the slot returned by the guid at it.
     ///
     /// ```
     /// use backsync::Granularity;

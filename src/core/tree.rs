@@ -150,8 +150,8 @@ pub fn hash_ci(s: &str) -> u64 {
     // most two words of a name of 4 to 16 bytes (the first and the last 8
     // bytes, or 4 below 9), so exactly those are read, lowercased and
     // hashed as XXH3 does. Lowercasing a stack copy and hashing that
-    // stalled each read on store forwarding (the words overlap): a third
-    // of a new object's insert.
+    // stalled each read on store forwarding (the words overlap): about a
+    // sixth of a new object's insert.
     if (4..=16).contains(&n) && s.is_ascii() {
         let word = |at: usize| u64::from(u32::from_le_bytes(b[at..at + 4].try_into().expect("4")));
         if n <= 8 {
