@@ -968,8 +968,14 @@ impl ObjectTable {
     /// index, except the origins it `had` before (they point here already)
     /// and, when `same_name`, its name and parent entries.
     fn index(&mut self, s: Slot, keys: &Keys, had: Option<&Keys>, same_name: bool) {
+        // Everything read off the replica at once: after the writes below,
+        // the slot would be walked to again (group, chunk, cell, state).
         let r = at(&self.slab, s);
-        self.by_usn.insert(r.usn_changed, s);
+        let st = &r.state;
+        let (usn, deleted, time, guid, hash) =
+            (r.usn_changed, st.deleted, st.stamp.time, st.guid, st.hash);
+        let parent = st.parent.object();
+        self.by_usn.insert(usn, s);
         for (inv, u) in keys.iter() {
             if had.is_some_and(|h| h.contains((inv, u))) {
                 continue;
@@ -977,9 +983,6 @@ impl ObjectTable {
             self.by_origin.insert(inv, u, s);
         }
         self.drop_stale();
-        let st = &at(&self.slab, s).state;
-        let (deleted, time, guid, hash) = (st.deleted, st.stamp.time, st.guid, st.hash);
-        let parent = st.parent.object();
         if deleted {
             self.tombstones.insert((time, guid));
         } else {
