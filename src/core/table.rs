@@ -316,9 +316,13 @@ impl Slab {
         self.groups.get(s >> (CHUNK_BITS + GROUP_BITS))?[(s >> CHUNK_BITS) & (GROUP - 1)].as_ref()
     }
 
+    /// Slot `s`'s cell, if the slab reaches that far.
+    fn get(&self, s: Slot) -> Option<&Cell> {
+        Some(&self.chunk(s)?[s as usize & (CHUNK - 1)])
+    }
+
     fn cell(&self, s: Slot) -> &Cell {
-        let chunk = self.chunk(s).expect("a slot below the slab's end");
-        &chunk[s as usize & (CHUNK - 1)]
+        self.get(s).expect("a slot below the slab's end")
     }
 
     /// Asks for the line of the group that points to slot `s`'s chunk.
@@ -689,8 +693,8 @@ impl ObjectTable {
     /// (held objects never share a guid), else looked up.
     fn slot_found(&self, guid: Guid, found: Found) -> Option<Slot> {
         let at_found = found.0.filter(|&s| {
-            (self.slab.chunk(s))
-                .and_then(|c| c[s as usize & (CHUNK - 1)].replica.as_ref())
+            (self.slab.get(s))
+                .and_then(|c| c.replica.as_ref())
                 .is_some_and(|r| r.state.guid == guid)
         });
         at_found.or_else(|| self.slot(guid))
