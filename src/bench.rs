@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -124,7 +123,7 @@ pub struct BenchReport {
     /// Core apply of replicated objects (insert and update), objects/s.
     pub apply_objects_per_s: f64,
     /// The floor an apply cannot beat, same objects, same run, objects/s:
-    /// a `HashMap<u128, Arc<ObjectState>>` with the table's guid hasher,
+    /// a `HashMap<u128, ObjectState>` with the table's guid hasher,
     /// the newer state's `Arc` stored, one push to a USN log.
     pub apply_baseline_objects_per_s: f64,
     /// Answering a backsync (1,000 originated) on 10k objects, µs.
@@ -239,7 +238,7 @@ pub fn modify_all(d: &mut Dsa, prefix: &str) {
 }
 
 /// Every object of `d` as a replication reply carries it, in USN order.
-pub fn replicated(d: &Dsa) -> Vec<Arc<ObjectState>> {
+pub fn replicated(d: &Dsa) -> Vec<ObjectState> {
     d.table()
         .changed_after_replicas(Usn(0))
         .map(|(_, r)| r.state.clone())
@@ -248,7 +247,7 @@ pub fn replicated(d: &Dsa) -> Vec<Arc<ObjectState>> {
 
 /// Applies replicated states as the core's apply loop does (each one's
 /// lines asked for a few states ahead); returns how many changed.
-pub fn apply_all(d: &mut Dsa, states: &[Arc<ObjectState>]) -> usize {
+pub fn apply_all(d: &mut Dsa, states: &[ObjectState]) -> usize {
     let mut ahead = Ahead::default();
     (states.iter().enumerate())
         .filter(|&(i, s)| {
@@ -259,7 +258,7 @@ pub fn apply_all(d: &mut Dsa, states: &[Arc<ObjectState>]) -> usize {
 }
 
 /// The guid map of [`baseline_apply`]: the table's guid hasher.
-pub type BaselineMap = HashMap<u128, Arc<ObjectState>, std::hash::BuildHasherDefault<GuidHasher>>;
+pub type BaselineMap = HashMap<u128, ObjectState, std::hash::BuildHasherDefault<GuidHasher>>;
 
 /// The apply baseline no store of replicated states can beat: one probe of
 /// a `HashMap` with the table's guid hasher, the newer state's `Arc` kept
@@ -269,21 +268,21 @@ pub fn baseline_apply(
     map: &mut BaselineMap,
     log: &mut Vec<(Usn, u128)>,
     usn: &mut Usn,
-    inc: &Arc<ObjectState>,
+    inc: &ObjectState,
 ) -> bool {
-    match map.entry(inc.guid.0) {
+    match map.entry(inc.guid().0) {
         Entry::Vacant(e) => {
             e.insert(inc.clone());
         }
         Entry::Occupied(mut e) => {
-            if inc.stamp <= e.get().stamp {
+            if inc.stamp() <= e.get().stamp() {
                 return false;
             }
             e.insert(inc.clone());
         }
     }
     *usn = usn.next();
-    log.push((*usn, inc.guid.0));
+    log.push((*usn, inc.guid().0));
     true
 }
 
@@ -724,7 +723,7 @@ pub fn apply_rates(n: usize, reps: usize) -> (f64, f64) {
         let mut m = BaselineMap::default();
         let mut log = Vec::new();
         let mut usn = Usn(0);
-        let mut all = |v: &[Arc<ObjectState>]| {
+        let mut all = |v: &[ObjectState]| {
             v.iter()
                 .filter(|o| baseline_apply(&mut m, &mut log, &mut usn, o))
                 .count()
@@ -1573,7 +1572,10 @@ mod tests {
         assert_eq!(log.len(), 100);
         assert!(log.windows(2).all(|w| w[0].0 < w[1].0), "USNs grow");
         for s in &v2 {
-            assert!(Arc::ptr_eq(&m[&s.guid.0], s), "the newer state is kept");
+            assert!(
+                ObjectState::ptr_eq(&m[&s.guid().0], s),
+                "the newer state is kept"
+            );
         }
         // The core stores the same states.
         let mut d = Dsa::new(
@@ -1584,7 +1586,10 @@ mod tests {
         assert_eq!(apply_all(&mut d, &v1), 50);
         assert_eq!(apply_all(&mut d, &v2), 50);
         for s in &v2 {
-            assert!(Arc::ptr_eq(&d.table().get(s.guid).unwrap().state, s));
+            assert!(ObjectState::ptr_eq(
+                &d.table().get(s.guid()).unwrap().state,
+                s
+            ));
         }
     }
 

@@ -70,13 +70,6 @@ pub const MAX_RECORD_LINE: usize = 1 << 20;
 /// The most records files one `campaign merge` reads.
 pub const MAX_MERGE_FILES: usize = 100_000;
 
-/// The most attribute names and parent dns one server keeps a shared copy
-/// of: past it, a write's new name is its own copy. Names are schema-like
-/// (a few dozen), but writers may invent them; the bound keeps a server's
-/// memory, and the cost of a backup (which copies the set), from growing
-/// with every name ever written.
-pub const MAX_INTERNED_NAMES: usize = 4096;
-
 /// Checks one duration against [`MAX_DURATION`] and, when `positive`, that
 /// it is more than zero (a period or a timeout: zero would loop forever).
 /// The error is the message, without the field.

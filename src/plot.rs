@@ -19,7 +19,6 @@
 //! minutes, `Nd h:mm` from the first day on).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use plotters::prelude::*;
 use plotters::style::FontTransform;
@@ -38,7 +37,7 @@ pub use crate::report::PLOT_REFERENCE as REFERENCE;
 #[error("cannot draw the plot: {0}")]
 pub struct PlotError(String);
 
-type State = Arc<ObjectState>;
+type State = ObjectState;
 type Table = HashMap<Guid, State>;
 
 /// Per server, (sim ms, distance) points; `None` while it is down.
@@ -105,7 +104,7 @@ impl Replay {
                 Some(a) => match merge(&a, s, self.granularity) {
                     Merge::Keep => a,
                     Merge::Take => s.clone(),
-                    Merge::New(m) => Arc::new(m),
+                    Merge::New(m) => m,
                 },
             });
         }
@@ -114,7 +113,7 @@ impl Replay {
 
     fn differs(&self, o: usize, g: Guid, rf: Option<&State>) -> bool {
         let held = self.tables[o].as_ref().and_then(|t| t.get(&g));
-        held.map(|s| s.hash) != rf.map(|s| s.hash)
+        held.map(|s| s.hash()) != rf.map(|s| s.hash())
     }
 
     /// Rebuilds component `c`'s reference and its servers' distances.

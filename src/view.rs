@@ -32,15 +32,15 @@ pub struct ObjectView {
 impl ObjectView {
     pub(crate) fn new(dn: String, r: &Replica) -> Self {
         ObjectView {
-            guid: r.state.guid,
+            guid: r.state.guid(),
             dn,
-            deleted: r.state.deleted,
+            deleted: r.state.deleted(),
             attrs: r.state.values(),
-            version: r.state.stamp.version,
-            origin: r.state.stamp.invocation,
+            version: r.state.stamp().version,
+            origin: r.state.stamp().invocation,
             usn_changed: r.usn_changed.0,
             usn_created: r.usn_created.0,
-            when_changed: r.state.stamp.time,
+            when_changed: r.state.stamp().time,
         }
     }
 }

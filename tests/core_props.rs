@@ -87,7 +87,7 @@ struct World {
     cfg: CoreConfig,
     now: SimTime,
     next_guid: u128,
-    states: Vec<Arc<ObjectState>>,
+    states: Vec<ObjectState>,
     /// Check dampening on every reply. A restored DSA breaks its premise
     /// (its vector covers everything it holds) until it has pulled a
     /// complete cycle: backsync answers carry objects, not vectors.
@@ -164,9 +164,9 @@ impl World {
             prop_assert!(!reply.refused);
             prop_assert!(reply.changes.len() <= page);
             for s in reply.changes.iter().filter(|_| self.check_dampening) {
-                let held = self.dsas[to].table().get(s.guid);
+                let held = self.dsas[to].table().get(s.guid());
                 prop_assert!(
-                    held.as_ref().is_none_or(|r| *r.state != **s),
+                    held.as_ref().is_none_or(|r| r.state != *s),
                     "dampening: D{} sent D{} a state it already holds: {:?}",
                     from,
                     to,
@@ -201,7 +201,7 @@ impl World {
 }
 
 /// `states` shuffled by `seed`, with some of them repeated at random places.
-fn shuffled_with_duplicates(states: &[Arc<ObjectState>], seed: u64) -> Vec<Arc<ObjectState>> {
+fn shuffled_with_duplicates(states: &[ObjectState], seed: u64) -> Vec<ObjectState> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut v = states.to_vec();
     v.shuffle(&mut rng);
@@ -226,14 +226,14 @@ fn origin_usns(d: &Dsa, inv: InvocationId) -> BTreeMap<Guid, Usn> {
     let mut out = BTreeMap::new();
     for (_, r) in objects {
         let s = &r.state;
-        let max = [s.created, s.stamp]
+        let max = [s.created(), s.stamp()]
             .into_iter()
-            .chain(s.attrs.iter().map(|a| a.stamp))
+            .chain(s.attrs().map(|a| a.stamp))
             .filter(|st| st.invocation == inv)
             .map(|st| st.usn)
             .max();
         if let Some(u) = max {
-            out.insert(s.guid, u);
+            out.insert(s.guid(), u);
         }
     }
     out
@@ -244,7 +244,7 @@ fn max_origin_usn(d: &Dsa, inv: InvocationId) -> Usn {
     origin_usns(d, inv).into_values().max().unwrap_or_default()
 }
 
-fn digest_of(order: &[Arc<ObjectState>], cfg: CoreConfig) -> Digest {
+fn digest_of(order: &[ObjectState], cfg: CoreConfig) -> Digest {
     let mut d = Dsa::new("Fresh".into(), InvocationId(1), cfg);
     for s in order {
         d.apply_state(s);
@@ -340,7 +340,7 @@ proptest! {
                 prop_assert!(reply.changes.len() <= page);
                 // The benchmarks' whole-table baseline gives the same answer.
                 let by_scan = w.dsas[p].answer_backsync_by_scan(&req);
-                let guids = |r: &ChangesReply| r.changes.iter().map(|s| s.guid).collect::<Vec<_>>();
+                let guids = |r: &ChangesReply| r.changes.iter().map(|s| s.guid()).collect::<Vec<_>>();
                 prop_assert_eq!(guids(&by_scan), guids(&reply));
                 prop_assert_eq!(
                     (by_scan.more, by_scan.watermark, by_scan.seen_requester_usn),
@@ -352,7 +352,7 @@ proptest! {
                         "backsync sent an object without a lost stamp of the requester: {:?}",
                         s
                     );
-                    got.insert(s.guid);
+                    got.insert(s.guid());
                 }
                 if let Some(seen) = reply.seen_requester_usn {
                     prop_assert!(seen >= max_origin_usn(&w.dsas[p], inv));

@@ -40,7 +40,7 @@ fn shown(d: &Dsa) -> Vec<String> {
     let mut v: Vec<String> = d
         .objects()
         .into_iter()
-        .filter(|(_, r)| !r.state.deleted)
+        .filter(|(_, r)| !r.state.deleted())
         .map(|(dn, _)| dn)
         .collect();
     v.sort();
@@ -98,7 +98,7 @@ fn without_get_anc_the_same_page_would_orphan_the_child() {
     let mut b = dsa("B", 2, g);
     let req = b.pull(a.name(), PullKind::Normal, 1, 3).unwrap();
     let reply = a.answer(&req);
-    assert_eq!(reply.changes[0].guid, Guid(2), "the child first");
+    assert_eq!(reply.changes[0].guid(), Guid(2), "the child first");
     b.apply_state(&reply.changes[0]);
     assert_eq!(shown(&b), ["cn=C,cn=LostAndFound"]);
 }
@@ -193,7 +193,7 @@ fn the_later_rename_keeps_a_contested_name() {
     ];
     assert_eq!(shown(&a), want);
     assert_eq!(shown(&b), want);
-    assert_eq!(a.lookup("ou=three,dc=corp").unwrap().state.guid, Guid(2));
+    assert_eq!(a.lookup("ou=three,dc=corp").unwrap().state.guid(), Guid(2));
 }
 
 /// A write of a small tree workload on one of three servers.
@@ -223,7 +223,7 @@ fn dn_of(d: &Dsa, n: u8, p: u8) -> String {
     let parent = d
         .objects()
         .into_iter()
-        .find(|(dn, r)| !r.state.deleted && dn.starts_with(&format!("ou=n{p},")))
+        .find(|(dn, r)| !r.state.deleted() && dn.starts_with(&format!("ou=n{p},")))
         .map(|(dn, _)| dn)
         .unwrap_or_else(|| format!("ou=n{p},dc=corp"));
     format!("ou=n{n},{parent}")
@@ -250,7 +250,7 @@ proptest! {
                 }
                 W::Rename(s, o, n, p) => {
                     let from = ds[*s].objects().into_iter()
-                        .find(|(dn, r)| !r.state.deleted && dn.starts_with(&format!("ou=n{o},")))
+                        .find(|(dn, r)| !r.state.deleted() && dn.starts_with(&format!("ou=n{o},")))
                         .map(|(dn, _)| dn);
                     if let Some(from) = from {
                         let to = dn_of(&ds[*s], *n, *p);
@@ -259,7 +259,7 @@ proptest! {
                 }
                 W::Delete(s, n) => {
                     let dn = ds[*s].objects().into_iter()
-                        .find(|(dn, r)| !r.state.deleted && dn.starts_with(&format!("ou=n{n},")))
+                        .find(|(dn, r)| !r.state.deleted() && dn.starts_with(&format!("ou=n{n},")))
                         .map(|(dn, _)| dn);
                     if let Some(dn) = dn {
                         let _ = ds[*s].delete_tree(&dn, now);
@@ -289,7 +289,7 @@ proptest! {
         prop_assert_eq!(&shown(&ds[1]), &want);
         prop_assert_eq!(&shown(&ds[2]), &want);
         // The same states applied in reverse order to a fresh server.
-        let mut states: Vec<Arc<ObjectState>> = ds[0].objects().into_iter().map(|(_, r)| r.state).collect();
+        let mut states: Vec<ObjectState> = ds[0].objects().into_iter().map(|(_, r)| r.state).collect();
         states.reverse();
         let mut fresh = dsa("F", 9, g);
         for s in &states {

@@ -108,7 +108,7 @@ pub struct WriteRec {
     /// granularity compares).
     pub attrs: Vec<(Arc<str>, Stamp)>,
     /// The state it left on the writer.
-    pub state: Arc<ObjectState>,
+    pub state: ObjectState,
 }
 
 impl WriteRec {
@@ -117,28 +117,27 @@ impl WriteRec {
         sim_ms: u64,
         server: usize,
         invocation: InvocationId,
-        state: &Arc<ObjectState>,
+        state: &ObjectState,
     ) -> Self {
-        let stamp = state.stamp;
-        let kind = if state.deleted {
+        let stamp = state.stamp();
+        let kind = if state.deleted() {
             WriteKind::Delete
-        } else if state.created == stamp {
+        } else if state.created() == stamp {
             WriteKind::Create
         } else {
             WriteKind::Modify
         };
         let attrs = state
-            .attrs
-            .iter()
+            .attrs()
             .filter(|a| (a.stamp.invocation, a.stamp.usn) == (stamp.invocation, stamp.usn))
-            .map(|a| (a.name.clone(), a.stamp))
+            .map(|a| (Arc::from(a.name), a.stamp))
             .collect();
         WriteRec {
             id,
             sim_ms,
             server,
             invocation,
-            guid: state.guid,
+            guid: state.guid(),
             kind,
             stamp,
             attrs,
@@ -151,7 +150,7 @@ impl WriteRec {
         format!(
             "{} of `{}` by {} at {} (invocation {}, USN {})",
             self.kind,
-            self.state.rdn,
+            self.state.rdn(),
             servers.get(self.server).map_or("?", String::as_str),
             crate::campaign::invariants::at(self.sim_ms),
             self.invocation,
@@ -173,21 +172,21 @@ impl std::fmt::Display for WriteKind {
 /// Whether `state` holds write `w`, or a later write that supersedes it
 /// (a tombstone supersedes everything; docs/DOMAIN.md sections 4 and 5).
 pub fn holds(state: &ObjectState, w: &WriteRec, g: Granularity) -> bool {
-    if state.guid != w.guid {
+    if state.guid() != w.guid {
         return false;
     }
-    if state.deleted {
+    if state.deleted() {
         return true;
     }
     match w.kind {
         WriteKind::Create => true,
         WriteKind::Delete => false,
         WriteKind::Modify => match g {
-            Granularity::Object => state.stamp >= w.stamp,
+            Granularity::Object => state.stamp() >= w.stamp,
             Granularity::Attribute => w
                 .attrs
                 .iter()
-                .all(|(n, st)| state.attrs.iter().any(|a| a.name == *n && a.stamp >= *st)),
+                .all(|(n, st)| state.attrs().any(|a| a.name == &**n && a.stamp >= *st)),
         },
     }
 }
@@ -315,7 +314,7 @@ pub struct Replay {
     /// Per write, whether a connector purge removed its last model holder.
     pub purged: Vec<bool>,
     /// Per server, its table at the end (`None` when down).
-    pub tables: Vec<Option<BTreeMap<Guid, Arc<ObjectState>>>>,
+    pub tables: Vec<Option<BTreeMap<Guid, ObjectState>>>,
     /// Per server, objects whose tombstone it garbage-collected.
     pub collected: Vec<BTreeSet<Guid>>,
     /// Writes forgotten by a running server.
@@ -394,7 +393,7 @@ impl Replay {
                         r.purged.push(false);
                     }
                     let table = r.tables[s].get_or_insert_with(BTreeMap::new);
-                    if let Some(old) = table.insert(state.guid, state.clone()) {
+                    if let Some(old) = table.insert(state.guid(), state.clone()) {
                         unstamp(&mut stamps[s], &old);
                     }
                     if *cause == PutCause::Write {
@@ -458,21 +457,21 @@ impl Replay {
                             .or_default() += 1;
                     }
                     // Resurrection: a tombstone (or its collection) then alive.
-                    if state.deleted {
-                        tomb[s].insert(state.guid, false);
-                    } else if let Some(&after_gc) = tomb[s].get(&state.guid)
+                    if state.deleted() {
+                        tomb[s].insert(state.guid(), false);
+                    } else if let Some(&after_gc) = tomb[s].get(&state.guid())
                         && *cause != PutCause::Restore
                     {
                         r.resurrections.push(Resurrection {
                             sim_ms: *sim_ms,
                             server: s,
-                            guid: state.guid,
-                            dn: state.rdn.clone(),
+                            guid: state.guid(),
+                            dn: state.rdn().into(),
                             after_gc,
                         });
-                        tomb[s].remove(&state.guid);
+                        tomb[s].remove(&state.guid());
                     }
-                    for &w in r.by_guid.get(&state.guid).map_or(&[][..], |v| &v[..]) {
+                    for &w in r.by_guid.get(&state.guid()).map_or(&[][..], |v| &v[..]) {
                         let now = holds(state, &r.writes[w], g);
                         if now {
                             r.actual[w].insert(s);
@@ -497,7 +496,7 @@ impl Replay {
                     if let Some(o) = &old {
                         unstamp(&mut stamps[s], o);
                     }
-                    if *cause == RemoveCause::Gc && old.is_some_and(|o| o.deleted) {
+                    if *cause == RemoveCause::Gc && old.is_some_and(|o| o.deleted()) {
                         r.collected[s].insert(*guid);
                         tomb[s].insert(*guid, true);
                     }

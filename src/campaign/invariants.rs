@@ -275,7 +275,7 @@ fn unique_dn(r: &Replay, dn: &str) -> bool {
     let guids: BTreeSet<Guid> = r
         .writes
         .iter()
-        .filter(|w| &*w.state.rdn == dn)
+        .filter(|w| w.state.rdn() == dn)
         .map(|w| w.guid)
         .collect();
     guids.len() == 1
@@ -411,7 +411,7 @@ fn no_lost_write_in(h: &History, r: &Replay) -> Vec<Violation> {
                     .copied()
                     .filter(|x| comp.contains(x))
                     .collect();
-                let dn = w.state.rdn.to_string();
+                let dn = w.state.rdn().to_string();
                 let check = match w.kind {
                     WriteKind::Create if unique_dn(r, &dn) => Some(Check::Present {
                         server: name(h, s).into(),
@@ -504,11 +504,11 @@ fn no_resurrection_in(h: &History, r: &Replay) -> Vec<Violation> {
                     && r.tables[s]
                         .as_ref()
                         .and_then(|t| t.get(&w.guid))
-                        .is_some_and(|st| !st.deleted);
+                        .is_some_and(|st| !st.deleted());
                 if alive {
-                    let check = unique_dn(r, &w.state.rdn).then(|| Check::Absent {
+                    let check = unique_dn(r, w.state.rdn()).then(|| Check::Absent {
                         server: name(h, s).into(),
-                        dn: w.state.rdn.to_string(),
+                        dn: w.state.rdn().to_string(),
                     });
                     v.push(
                         Violation::new(
@@ -557,18 +557,18 @@ fn unique_dns_in(h: &History, r: &Replay) -> Vec<Violation> {
             continue;
         };
         let mut holder: BTreeMap<&str, (crate::core::Stamp, Guid)> = BTreeMap::new();
-        for st in table.values().filter(|st| !st.deleted) {
-            let e = holder.entry(&st.rdn).or_insert((st.created, st.guid));
-            *e = (*e).max((st.created, st.guid));
+        for st in table.values().filter(|st| !st.deleted()) {
+            let e = holder.entry(st.rdn()).or_insert((st.created(), st.guid()));
+            *e = (*e).max((st.created(), st.guid()));
         }
         for o in objs.iter().filter(|o| !o.deleted) {
             let Some(st) = table.get(&o.guid) else {
                 continue;
             };
-            let want = if holder.get(&*st.rdn).map(|x| x.1) == Some(o.guid) {
-                st.rdn.to_string()
+            let want = if holder.get(st.rdn()).map(|x| x.1) == Some(o.guid) {
+                st.rdn().to_string()
             } else {
-                format!("{} CNF:{}", st.rdn, o.guid)
+                format!("{} CNF:{}", st.rdn(), o.guid)
             };
             if o.dn != want {
                 v.push(Violation::new(
@@ -689,7 +689,6 @@ mod tests {
     use crate::core::{Attr, InvocationId, Replica, Stamp, Usn};
     use crate::shell::observe::{Fact, PutCause, RemoveCause};
     use crate::view::ObjectView;
-    use std::sync::Arc;
 
     const A: usize = 0;
     const B: usize = 1;
@@ -711,7 +710,7 @@ mod tests {
         created: Stamp,
         st: Stamp,
         attrs: &[(&str, &str)],
-    ) -> Arc<ObjectState> {
+    ) -> ObjectState {
         let attrs = attrs
             .iter()
             .map(|(n, v)| Attr {
@@ -720,14 +719,7 @@ mod tests {
                 stamp: st,
             })
             .collect();
-        Arc::new(ObjectState::new(
-            Guid(guid),
-            dn.into(),
-            created,
-            st,
-            false,
-            attrs,
-        ))
+        ObjectState::new(Guid(guid), dn, created, st, false, attrs)
     }
 
     /// A small history builder: facts in order, finals from the tables.
@@ -760,7 +752,7 @@ mod tests {
             &mut self,
             server: usize,
             inv: InvocationId,
-            s: &Arc<ObjectState>,
+            s: &ObjectState,
             cause: PutCause,
         ) -> &mut Self {
             self.t += 10;
@@ -778,11 +770,11 @@ mod tests {
 
         /// A client write: the request the oracle reads, at the position
         /// of the engine's Put of it.
-        fn write(&mut self, server: usize, inv: InvocationId, s: &Arc<ObjectState>) -> &mut Self {
-            let dn = s.rdn.to_string();
-            let op = if s.deleted {
+        fn write(&mut self, server: usize, inv: InvocationId, s: &ObjectState) -> &mut Self {
+            let dn = s.rdn().to_string();
+            let op = if s.deleted() {
                 ClientOp::Delete { dn }
-            } else if s.created == s.stamp {
+            } else if s.created() == s.stamp() {
                 ClientOp::Create {
                     dn,
                     attrs: s.values(),
@@ -806,7 +798,7 @@ mod tests {
         }
 
         /// A reply from the other server carrying `s`, applied.
-        fn apply(&mut self, server: usize, inv: InvocationId, s: &Arc<ObjectState>) -> &mut Self {
+        fn apply(&mut self, server: usize, inv: InvocationId, s: &ObjectState) -> &mut Self {
             self.next_request += 1;
             let d = crate::core::Digest::default();
             self.facts.push(Fact::Answered {
@@ -815,7 +807,7 @@ mod tests {
                 to: server,
                 request_id: self.next_request,
                 message: self.next_request,
-                guids: vec![s.guid],
+                guids: vec![s.guid()],
             });
             self.facts.push(Fact::Reply {
                 sim_ms: self.t,
@@ -838,7 +830,7 @@ mod tests {
             &mut self,
             server: usize,
             inv: InvocationId,
-            table: &[&Arc<ObjectState>],
+            table: &[&ObjectState],
             usn: u64,
         ) -> &mut Self {
             self.t += 10;
@@ -928,19 +920,19 @@ mod tests {
     }
 
     /// Objects as a server shows them (the CNF rule applied).
-    fn views(t: &BTreeMap<Guid, Arc<ObjectState>>) -> Vec<ObjectView> {
+    fn views(t: &BTreeMap<Guid, ObjectState>) -> Vec<ObjectView> {
         let mut holder: BTreeMap<&str, (Stamp, Guid)> = BTreeMap::new();
-        for s in t.values().filter(|s| !s.deleted) {
-            let e = holder.entry(&s.rdn).or_insert((s.created, s.guid));
-            *e = (*e).max((s.created, s.guid));
+        for s in t.values().filter(|s| !s.deleted()) {
+            let e = holder.entry(s.rdn()).or_insert((s.created(), s.guid()));
+            *e = (*e).max((s.created(), s.guid()));
         }
         t.values()
             .map(|s| {
-                let dn = match holder.get(&*s.rdn) {
-                    Some((_, g)) if *g != s.guid && !s.deleted => {
-                        format!("{} CNF:{}", s.rdn, s.guid)
+                let dn = match holder.get(s.rdn()) {
+                    Some((_, g)) if *g != s.guid() && !s.deleted() => {
+                        format!("{} CNF:{}", s.rdn(), s.guid())
                     }
-                    _ => s.rdn.to_string(),
+                    _ => s.rdn().to_string(),
                 };
                 let r = Replica {
                     state: s.clone(),
@@ -961,7 +953,7 @@ mod tests {
         let o1m = state(1, "cn=o1", c1, m1, &[("title", "t1")]);
         let c2 = stamp(1, 30, IB, 1);
         let o2 = state(2, "cn=o2", c2, c2, &[("title", "t0")]);
-        let o2d = Arc::new(o2.tombstone(stamp(2, 40, IB, 2)));
+        let o2d = o2.tombstone(stamp(2, 40, IB, 2));
         let mut b = Hb::new();
         b.write(A, IA, &o1)
             .write(A, IA, &o1m)
@@ -1032,7 +1024,7 @@ mod tests {
         let o3 = state(3, "cn=o3", c3, c3, &[]);
         let mut b = correct();
         b.write(A, IA, &o3).down(A);
-        let restored: Vec<Arc<ObjectState>> = {
+        let restored: Vec<ObjectState> = {
             let r = Replay::of(&correct().build());
             r.tables[A].as_ref().unwrap().values().cloned().collect()
         };

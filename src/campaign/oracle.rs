@@ -539,7 +539,7 @@ impl Model {
                     }),
                 ) = (*acked, ack)
                 {
-                    self.write(*server, op, (state.guid, *sim_ms, invocation.0, usn.0));
+                    self.write(*server, op, (state.guid(), *sim_ms, invocation.0, usn.0));
                 }
             }
             ApiOp::Backup { server, name } => {
@@ -897,7 +897,6 @@ mod tests {
     /// then writes under `then`: the differences the oracle finds.
     fn after_restore(strategy: RestoreStrategy, then: u64) -> Vec<Difference> {
         use crate::core::{InvocationId, ObjectState, Stamp, Usn};
-        use std::sync::Arc;
         let put = |guid: u128, inv: u64, usn: u64| {
             let st = Stamp {
                 version: 1,
@@ -910,14 +909,14 @@ mod tests {
                 server: 0,
                 invocation: InvocationId(inv),
                 usn: Usn(usn),
-                state: Arc::new(ObjectState::new(
+                state: ObjectState::new(
                     Guid(guid),
-                    format!("cn={guid}").into(),
+                    &format!("cn={guid}"),
                     st,
                     st,
                     false,
                     Vec::new(),
-                )),
+                ),
                 cause: PutCause::Write,
             }
         };

@@ -12,7 +12,6 @@
 //! `expect_refused`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -294,7 +293,7 @@ struct Runner<'a> {
     setup: &'a Setup,
     c: Cluster,
     idx: BTreeMap<String, usize>,
-    mirror: Vec<Option<BTreeMap<Guid, Arc<ObjectState>>>>,
+    mirror: Vec<Option<BTreeMap<Guid, ObjectState>>>,
     facts: Vec<Fact>,
     /// What the oracle reads: client requests, backups, restores and
     /// connector deletions, positioned among the facts.
@@ -389,7 +388,7 @@ impl Runner<'_> {
                 Fact::Put { server, state, .. } => {
                     self.mirror[*server]
                         .get_or_insert_with(BTreeMap::new)
-                        .insert(state.guid, state.clone());
+                        .insert(state.guid(), state.clone());
                 }
                 Fact::Remove { server, guid, .. } => {
                     if let Some(t) = &mut self.mirror[*server] {
@@ -421,8 +420,8 @@ impl Runner<'_> {
         let set: BTreeSet<&str> = self.mirror[i]
             .iter()
             .flat_map(|t| t.values())
-            .filter(|s| !s.deleted)
-            .map(|s| &*s.rdn)
+            .filter(|s| !s.deleted())
+            .map(|s| s.rdn())
             .collect();
         set.into_iter().collect()
     }
@@ -430,7 +429,7 @@ impl Runner<'_> {
     fn is_live(&self, i: usize, dn: &str) -> bool {
         self.mirror[i]
             .as_ref()
-            .is_some_and(|t| t.values().any(|s| !s.deleted && &*s.rdn == dn))
+            .is_some_and(|t| t.values().any(|s| !s.deleted() && s.rdn() == dn))
     }
 
     fn exec(&mut self, op: Op) -> Result<(), ClusterError> {
@@ -862,14 +861,14 @@ impl Runner<'_> {
                 let from_facts: BTreeMap<Guid, (bool, u128)> = self.mirror[s]
                     .iter()
                     .flat_map(|t| t.values())
-                    .map(|st| (st.guid, (st.deleted, st.hash)))
+                    .map(|st| (st.guid(), (st.deleted(), st.hash())))
                     .collect();
                 let mirror = self.mirror[s].as_ref();
                 let same = objs.len() == from_facts.len()
                     && objs.iter().all(|o| {
                         mirror
                             .and_then(|t| t.get(&o.guid))
-                            .is_some_and(|st| st.deleted == o.deleted && st.values() == o.attrs)
+                            .is_some_and(|st| st.deleted() == o.deleted && st.values() == o.attrs)
                     });
                 if !same {
                     self_check.push(format!(

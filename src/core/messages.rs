@@ -56,7 +56,7 @@ pub struct ChangesReply {
     /// Its database instance: a new one resets the requester's watermark.
     pub source_invocation: InvocationId,
     /// Changed objects, in the source's USN order (backsync: originating-USN order).
-    pub changes: Vec<Arc<ObjectState>>,
+    pub changes: Vec<ObjectState>,
     /// More changes wait: ask again from `watermark`.
     pub more: bool,
     /// The cursor to ask from next.

@@ -25,8 +25,8 @@ pub use dsa::{
 pub use hash::StableHasher;
 pub use ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 pub use messages::{ChangesReply, GetChanges, PullKind};
-pub use object::{Attr, Merge, Name, ObjectState, merge};
+pub use object::{Attr, AttrRef, Attrs, Merge, Name, ObjectState, StateParts, merge};
 pub use table::{Ahead, Digest, Found, GuidHasher, ObjectTable, Origin, Replica};
-pub use tree::{Containers, Parent};
+pub use tree::{Containers, Parent, ParentRef};
 pub use vectors::{HighWatermark, UpToDatenessVector};
 pub use week::WeekWindows;

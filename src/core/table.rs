@@ -17,13 +17,13 @@ use crate::core::ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 use crate::core::object::{Merge, ObjectState, merge};
 use crate::core::origin::OriginIndex;
 use crate::core::prefetch::prefetch;
-use crate::core::tree::{CNF_MARK, LOST_AND_FOUND, Parent, eq_ci, hash_ci, split_dn};
+use crate::core::tree::{CNF_MARK, LOST_AND_FOUND, ParentRef, eq_ci, hash_ci, split_dn};
 
 /// One server's copy of one object: the shared state plus its local USNs.
 #[derive(Debug, Clone)]
 pub struct Replica {
     /// The replicated state, shared with every server that holds the same.
-    pub state: Arc<ObjectState>,
+    pub state: ObjectState,
     /// Local USN of the last write applied here.
     pub usn_changed: Usn,
     /// Local USN of the write that brought the object here.
@@ -114,16 +114,14 @@ impl Summary {
     // which stalls store forwarding.
     #[inline(always)]
     fn of(s: &ObjectState) -> Summary {
-        let c = (s.created.invocation, s.created.usn);
-        let t = (s.stamp.invocation, s.stamp.usn);
+        let (c, t) = (s.created(), s.stamp());
+        let (c, t) = ((c.invocation, c.usn), (t.invocation, t.usn));
         let mut keys = Keys::two(c, t);
         let inv = c.0;
         let (mut max, mut sole, mut simple) = (c.1.max(t.1), t.0 == inv, true);
         // A plain loop, not a closure called per stamp: the closure's
         // captures went through memory, a store and a load per stamp.
-        let rest = [&s.named, &s.alive].into_iter();
-        for st in rest.chain(s.attrs.iter().map(|a| &a.stamp)) {
-            let key = (st.invocation, st.usn);
+        for key in s.stamp_keys() {
             sole &= key.0 == inv;
             max = max.max(key.1);
             if key != c && key != t {
@@ -400,8 +398,8 @@ impl Keys {
     fn of_cell(cell: &Cell, s: &ObjectState) -> Keys {
         if cell.simple_keys {
             Keys::two(
-                (s.created.invocation, s.created.usn),
-                (s.stamp.invocation, s.stamp.usn),
+                (s.created().invocation, s.created().usn),
+                (s.stamp().invocation, s.stamp().usn),
             )
         } else {
             Keys::of(s)
@@ -454,10 +452,10 @@ fn carries(cell: &Cell, (inv, usn): Key) -> bool {
     };
     let s = &r.state;
     let is = |st: &Stamp| st.invocation == inv && st.usn == usn;
-    is(&s.created)
-        || is(&s.stamp)
+    is(&s.created())
+        || is(&s.stamp())
         || (!cell.simple_keys
-            && (is(&s.named) || is(&s.alive) || s.attrs.iter().any(|a| is(&a.stamp))))
+            && (is(&s.named()) || is(&s.alive()) || s.attrs().any(|a| is(&a.stamp))))
 }
 
 /// A guid's 64-bit hash: guids are random already, so one splitmix round
@@ -496,7 +494,7 @@ impl std::hash::Hasher for GuidHasher {
 /// The order of the live objects sharing a name: the greatest holds it.
 fn name_key(slab: &Slab, s: Slot) -> (Stamp, Guid) {
     let st = &at(slab, s).state;
-    (st.named, st.guid)
+    (st.named(), st.guid())
 }
 
 /// Where a live object is shown: under a fixed container, under its
@@ -549,9 +547,9 @@ fn place_of(slab: &Slab, s: Slot) -> Place<'_> {
     if c.lost {
         return Place::Lost;
     }
-    match &st.parent {
-        Parent::Fixed(dn) => Place::fixed(dn),
-        Parent::Object(g) => Place::Under(*g),
+    match st.parent() {
+        ParentRef::Fixed(dn) => Place::fixed(dn),
+        ParentRef::Object(g) => Place::Under(g),
     }
 }
 
@@ -562,7 +560,7 @@ fn name_hash(place: &Place<'_>, rdn: &str) -> u64 {
 
 /// Whether live slot `s` has this name.
 fn has_name(slab: &Slab, s: Slot, place: &Place<'_>, rdn: &str) -> bool {
-    place_of(slab, s).same(place) && eq_ci(&at(slab, s).state.rdn, rdn)
+    place_of(slab, s).same(place) && eq_ci(at(slab, s).state.rdn(), rdn)
 }
 
 fn name_insert(
@@ -571,7 +569,7 @@ fn name_insert(
     slab: &Slab,
     s: Slot,
 ) {
-    let (place, rdn) = (place_of(slab, s), &*at(slab, s).state.rdn);
+    let (place, rdn) = (place_of(slab, s), at(slab, s).state.rdn());
     let h64 = name_hash(&place, rdn);
     let h = (h64 >> 32) as u32;
     // A name no live object has yet (the usual case) is added by the
@@ -602,7 +600,7 @@ fn name_remove(
     slab: &Slab,
     s: Slot,
 ) {
-    let (place, rdn) = (place_of(slab, s), &*at(slab, s).state.rdn);
+    let (place, rdn) = (place_of(slab, s), at(slab, s).state.rdn());
     let h64 = name_hash(&place, rdn);
     let h = (h64 >> 32) as u32;
     if let Some(all) = conflicts.get_mut(&h64)
@@ -635,11 +633,11 @@ fn name_remove(
 
 /// Whether a stored state changes nothing the name index reads.
 fn same_name(old: &ObjectState, new: &ObjectState) -> bool {
-    !old.deleted
-        && !new.deleted
-        && old.named == new.named
-        && (Arc::ptr_eq(&old.rdn, &new.rdn) || old.rdn == new.rdn)
-        && old.parent == new.parent
+    !old.deleted()
+        && !new.deleted()
+        && old.named() == new.named()
+        && old.rdn() == new.rdn()
+        && old.parent() == new.parent()
 }
 
 /// Stale entries an index may hold whatever the table's size: a small
@@ -669,7 +667,7 @@ impl ObjectTable {
         let slab = &self.slab;
         self.by_guid
             .find(widen(h), |o| {
-                o.hash == h && at(slab, o.slot).state.guid == guid
+                o.hash == h && at(slab, o.slot).state.guid() == guid
             })
             .map(|o| o.slot)
     }
@@ -695,7 +693,7 @@ impl ObjectTable {
         let at_found = found.0.filter(|&s| {
             (self.slab.get(s))
                 .and_then(|c| c.replica.as_ref())
-                .is_some_and(|r| r.state.guid == guid)
+                .is_some_and(|r| r.state.guid() == guid)
         });
         at_found.or_else(|| self.slot(guid))
     }
@@ -726,8 +724,8 @@ impl ObjectTable {
     }
 
     /// Stores `state` as written locally at `usn`, keeping every index true.
-    pub fn put(&mut self, state: Arc<ObjectState>, usn: Usn) {
-        let slot = self.slot(state.guid);
+    pub fn put(&mut self, state: ObjectState, usn: Usn) {
+        let slot = self.slot(state.guid());
         self.store(slot, state, usn);
     }
 
@@ -736,7 +734,7 @@ impl ObjectTable {
     /// Returns whether the table changed.
     pub fn merge_in(
         &mut self,
-        inc: &Arc<ObjectState>,
+        inc: &ObjectState,
         g: Granularity,
         usn: impl FnOnce() -> Usn,
     ) -> bool {
@@ -746,35 +744,35 @@ impl ObjectTable {
     /// [`ObjectTable::merge_in`], trying where `found` says first.
     pub fn merge_found(
         &mut self,
-        inc: &Arc<ObjectState>,
+        inc: &ObjectState,
         g: Granularity,
         found: Found,
         usn: impl FnOnce() -> Usn,
     ) -> bool {
-        let slot = self.slot_found(inc.guid, found);
+        let slot = self.slot_found(inc.guid(), found);
         let next = match slot {
             None => inc.clone(),
             Some(s) => match merge(&at(&self.slab, s).state, inc, g) {
                 Merge::Keep => return false,
                 Merge::Take => inc.clone(),
-                Merge::New(n) => Arc::new(n),
+                Merge::New(n) => n,
             },
         };
         self.store(slot, next, usn());
         true
     }
 
-    fn store(&mut self, slot: Option<Slot>, state: Arc<ObjectState>, usn: Usn) {
+    fn store(&mut self, slot: Option<Slot>, state: ObjectState, usn: Usn) {
         let s = match slot {
             Some(s) => {
                 let cell = self.slab.cell(s);
                 let usn_created = cell.replica.as_ref().expect("occupied").usn_created;
                 let old = &cell.replica.as_ref().expect("occupied").state;
                 let same_name = same_name(old, &state);
-                let was_live = !old.deleted;
+                let was_live = !old.deleted();
                 let tree = !same_name
-                    && (old.parent.object().is_some()
-                        || state.parent.object().is_some()
+                    && (old.parent().object().is_some()
+                        || state.parent().object().is_some()
                         || !self.cut.is_empty());
                 let lost = cell.lost;
                 let old_keys = Keys::of_cell(cell, old);
@@ -784,7 +782,7 @@ impl ObjectTable {
                     simple: simple_keys,
                 } = Summary::of(&state);
                 self.unindex(s, &old_keys, Some(&new_keys), same_name);
-                let (guid, live) = (state.guid, !state.deleted);
+                let (guid, live) = (state.guid(), !state.deleted());
                 *self.slab.cell_mut(s) = Cell {
                     origin,
                     replica: Some(Replica {
@@ -809,13 +807,13 @@ impl ObjectTable {
                 None => self.slab.push(),
             },
         };
-        let guid = state.guid;
+        let guid = state.guid();
         let Summary {
             keys,
             origin,
             simple: simple_keys,
         } = Summary::of(&state);
-        let (live, tree) = (!state.deleted, state.parent.object().is_some());
+        let (live, tree) = (!state.deleted(), state.parent().object().is_some());
         *self.slab.cell_mut(s) = Cell {
             origin,
             simple_keys,
@@ -874,12 +872,7 @@ impl ObjectTable {
     /// ```
     ///
     /// Returns where it found `states[i]`, for [`ObjectTable::merge_found`].
-    pub fn prefetch_apply(
-        &self,
-        ahead: &mut Ahead,
-        states: &[Arc<ObjectState>],
-        i: usize,
-    ) -> Found {
+    pub fn prefetch_apply(&self, ahead: &mut Ahead, states: &[ObjectState], i: usize) -> Found {
         if i == 0 {
             // The batch's first states: each stage in turn over them.
             for &k in STAGES.iter().rev() {
@@ -900,50 +893,35 @@ impl ObjectTable {
     fn prefetch_stage(&self, ahead: &mut Ahead, inc: &ObjectState, j: usize, k: usize) {
         let slot = &mut ahead.slots[j % AHEAD];
         match k {
-            STATE => {
-                // Every line of the state: the apply reads all its stamps.
-                prefetch(&inc.guid);
-                prefetch(&inc.attrs);
-                prefetch(&inc.rdn);
-                prefetch(&inc.stamp);
-            }
-            GUID_INDEX => {
-                self.by_guid.prefetch(widen(guid_hash(inc.guid)));
-                prefetch(inc.rdn.as_ptr());
-            }
+            STATE => inc.prefetch(),
+            GUID_INDEX => self.by_guid.prefetch(widen(guid_hash(inc.guid()))),
             FIND => {
-                let h = guid_hash(inc.guid);
+                let h = guid_hash(inc.guid());
                 *slot = self.by_guid.find(widen(h), |o| o.hash == h).map(|o| o.slot);
                 match *slot {
                     Some(s) => self.slab.prefetch_chunk(s),
                     // A new object: its insert probes the name index where
                     // its parent puts it (LostAndFound would probe elsewhere).
-                    None if !inc.deleted => {
-                        let place = match &inc.parent {
-                            Parent::Fixed(dn) => Place::fixed(dn),
-                            Parent::Object(g) => Place::Under(*g),
+                    None if !inc.deleted() => {
+                        let place = match inc.parent() {
+                            ParentRef::Fixed(dn) => Place::fixed(dn),
+                            ParentRef::Object(g) => Place::Under(g),
                         };
-                        let h = (name_hash(&place, &inc.rdn) >> 32) as u32;
+                        let h = (name_hash(&place, inc.rdn()) >> 32) as u32;
                         self.names.prefetch(widen(h));
                     }
                     None => {}
                 }
             }
             CELL => {
-                prefetch(inc.attrs.as_ptr());
-                prefetch(inc.attrs.as_ptr().wrapping_add(1));
                 if let Some(s) = *slot {
                     self.slab.prefetch_cell(s);
                 }
             }
             _ => {
                 if let Some(r) = slot.and_then(|s| self.slab.cell(s).replica.as_ref()) {
-                    // Every line of the old state: the merge and the
-                    // name check read all but its attributes.
-                    prefetch(&r.state.rdn);
-                    prefetch(&r.state.guid);
-                    prefetch(&r.state.stamp);
-                    prefetch(&r.state.hash);
+                    // The old state: the merge and the name check read it.
+                    r.state.prefetch();
                 }
             }
         }
@@ -953,7 +931,7 @@ impl ObjectTable {
     pub fn remove(&mut self, guid: Guid) -> Option<Replica> {
         let s = self.slot(guid)?;
         let st = &at(&self.slab, s).state;
-        let (live, tree) = (!st.deleted, st.parent.object().is_some());
+        let (live, tree) = (!st.deleted(), st.parent().object().is_some());
         let keys = Keys::of_cell(self.slab.cell(s), st);
         self.unindex(s, &keys, None, false);
         self.by_guid.remove(widen(guid_hash(guid)), |o| o.slot == s);
@@ -976,9 +954,14 @@ impl ObjectTable {
         // the slot would be walked to again (group, chunk, cell, state).
         let r = at(&self.slab, s);
         let st = &r.state;
-        let (usn, deleted, time, guid, hash) =
-            (r.usn_changed, st.deleted, st.stamp.time, st.guid, st.hash);
-        let parent = st.parent.object();
+        let (usn, deleted, time, guid, hash) = (
+            r.usn_changed,
+            st.deleted(),
+            st.stamp().time,
+            st.guid(),
+            st.hash(),
+        );
+        let parent = st.parent().object();
         self.by_usn.insert(usn, s);
         for (inv, u) in keys.iter() {
             if had.is_some_and(|h| h.contains((inv, u))) {
@@ -1021,13 +1004,13 @@ impl ObjectTable {
             .iter()
             .filter(|&k| !keeps.is_some_and(|keeps| keeps.contains(k)))
             .count();
-        if st.deleted {
-            self.tombstones.remove(&(st.stamp.time, st.guid));
+        if st.deleted() {
+            self.tombstones.remove(&(st.stamp().time, st.guid()));
         } else {
             self.live -= 1;
             if !same_name {
                 name_remove(&mut self.names, &mut self.name_conflicts, &self.slab, s);
-                if let Some(p) = st.parent.object() {
+                if let Some(p) = st.parent().object() {
                     let h = widen(guid_hash(p));
                     if let Some(e) = self.kids.find_mut(h, |e| e.0 == p, kid_hash) {
                         e.1.retain(|&k| k != s);
@@ -1038,14 +1021,14 @@ impl ObjectTable {
                 }
             }
         }
-        self.digest.sum = self.digest.sum.wrapping_sub(st.hash);
+        self.digest.sum = self.digest.sum.wrapping_sub(st.hash());
         self.digest.count -= 1;
     }
 
     /// The slot of a live object.
     fn live_slot(&self, guid: Guid) -> Option<Slot> {
         self.slot(guid)
-            .filter(|&s| !at(&self.slab, s).state.deleted)
+            .filter(|&s| !at(&self.slab, s).state.deleted())
     }
 
     /// Whether live object `guid`, child of object `parent`, is shown in
@@ -1058,8 +1041,8 @@ impl ObjectTable {
     /// Moves live slot `s` to LostAndFound or back when that changed.
     fn replace(&mut self, s: Slot) {
         let st = &at(&self.slab, s).state;
-        let lost = match st.parent.object() {
-            Some(p) => self.lost(st.guid, p),
+        let lost = match st.parent().object() {
+            Some(p) => self.lost(st.guid(), p),
             None => false,
         };
         if lost != self.slab.cell(s).lost {
@@ -1088,7 +1071,7 @@ impl ObjectTable {
         let mut cur = start;
         loop {
             let s = self.live_slot(cur)?;
-            let p = at(&self.slab, s).state.parent.object()?;
+            let p = at(&self.slab, s).state.parent().object()?;
             if p == start {
                 return Some(path);
             }
@@ -1118,7 +1101,7 @@ impl ObjectTable {
                 Some(members) => {
                     let key = |g: &Guid| {
                         let st = &at(&self.slab, self.slot(*g).expect("on a cycle")).state;
-                        (st.named, st.guid)
+                        (st.named(), st.guid())
                     };
                     let top = *members.iter().max_by_key(|g| key(g)).expect("a cycle");
                     for m in members {
@@ -1172,7 +1155,7 @@ impl ObjectTable {
     /// Guids changed locally after `from`, in USN order.
     pub fn changed_after(&self, from: Usn) -> impl Iterator<Item = (Usn, Guid)> + '_ {
         self.changed_after_replicas(from)
-            .map(|(u, r)| (u, r.state.guid))
+            .map(|(u, r)| (u, r.state.guid()))
     }
 
     /// Replicas changed locally after `from`, in USN order: the GetChanges scan.
@@ -1219,7 +1202,7 @@ impl ObjectTable {
             if let Some((_, n)) = near.next()
                 && let Some(r) = &self.slab.cell(n).replica
             {
-                prefetch(&r.state.stamp);
+                prefetch(&r.state.stamp());
             }
             let c = self.slab.cell(s);
             let r = c.replica.as_ref().filter(|r| r.usn_changed == u)?;
@@ -1275,7 +1258,7 @@ impl ObjectTable {
         after: Usn,
     ) -> impl Iterator<Item = (Usn, Guid)> + '_ {
         self.originated_by_replicas(inv, after)
-            .map(|(u, r)| (u, r.state.guid))
+            .map(|(u, r)| (u, r.state.guid()))
     }
 
     /// [`ObjectTable::originated_by`], yielding the replicas.
@@ -1304,7 +1287,7 @@ impl ObjectTable {
             }
             for (i, u) in Keys::of(&r.state).iter() {
                 if i == inv && u > after {
-                    v.push((u, r.state.guid));
+                    v.push((u, r.state.guid()));
                 }
             }
         }
@@ -1326,7 +1309,7 @@ impl ObjectTable {
         self.places(parent)
             .into_iter()
             .find_map(|p| self.holder_at(&p, rdn))
-            .map(|s| at(&self.slab, s).state.guid)
+            .map(|s| at(&self.slab, s).state.guid())
     }
 
     /// The holder of name `rdn` at `place`.
@@ -1353,7 +1336,7 @@ impl ObjectTable {
         }
         let mut v = Vec::with_capacity(2);
         if let Some(s) = self.find_live_slot(dn) {
-            v.push(Place::Under(at(&self.slab, s).state.guid));
+            v.push(Place::Under(at(&self.slab, s).state.guid()));
         }
         v.push(Place::Fixed(dn));
         v
@@ -1384,7 +1367,7 @@ impl ObjectTable {
     /// The guid of the live object shown with `dn`.
     pub fn find_live_guid(&self, dn: &str) -> Option<Guid> {
         self.find_live_slot(dn)
-            .map(|s| at(&self.slab, s).state.guid)
+            .map(|s| at(&self.slab, s).state.guid())
     }
 
     /// The dn a replica is shown with here: its rdn (`<rdn> CNF:<guid>`
@@ -1397,27 +1380,27 @@ impl ObjectTable {
         let mut segs: Vec<std::borrow::Cow<'_, str>> = Vec::new();
         // The first state is the one asked about; it need not be held.
         let mut state: &ObjectState = st;
-        let mut slot = self.slot(st.guid);
+        let mut slot = self.slot(st.guid());
         loop {
-            let held = slot.filter(|&s| at(&self.slab, s).state.guid == state.guid);
+            let held = slot.filter(|&s| at(&self.slab, s).state.guid() == state.guid());
             let lost = held.is_some_and(|s| self.slab.cell(s).lost);
-            if !state.deleted && held.is_some_and(|s| !self.is_holder(s)) {
-                segs.push(format!("{}{CNF_MARK}{}", state.rdn, state.guid).into());
+            if !state.deleted() && held.is_some_and(|s| !self.is_holder(s)) {
+                segs.push(format!("{}{CNF_MARK}{}", state.rdn(), state.guid()).into());
             } else {
-                segs.push((&*state.rdn).into());
+                segs.push(state.rdn().into());
             }
-            if segs.len() > MAX_DEPTH || (lost && !state.deleted) {
+            if segs.len() > MAX_DEPTH || (lost && !state.deleted()) {
                 segs.push(LOST_AND_FOUND.into());
                 break;
             }
-            match &state.parent {
-                Parent::Fixed(dn) => {
+            match state.parent() {
+                ParentRef::Fixed(dn) => {
                     if !dn.is_empty() {
-                        segs.push((&**dn).into());
+                        segs.push(dn.into());
                     }
                     break;
                 }
-                Parent::Object(g) => match self.slot(*g) {
+                ParentRef::Object(g) => match self.slot(g) {
                     Some(s) => {
                         state = &at(&self.slab, s).state;
                         slot = Some(s);
@@ -1441,17 +1424,17 @@ impl ObjectTable {
         let Some(s) = self.live_slot(guid) else {
             return Vec::new();
         };
-        let (place, rdn) = (place_of(&self.slab, s), &*at(&self.slab, s).state.rdn);
+        let (place, rdn) = (place_of(&self.slab, s), at(&self.slab, s).state.rdn());
         let Some(all) = self.name_conflicts.get(&name_hash(&place, rdn)) else {
             return Vec::new();
         };
         let Some(holder) = self.holder_at(&place, rdn) else {
             return Vec::new();
         };
-        let hg = at(&self.slab, holder).state.guid;
+        let hg = at(&self.slab, holder).state.guid();
         let mut v: Vec<(Guid, Guid)> = (all.iter().copied())
             .filter(|&o| o != holder && has_name(&self.slab, o, &place, rdn))
-            .map(|o| (at(&self.slab, o).state.guid, hg))
+            .map(|o| (at(&self.slab, o).state.guid(), hg))
             .collect();
         v.sort_unstable();
         v
@@ -1460,7 +1443,7 @@ impl ObjectTable {
     /// Whether live slot `s` holds its name.
     fn is_holder(&self, s: Slot) -> bool {
         let place = place_of(&self.slab, s);
-        self.holder_at(&place, &at(&self.slab, s).state.rdn) == Some(s)
+        self.holder_at(&place, at(&self.slab, s).state.rdn()) == Some(s)
     }
 
     /// Live objects whose parent is object `parent`, in slot order.
@@ -1470,7 +1453,7 @@ impl ObjectTable {
             .unwrap_or_default();
         v.sort_unstable();
         v.into_iter()
-            .map(|s| at(&self.slab, s).state.guid)
+            .map(|s| at(&self.slab, s).state.guid())
             .collect()
     }
 
@@ -1482,7 +1465,7 @@ impl ObjectTable {
             if cur == ancestor {
                 return true;
             }
-            match self.get_ref(cur).and_then(|r| r.state.parent.object()) {
+            match self.get_ref(cur).and_then(|r| r.state.parent().object()) {
                 Some(p) => cur = p,
                 None => return false,
             }
@@ -1527,20 +1510,20 @@ mod tests {
         }
     }
 
-    fn obj(guid: u128, dn: &str, created: Stamp, deleted: bool) -> Arc<ObjectState> {
+    fn obj(guid: u128, dn: &str, created: Stamp, deleted: bool) -> ObjectState {
         let attrs = vec![Attr {
             name: "mail".into(),
             value: Some("x".into()),
             stamp: created,
         }];
-        Arc::new(ObjectState::new(
+        ObjectState::new(
             Guid(guid),
-            dn.into(),
+            dn,
             created,
             created,
             deleted,
             if deleted { Vec::new() } else { attrs },
-        ))
+        )
     }
 
     /// A slot [`ObjectTable::prefetch_apply`] found is only a guess: one
@@ -1581,13 +1564,13 @@ mod tests {
             let (a, b) = (hinted.get(Guid(k)), plain.get(Guid(k)));
             let (a, b) = (a.expect("held"), b.expect("held"));
             assert_eq!(
-                (a.state.stamp, a.usn_changed),
-                (b.state.stamp, b.usn_changed)
+                (a.state.stamp(), a.usn_changed),
+                (b.state.stamp(), b.usn_changed)
             );
             assert_eq!(
                 hinted
                     .get_ref_found(Guid(k), slot(&hinted, 3))
-                    .map(|r| r.state.guid),
+                    .map(|r| r.state.guid()),
                 Some(Guid(k))
             );
         }
@@ -1658,7 +1641,7 @@ mod tests {
         assert_eq!(t.get(Guid(5)).unwrap().usn_changed, Usn(22));
         assert_eq!(t.get(Guid(5)).unwrap().usn_created, Usn(5), "created stays");
         assert_eq!((t.digest(), t.live()), (digest, live));
-        assert_eq!(t.find_live("cn=5").unwrap().state.guid, Guid(5));
+        assert_eq!(t.find_live("cn=5").unwrap().state.guid(), Guid(5));
     }
 
     #[test]
@@ -1671,12 +1654,12 @@ mod tests {
         assert!(t.get(Guid(5)).is_none());
         assert!(t.find_live("cn=5").is_none());
         assert_eq!(t.len(), 99);
-        assert_eq!(backup.find_live("cn=5").unwrap().state.guid, Guid(5));
+        assert_eq!(backup.find_live("cn=5").unwrap().state.guid(), Guid(5));
         // Its slot is reused by the next object.
         t.put(obj(500, "cn=500", stamp(1, 500), false), Usn(500));
         assert!(t.get(Guid(5)).is_none());
-        assert_eq!(t.find_live("cn=500").unwrap().state.guid, Guid(500));
-        assert_eq!(backup.get(Guid(5)).unwrap().state.guid, Guid(5));
+        assert_eq!(t.find_live("cn=500").unwrap().state.guid(), Guid(500));
+        assert_eq!(backup.get(Guid(5)).unwrap().state.guid(), Guid(5));
     }
 
     #[test]
@@ -1717,8 +1700,8 @@ mod tests {
         assert_eq!(t.by_guid.overlay_len(), (1, 0), "guid 7000");
         assert_eq!(t.names.overlay_len(), (1, 1), "cn=new in, cn=5 out");
         assert!(backup.get(Guid(7000)).is_none());
-        assert!(!backup.get(Guid(5)).unwrap().state.deleted);
-        assert!(t.get(Guid(5)).unwrap().state.deleted);
+        assert!(!backup.get(Guid(5)).unwrap().state.deleted());
+        assert!(t.get(Guid(5)).unwrap().state.deleted());
         assert_eq!(backup.originated_by(InvocationId(2), Usn(0)).count(), 0);
         assert_eq!(t.originated_by(InvocationId(2), Usn(0)).count(), 2);
         assert_eq!(t.max_origin_usn(InvocationId(1)), Some(Usn(3000)));
@@ -1846,7 +1829,7 @@ mod tests {
     }
 
     /// A live object with one attribute per stamp in `attrs` (name, inv, usn).
-    fn with_attrs(guid: u128, created: Stamp, attrs: &[(&str, u64, u64)]) -> Arc<ObjectState> {
+    fn with_attrs(guid: u128, created: Stamp, attrs: &[(&str, u64, u64)]) -> ObjectState {
         let attrs: Vec<Attr> = attrs
             .iter()
             .map(|(n, inv, usn)| Attr {
@@ -1861,29 +1844,29 @@ mod tests {
             .max()
             .unwrap_or(created)
             .max(created);
-        Arc::new(ObjectState::new(
+        ObjectState::new(
             Guid(guid),
-            format!("cn={guid}").into(),
+            &format!("cn={guid}"),
             created,
             top,
             false,
             attrs,
-        ))
+        )
     }
 
     /// What the by-origin index must answer, from the states themselves.
     fn expected_origins(states: &[&ObjectState], inv: u64, after: u64) -> Vec<(Usn, Guid)> {
         let mut v = Vec::new();
         for s in states {
-            let mut keys: Vec<u64> = [s.created, s.stamp]
-                .iter()
-                .chain(s.attrs.iter().map(|a| &a.stamp))
+            let mut keys: Vec<u64> = [s.created(), s.stamp()]
+                .into_iter()
+                .chain(s.attrs().map(|a| a.stamp))
                 .filter(|st| st.invocation == InvocationId(inv) && st.usn.0 > after)
                 .map(|st| st.usn.0)
                 .collect();
             keys.sort_unstable();
             keys.dedup();
-            v.extend(keys.into_iter().map(|u| (Usn(u), s.guid)));
+            v.extend(keys.into_iter().map(|u| (Usn(u), s.guid())));
         }
         v.sort_unstable();
         v
@@ -1992,8 +1975,8 @@ mod tests {
         let b_dead = obj(2, "cn=b", stamp(1, 3), true);
         t.put(a.clone(), Usn(1));
         t.put(b.clone(), Usn(2));
-        let sum = |xs: &[&Arc<ObjectState>]| Digest {
-            sum: xs.iter().fold(0u128, |s, x| s.wrapping_add(x.hash)),
+        let sum = |xs: &[&ObjectState]| Digest {
+            sum: xs.iter().fold(0u128, |s, x| s.wrapping_add(x.hash())),
             count: xs.len(),
         };
         assert_eq!(t.digest(), sum(&[&a, &b]));
@@ -2033,7 +2016,7 @@ mod tests {
         assert!(t.merge_in(&dead, Granularity::Object, &mut usn));
         let r = t.get(Guid(1)).unwrap();
         assert_eq!((r.usn_created, r.usn_changed), (Usn(11), Usn(12)));
-        assert!(r.state.deleted);
+        assert!(r.state.deleted());
     }
 
     #[test]
@@ -2071,8 +2054,9 @@ mod tests {
                 usn: Usn(u64::MAX)
             }
         );
-        let mut top = (*with_attrs(1, stamp(1, 1), &[("a", 1, 4)])).clone();
+        let mut top = with_attrs(1, stamp(1, 1), &[("a", 1, 4)]).to_parts();
         top.stamp = stamp(2, 2);
+        let top = ObjectState::from_parts(top);
         assert_eq!(
             Origin::of(&top).usn,
             Usn(u64::MAX),
@@ -2086,9 +2070,10 @@ mod tests {
                 usn: Usn(7)
             }
         );
-        let mut created_last = (*sole).clone();
+        let mut created_last = sole.to_parts();
         created_last.created = stamp(1, 9);
         created_last.stamp = stamp(1, 8);
+        let created_last = ObjectState::from_parts(created_last);
         assert_eq!(Origin::of(&created_last).usn, Usn(9));
     }
 
@@ -2102,8 +2087,8 @@ mod tests {
         let cnf = format!("cn=a CNF:{}", Guid(1));
         assert_eq!(t.shown_dn(&winner), "cn=a");
         assert_eq!(t.shown_dn(&loser), cnf);
-        assert_eq!(t.find_live("cn=a").unwrap().state.guid, Guid(2));
-        assert_eq!(t.find_live(&cnf).unwrap().state.guid, Guid(1));
+        assert_eq!(t.find_live("cn=a").unwrap().state.guid(), Guid(2));
+        assert_eq!(t.find_live(&cnf).unwrap().state.guid(), Guid(1));
         assert!(
             t.find_live(&format!("cn=a CNF:{}", Guid(2))).is_none(),
             "the holder has no CNF name"
@@ -2157,7 +2142,7 @@ mod tests {
             s.time = time;
             let live = obj(g, &format!("cn={g}"), stamp(1, g as u64), false);
             t.put(live.clone(), Usn(g as u64));
-            t.put(Arc::new(live.tombstone(s)), Usn(10 + g as u64));
+            t.put(live.tombstone(s), Usn(10 + g as u64));
         }
         assert_eq!(t.tombstones_before(4), Vec::<Guid>::new());
         assert_eq!(t.tombstones_before(10), vec![Guid(1), Guid(2)]);
@@ -2187,19 +2172,9 @@ mod tests {
             );
         }
         let backup = t.clone();
-        let mut s = (*t.get(Guid(1)).unwrap().state).clone();
+        let mut s = t.get(Guid(1)).unwrap().state.to_parts();
         s.stamp = stamp(1, 5000);
-        t.put(
-            Arc::new(ObjectState::with_name(
-                s.guid,
-                s.name(),
-                s.created,
-                s.stamp,
-                false,
-                s.attrs,
-            )),
-            Usn(n + 1),
-        );
+        t.put(ObjectState::from_parts(s), Usn(n + 1));
         let (now, then) = (inv1_origins(&t), inv1_origins(&backup));
         assert_eq!((now.chunks(), then.chunks()), (4, 3));
         assert_eq!(now.shared_with(then), 2, "the sealed chunks untouched");

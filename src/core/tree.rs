@@ -42,6 +42,48 @@ impl Parent {
             Parent::Fixed(_) => None,
         }
     }
+
+    /// The parent, borrowed.
+    pub fn as_ref(&self) -> ParentRef<'_> {
+        match self {
+            Parent::Fixed(dn) => ParentRef::Fixed(dn),
+            Parent::Object(g) => ParentRef::Object(*g),
+        }
+    }
+}
+
+/// A [`Parent`] borrowed from a packed state; ordered as `Parent` is.
+///
+/// ```
+/// use backsync::core::{Guid, Parent, ParentRef};
+/// let p = Parent::Object(Guid(3));
+/// assert_eq!(p.as_ref(), ParentRef::Object(Guid(3)));
+/// assert_eq!(ParentRef::Fixed("ou=Users").to_parent(), Parent::Fixed("ou=Users".into()));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ParentRef<'a> {
+    /// A fixed container, by its dn (`""`: the root).
+    Fixed(&'a str),
+    /// Another object, by guid.
+    Object(Guid),
+}
+
+impl ParentRef<'_> {
+    /// The parent object's guid, if the parent is an object.
+    pub fn object(self) -> Option<Guid> {
+        match self {
+            ParentRef::Object(g) => Some(g),
+            ParentRef::Fixed(_) => None,
+        }
+    }
+
+    /// The parent, owned.
+    pub fn to_parent(self) -> Parent {
+        match self {
+            ParentRef::Fixed(dn) => Parent::Fixed(dn.into()),
+            ParentRef::Object(g) => Parent::Object(g),
+        }
+    }
 }
 
 /// Splits a dn at its first unescaped comma: `(rdn, parent dn)`; the parent

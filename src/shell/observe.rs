@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use std::sync::Arc;
-
 use crate::config::RestoreStrategy;
 use crate::core::{Digest, Guid, InvocationId, ObjectState, PullKind, Usn};
 
@@ -47,7 +45,7 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeKind {
     /// The object now holds this replicated state.
-    Put(Guid, Arc<ObjectState>),
+    Put(Guid, ObjectState),
     /// The object is gone (garbage collection, purge).
     Remove(Guid),
     /// The server went down: it holds nothing until restored.
@@ -545,7 +543,7 @@ pub enum Fact {
         /// The replica's local USN (`usn_changed`).
         usn: Usn,
         /// The state now held.
-        state: Arc<ObjectState>,
+        state: ObjectState,
         /// What stored it.
         cause: PutCause,
     },

@@ -568,7 +568,7 @@ impl Handler<Envelope> for DirectoryServer {
                             .shared
                             .obs
                             .facts_on()
-                            .then(|| reply.changes.iter().map(|s| s.guid).collect());
+                            .then(|| reply.changes.iter().map(|s| s.guid()).collect());
                         self.shared.obs.trace(&(
                             now,
                             e.from,
@@ -624,7 +624,7 @@ impl DirectoryServer {
                 .max();
             if let Some(u) = top {
                 hi = hi.max(u);
-                objects.push(s.guid);
+                objects.push(s.guid());
             }
         }
         if hi <= m.backup_usn {
@@ -667,8 +667,8 @@ impl DirectoryServer {
         let objects: Vec<Guid> = c
             .objects()
             .into_iter()
-            .filter(|(_, r)| !r.state.deleted)
-            .map(|(_, r)| r.state.guid)
+            .filter(|(_, r)| !r.state.deleted())
+            .map(|(_, r)| r.state.guid())
             .collect();
         let text = format!(
             "{} replicated from {} for the first time in {}, past the tombstone lifetime of {}: objects deleted meanwhile may linger among its {} live objects",

@@ -179,8 +179,8 @@ impl Supervisor {
                 .scan()
                 .filter_map(|(_, g)| {
                     let mine = backup.table.get(g)?.state;
-                    let theirs = older.and_then(|t| t.get(g)).map(|r| r.state.hash);
-                    (theirs != Some(mine.hash)).then_some(g)
+                    let theirs = older.and_then(|t| t.get(g)).map(|r| r.state.hash());
+                    (theirs != Some(mine.hash())).then_some(g)
                 })
                 .collect();
             self.shared.obs.hazard(Hazard {
@@ -202,7 +202,7 @@ impl Supervisor {
             let objects: Vec<_> = backup
                 .table
                 .scan()
-                .filter(|(_, g)| backup.table.get(*g).is_some_and(|r| !r.state.deleted))
+                .filter(|(_, g)| backup.table.get(*g).is_some_and(|r| !r.state.deleted()))
                 .map(|(_, g)| g)
                 .collect();
             self.shared.obs.hazard(Hazard {
