@@ -996,7 +996,7 @@ impl Dsa {
     /// because it lacks one).
     fn push_ancestors(&self, s: &ObjectState, sent: &mut GuidSet, out: &mut Vec<ObjectState>) {
         let mut chain = Vec::new();
-        let mut cur = s.parent().object();
+        let mut cur = s.parent_object();
         while let Some(g) = cur {
             if sent.contains(&g) || chain.len() > 4096 || g == s.guid() {
                 break;
@@ -1005,7 +1005,7 @@ impl Dsa {
                 break;
             };
             chain.push(r.state.clone());
-            cur = r.state.parent().object();
+            cur = r.state.parent_object();
         }
         for a in chain.into_iter().rev() {
             if sent.insert(a.guid()) {
@@ -1022,7 +1022,7 @@ impl Dsa {
         let mut earlier = GuidSet::with_capacity_and_hasher(changes.len(), Default::default());
         for s in changes {
             if !s.deleted()
-                && let Some(p) = s.parent().object()
+                && let Some(p) = s.parent_object()
                 && !earlier.contains(&p)
                 && self.table.get_ref(p).is_none()
             {

@@ -167,7 +167,20 @@ fn put_len(buf: &mut SmallVec<[u8; 256]>, mut n: usize) {
     buf.push(n as u8);
 }
 
+#[inline(always)]
 fn get_len(b: &[u8], at: &mut usize) -> usize {
+    let byte = b[*at];
+    *at += 1;
+    if byte < 0x80 {
+        byte as usize
+    } else {
+        *at -= 1;
+        get_long_len(b, at)
+    }
+}
+
+#[cold]
+fn get_long_len(b: &[u8], at: &mut usize) -> usize {
     let (mut n, mut shift) = (0usize, 0);
     loop {
         let byte = b[*at];
@@ -617,6 +630,16 @@ impl ObjectState {
             let len = get_len(b, &mut at);
             ParentRef::Fixed(get_str(b, &mut at, len))
         }
+    }
+
+    /// The parent object's guid, if the parent is an object: the header's
+    /// flag alone says when it is not.
+    #[inline]
+    pub fn parent_object(&self) -> Option<Guid> {
+        if self.head().flags & PARENT_OBJECT == 0 {
+            return None;
+        }
+        self.parent().object()
     }
 
     /// Attributes in name order.

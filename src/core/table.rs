@@ -771,8 +771,8 @@ impl ObjectTable {
                 let same_name = same_name(old, &state);
                 let was_live = !old.deleted();
                 let tree = !same_name
-                    && (old.parent().object().is_some()
-                        || state.parent().object().is_some()
+                    && (old.parent_object().is_some()
+                        || state.parent_object().is_some()
                         || !self.cut.is_empty());
                 let lost = cell.lost;
                 let old_keys = Keys::of_cell(cell, old);
@@ -813,7 +813,7 @@ impl ObjectTable {
             origin,
             simple: simple_keys,
         } = Summary::of(&state);
-        let (live, tree) = (!state.deleted(), state.parent().object().is_some());
+        let (live, tree) = (!state.deleted(), state.parent_object().is_some());
         *self.slab.cell_mut(s) = Cell {
             origin,
             simple_keys,
@@ -931,7 +931,7 @@ impl ObjectTable {
     pub fn remove(&mut self, guid: Guid) -> Option<Replica> {
         let s = self.slot(guid)?;
         let st = &at(&self.slab, s).state;
-        let (live, tree) = (!st.deleted(), st.parent().object().is_some());
+        let (live, tree) = (!st.deleted(), st.parent_object().is_some());
         let keys = Keys::of_cell(self.slab.cell(s), st);
         self.unindex(s, &keys, None, false);
         self.by_guid.remove(widen(guid_hash(guid)), |o| o.slot == s);
@@ -961,7 +961,7 @@ impl ObjectTable {
             st.guid(),
             st.hash(),
         );
-        let parent = st.parent().object();
+        let parent = st.parent_object();
         self.by_usn.insert(usn, s);
         for (inv, u) in keys.iter() {
             if had.is_some_and(|h| h.contains((inv, u))) {
@@ -1010,7 +1010,7 @@ impl ObjectTable {
             self.live -= 1;
             if !same_name {
                 name_remove(&mut self.names, &mut self.name_conflicts, &self.slab, s);
-                if let Some(p) = st.parent().object() {
+                if let Some(p) = st.parent_object() {
                     let h = widen(guid_hash(p));
                     if let Some(e) = self.kids.find_mut(h, |e| e.0 == p, kid_hash) {
                         e.1.retain(|&k| k != s);
@@ -1041,7 +1041,7 @@ impl ObjectTable {
     /// Moves live slot `s` to LostAndFound or back when that changed.
     fn replace(&mut self, s: Slot) {
         let st = &at(&self.slab, s).state;
-        let lost = match st.parent().object() {
+        let lost = match st.parent_object() {
             Some(p) => self.lost(st.guid(), p),
             None => false,
         };
@@ -1071,7 +1071,7 @@ impl ObjectTable {
         let mut cur = start;
         loop {
             let s = self.live_slot(cur)?;
-            let p = at(&self.slab, s).state.parent().object()?;
+            let p = at(&self.slab, s).state.parent_object()?;
             if p == start {
                 return Some(path);
             }
@@ -1465,7 +1465,7 @@ impl ObjectTable {
             if cur == ancestor {
                 return true;
             }
-            match self.get_ref(cur).and_then(|r| r.state.parent().object()) {
+            match self.get_ref(cur).and_then(|r| r.state.parent_object()) {
                 Some(p) => cur = p,
                 None => return false,
             }
