@@ -1326,6 +1326,7 @@ mod tests {
                 (s.guid(), s.rdn(), s.parent(), s.deleted()),
                 (p.guid, &*p.rdn, p.parent.as_ref(), p.deleted)
             );
+            prop_assert_eq!(s.parent_object(), p.parent.object());
             prop_assert_eq!(
                 (s.named(), s.created(), s.stamp(), s.alive()),
                 (p.named, p.created, p.stamp, p.alive)
