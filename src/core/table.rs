@@ -1,7 +1,7 @@
 //! One server's object table and the indexes the protocol reads.
 //!
 //! Layout, chosen for the cost of one object replica (docs/PERFORMANCE.md):
-//! every replica lives once in a slab (48-byte cells: the replica, its
+//! every replica lives once in a slab (40-byte cells: the replica, its
 //! origin summary, its LostAndFound and simple-keys flags) and every index
 //! stores a 4-byte slot number instead of a 16-byte guid. The two hash
 //! indexes (by guid, by dn) keep no key of their own: they read it from
