@@ -28,6 +28,9 @@ pub(crate) trait Identified {
 const FOLD_FRACTION: usize = 16;
 const FOLD_MIN: usize = 1024;
 
+/// Control bytes hashbrown reads per probe step (an SSE2 group).
+const GROUP_WIDTH: usize = 16;
+
 /// What was written since the table was last shared: entries added or
 /// changed, and the shared entries they hide or that were removed.
 #[derive(Debug)]
@@ -129,10 +132,12 @@ impl<T: Clone + Identified> CowHash<T> {
     }
 
     /// Asks for the lines a lookup of `hash` reads first in the base (its
-    /// control bytes and the entry they point to), so that the lookup, a
-    /// little later, finds them cached. The addresses follow hashbrown's
-    /// layout (entries stored downward from the control bytes, found from
-    /// any occupied bucket); were it to change, the hint would only miss.
+    /// control bytes and the entries of their group, both ends: with
+    /// 8-byte entries a group's 16 span two or three lines), so that the
+    /// lookup, a little later, finds them cached. The addresses follow
+    /// hashbrown's layout (entries stored downward from the control bytes,
+    /// found from any occupied bucket); were it to change, the hint would
+    /// only miss.
     pub(crate) fn prefetch(&self, hash: u64) {
         let Some(ctrl) = self.ctrl() else {
             return;
@@ -140,6 +145,7 @@ impl<T: Clone + Identified> CowHash<T> {
         let pos = (hash as usize) & (self.base.num_buckets() - 1);
         prefetch(ctrl.wrapping_add(pos));
         prefetch(ctrl.wrapping_sub((pos + 1) * std::mem::size_of::<T>()));
+        prefetch(ctrl.wrapping_sub((pos + GROUP_WIDTH) * std::mem::size_of::<T>()));
     }
 
     /// Where the base's control bytes start, derived from an occupied
