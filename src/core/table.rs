@@ -489,11 +489,12 @@ fn carries(cell: &Cell, (inv, usn): Key) -> bool {
         return false;
     };
     let s = &r.state;
-    let is = |st: &Stamp| st.invocation == inv && st.usn == usn;
-    is(&s.created())
-        || is(&s.stamp())
-        || (!cell.simple_keys()
-            && (is(&s.named()) || is(&s.alive()) || s.attrs().any(|a| is(&a.stamp))))
+    if cell.simple_keys() {
+        let is = |st: Stamp| st.invocation == inv && st.usn == usn;
+        return is(s.created()) || is(s.stamp());
+    }
+    // The state's own list of its distinct stamps: no attribute is parsed.
+    s.stamp_keys().any(|k| k == (inv, usn))
 }
 
 /// A guid's 64-bit hash: guids are random already, so one splitmix round
