@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::config::{Granularity, RestoreStrategy};
 use crate::core::ids::{Guid, InvocationId, SimTime, Stamp, Usn};
 use crate::core::messages::{ChangesReply, GetChanges, PullKind};
-use crate::core::object::{Attr, Name, ObjectState};
+use crate::core::object::{Attr, Name, ObjectState, StateParts};
 use crate::core::table::{Ahead, Digest, Found, GuidHasher, ObjectTable, Replica};
 use crate::core::tree::{Containers, Parent, check_dn, eq_ci, split_dn};
 use crate::core::vectors::{HighWatermark, UpToDatenessVector};
@@ -696,8 +696,13 @@ impl Dsa {
             // One stamp per object: a removed attribute needs no stamp of its own.
             attrs.retain(|a| a.value.is_some());
         }
-        let s = ObjectState::with_name(cur.guid(), cur.name(), cur.created(), st, false, attrs)
-            .with_alive(cur.alive());
+        // Packed once, with the liveness stamp it keeps.
+        let s = ObjectState::from_parts(StateParts {
+            stamp: st,
+            deleted: false,
+            attrs,
+            ..cur.parts_without_attrs()
+        });
         self.table.put(s, st.usn);
         Ok(cur.guid())
     }
@@ -1525,16 +1530,18 @@ impl Dsa {
                     ..a.to_attr()
                 })
                 .collect();
-            // The name is raised too: ntdsutil raises every attribute, the rdn included.
-            let name = Name {
+            let s = ObjectState::from_parts(StateParts {
+                // The name is raised too: ntdsutil raises every attribute, the rdn included.
                 named: Stamp {
                     version: raise(cur.named().version),
                     ..st
                 },
-                ..cur.name()
-            };
-            let s = ObjectState::with_name(cur.guid(), name, cur.created(), st, false, attrs)
-                .with_alive(st);
+                stamp: st,
+                alive: st,
+                deleted: false,
+                attrs,
+                ..cur.parts_without_attrs()
+            });
             self.table.put(s, st.usn);
         }
         chosen.len()

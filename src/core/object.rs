@@ -470,6 +470,15 @@ impl ObjectState {
     /// Its fields, unpacked.
     pub fn to_parts(&self) -> StateParts {
         StateParts {
+            attrs: self.attrs().map(|a| a.to_attr()).collect(),
+            ..self.parts_without_attrs()
+        }
+    }
+
+    /// Its fields, unpacked, but for the attributes (left empty): what a
+    /// write that builds new attributes starts from.
+    pub fn parts_without_attrs(&self) -> StateParts {
+        StateParts {
             guid: self.guid(),
             rdn: self.rdn().into(),
             parent: self.parent().to_parent(),
@@ -478,7 +487,7 @@ impl ObjectState {
             stamp: self.stamp(),
             deleted: self.deleted(),
             alive: self.alive(),
-            attrs: self.attrs().map(|a| a.to_attr()).collect(),
+            attrs: Vec::new(),
         }
     }
 
