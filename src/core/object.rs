@@ -1375,6 +1375,21 @@ mod tests {
             ],
         );
         assert_eq!(s.stamp_keys().count(), 1, "one stamp for every field");
+        // The bench's restore story's object, in one block: the counts and
+        // the 48-byte header 64, its one stamp 28, the rdn 1 + 12, the
+        // root parent 1, mail 1 + 4 + 1 + 21 + 1, title 1 + 5 + 1 + 6 + 1.
+        let story = ObjectState::new(
+            Guid(9),
+            "cn=obj123456",
+            c,
+            c,
+            false,
+            vec![
+                attr("mail", Some("obj123456@example.com"), c),
+                attr("title", Some("loaded"), c),
+            ],
+        );
+        assert_eq!(story.packed_bytes(), 64 + 28 + 13 + 1 + 28 + 14);
         // A modify adds one stamp, shared by the attributes it wrote.
         let m = st(2, 1, 2);
         let s = ObjectState::from_parts(StateParts {
