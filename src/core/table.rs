@@ -114,11 +114,11 @@ impl Summary {
     // which stalls store forwarding.
     #[inline(always)]
     fn of(s: &ObjectState) -> Summary {
-        let (c, t) = (s.created(), s.stamp());
-        let (c, t) = ((c.invocation, c.usn), (t.invocation, t.usn));
+        let (c, t) = (key_of(s.created()), key_of(s.stamp()));
         let mut keys = Keys::two(c, t);
         let inv = c.0;
-        let (mut max, mut sole, mut simple) = (c.1.max(t.1), t.0 == inv, true);
+        // The loop meets `created` and `stamp` too: the list holds them.
+        let (mut max, mut sole, mut simple) = (Usn(0), true, true);
         // A plain loop, not a closure called per stamp: the closure's
         // captures went through memory, a store and a load per stamp.
         for key in s.stamp_keys() {
@@ -418,6 +418,11 @@ fn at(slab: &Slab, s: Slot) -> &Replica {
 /// An originating write's key in the by-origin index.
 type Key = (InvocationId, Usn);
 
+/// A stamp's key in the by-origin index.
+fn key_of(st: Stamp) -> Key {
+    (st.invocation, st.usn)
+}
+
 /// The distinct keys of every stamp a state carries, without allocating
 /// for the usual few.
 struct Keys {
@@ -435,10 +440,7 @@ impl Keys {
     /// alone when the cell says they are all.
     fn of_cell(cell: &Cell, s: &ObjectState) -> Keys {
         if cell.simple_keys() {
-            Keys::two(
-                (s.created().invocation, s.created().usn),
-                (s.stamp().invocation, s.stamp().usn),
-            )
+            Keys::two(key_of(s.created()), key_of(s.stamp()))
         } else {
             Keys::of(s)
         }
@@ -490,8 +492,7 @@ fn carries(cell: &Cell, (inv, usn): Key) -> bool {
     };
     let s = &r.state;
     if cell.simple_keys() {
-        let is = |st: Stamp| st.invocation == inv && st.usn == usn;
-        return is(s.created()) || is(s.stamp());
+        return key_of(s.created()) == (inv, usn) || key_of(s.stamp()) == (inv, usn);
     }
     // The state's own list of its distinct stamps: no attribute is parsed.
     s.stamp_keys().any(|k| k == (inv, usn))
