@@ -168,9 +168,8 @@ impl<T: Clone + Identified> CowHash<T> {
         mut eq: impl FnMut(&T) -> bool,
         hasher: impl Fn(&T) -> u64,
     ) -> Option<&mut T> {
-        // A plain load decides (no `Weak` is ever made, so one strong
-        // reference is unique); `get_mut` then takes it with one atomic.
-        if self.overlay.is_empty() && Arc::strong_count(&self.base) == 1 {
+        // `get_mut` takes an unshared base with one atomic.
+        if self.unshared() {
             return Arc::get_mut(&mut self.base)?.find_mut(hash, eq);
         }
         if self.overlay.adds.find(hash, &mut eq).is_some() {
@@ -193,21 +192,61 @@ impl<T: Clone + Identified> CowHash<T> {
         hasher: impl Fn(&T) -> u64,
         value: T,
     ) -> Option<&mut T> {
-        if self.overlay.is_empty() && Arc::strong_count(&self.base) == 1 {
-            let base = Arc::get_mut(&mut self.base).expect("one reference and no Weak: unique");
-            return match base.entry(hash, eq, hasher) {
-                hashbrown::hash_table::Entry::Occupied(e) => Some(e.into_mut()),
-                hashbrown::hash_table::Entry::Vacant(e) => {
-                    e.insert(value);
-                    None
-                }
-            };
+        if self.unshared() {
+            return self.base_entry(hash, eq, hasher, value);
         }
         if self.find(hash, &mut eq).is_none() {
             self.insert(hash, value, hasher);
             return None;
         }
         self.find_mut(hash, eq, hasher)
+    }
+
+    /// The entry with `hash` that `eq` accepts, read only; or, when there
+    /// is none, `value` added (and `None` returned), as [`CowHash::insert`].
+    /// An unshared table probes once for both; a shared one copies nothing
+    /// it finds.
+    pub(crate) fn find_or_insert(
+        &mut self,
+        hash: u64,
+        mut eq: impl FnMut(&T) -> bool,
+        hasher: impl Fn(&T) -> u64,
+        value: T,
+    ) -> Option<&T> {
+        if self.unshared() {
+            return self.base_entry(hash, eq, hasher, value).map(|e| &*e);
+        }
+        if self.find(hash, &mut eq).is_none() {
+            self.insert(hash, value, hasher);
+            return None;
+        }
+        self.find(hash, eq)
+    }
+
+    /// Whether nothing shares the base and nothing was written aside: the
+    /// table is then written in place. A plain load decides (no `Weak` is
+    /// ever made, so one strong reference is unique).
+    fn unshared(&self) -> bool {
+        self.overlay.is_empty() && Arc::strong_count(&self.base) == 1
+    }
+
+    /// The unshared base's entry with `hash` that `eq` accepts, or else
+    /// `value` added there (and `None` returned): one probe for both.
+    fn base_entry(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&T) -> bool,
+        hasher: impl Fn(&T) -> u64,
+        value: T,
+    ) -> Option<&mut T> {
+        let base = Arc::get_mut(&mut self.base).expect("one reference and no Weak: unique");
+        match base.entry(hash, eq, hasher) {
+            hashbrown::hash_table::Entry::Occupied(e) => Some(e.into_mut()),
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(value);
+                None
+            }
+        }
     }
 
     /// Adds an entry no other entry equals. `hasher` gives an entry's hash
@@ -338,7 +377,7 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let k = x % 30_000;
-            match x % 3 {
+            match x % 4 {
                 0 => match t.find_mut(h(k), |e| e.0 == k, hasher) {
                     Some(e) => {
                         e.1 = step;
@@ -357,6 +396,21 @@ mod tests {
                             e.1 = step;
                         }
                         None => assert!(!held, "{k} held but added"),
+                    }
+                }
+                2 => {
+                    let before = t.overlay_len();
+                    let got = t.find_or_insert(h(k), |e| e.0 == k, hasher, (k, step));
+                    match (got.map(|e| e.1), model.get(&k)) {
+                        (Some(v), Some(&m)) => {
+                            assert_eq!(v, m, "{k} found changed");
+                            // Read only: a found entry is not copied.
+                            assert_eq!(t.overlay_len(), before, "{k} copied");
+                        }
+                        (None, None) => {
+                            model.insert(k, step);
+                        }
+                        (got, held) => panic!("{k}: found {got:?}, held {held:?}"),
                     }
                 }
                 _ => {

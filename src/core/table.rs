@@ -167,13 +167,16 @@ const AHEAD: usize = 16;
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Ahead {
-    slots: [Option<Slot>; AHEAD],
+    found: [Found; AHEAD],
 }
 
 /// Where [`ObjectTable::prefetch_apply`] found the state it was called
 /// for, ahead of its apply: a guess that [`ObjectTable::merge_found`]
 /// checks by the guid at it before using, so that a prefetched apply
-/// looks its guid up once rather than twice.
+/// looks its guid up once rather than twice. For a state it did not find
+/// (a create), the name hash it computed to ask for the name index's
+/// lines, kept with the state's content hash: the insert uses it only for
+/// a state of that content, and so hashes the name once rather than twice.
 ///
 /// ```
 /// use backsync::core::table::Found;
@@ -181,7 +184,25 @@ pub struct Ahead {
 /// # let _ = nothing;
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Found(Option<Slot>);
+pub struct Found {
+    slot: Option<Slot>,
+    name: Option<NameHint>,
+}
+
+/// A name hash ([`name_hash`] of the state's own place) computed ahead,
+/// for the state whose content hash is `of`.
+#[derive(Debug, Clone, Copy)]
+struct NameHint {
+    of: u128,
+    hash: u64,
+}
+
+impl Found {
+    /// The name hash computed ahead, if it was computed for `inc`.
+    fn name_of(&self, inc: &ObjectState) -> Option<u64> {
+        self.name.filter(|n| n.of == inc.hash()).map(|n| n.hash)
+    }
+}
 
 /// The object table: a slab of replicas plus indexes by guid, local USN,
 /// originating write and dn.
@@ -603,20 +624,36 @@ fn has_name(slab: &Slab, s: Slot, place: &Place<'_>, rdn: &str) -> bool {
     place_of(slab, s).same(place) && eq_ci(at(slab, s).state.rdn(), rdn)
 }
 
+/// Adds live slot `s` to the name index; `ahead` is its name's hash if
+/// already computed for the place its state names (not LostAndFound).
 fn name_insert(
     names: &mut CowHash<Hashed>,
     conflicts: &mut HashMap<u64, Vec<Slot>>,
     slab: &Slab,
     s: Slot,
+    ahead: Option<u64>,
 ) {
-    let (place, rdn) = (place_of(slab, s), at(slab, s).state.rdn());
-    let h64 = name_hash(&place, rdn);
+    let rdn = at(slab, s).state.rdn();
+    // The place is read from the state only when needed: to hash the name
+    // (unless hashed ahead) or to compare it with another's.
+    let (h64, mut place) = match ahead {
+        Some(h) if !slab.cell(s).lost() => (h, None),
+        _ => {
+            let place = place_of(slab, s);
+            (name_hash(&place, rdn), Some(place))
+        }
+    };
     let h = (h64 >> 32) as u32;
     // A name no live object has yet (the usual case) is added by the
     // probe that looked for it.
     let Some(holder) = names.find_mut_or_insert(
         widen(h),
-        |o| o.hash == h && has_name(slab, o.slot, &place, rdn),
+        |o| {
+            o.hash == h && {
+                let place = place.get_or_insert_with(|| place_of(slab, s));
+                has_name(slab, o.slot, place, rdn)
+            }
+        },
         Hashed::rehash,
         Hashed { slot: s, hash: h },
     ) else {
@@ -730,12 +767,16 @@ impl ObjectTable {
     /// The slot of `guid`: `found`'s if the replica there has this guid
     /// (held objects never share a guid), else looked up.
     fn slot_found(&self, guid: Guid, found: Found) -> Option<Slot> {
-        let at_found = found.0.filter(|&s| {
+        self.at_found(guid, found).or_else(|| self.slot(guid))
+    }
+
+    /// `found`'s slot, if the replica there has `guid`.
+    fn at_found(&self, guid: Guid, found: Found) -> Option<Slot> {
+        found.slot.filter(|&s| {
             (self.slab.get(s))
                 .and_then(|c| c.replica.as_ref())
                 .is_some_and(|r| r.state.guid() == guid)
-        });
-        at_found.or_else(|| self.slot(guid))
+        })
     }
 
     /// Number of objects, tombstones included.
@@ -765,8 +806,10 @@ impl ObjectTable {
 
     /// Stores `state` as written locally at `usn`, keeping every index true.
     pub fn put(&mut self, state: ObjectState, usn: Usn) {
-        let slot = self.slot(state.guid());
-        self.store(slot, state, usn);
+        match self.slot_or_claim(state.guid()) {
+            Ok(s) => self.replace_at(s, state, usn),
+            Err(s) => self.fill(s, state, usn, None),
+        }
     }
 
     /// Merges a replicated state into the table (one lookup): when it
@@ -789,60 +832,96 @@ impl ObjectTable {
         found: Found,
         usn: impl FnOnce() -> Usn,
     ) -> bool {
-        let slot = self.slot_found(inc.guid(), found);
-        let next = match slot {
-            None => inc.clone(),
-            Some(s) => match merge(&at(&self.slab, s).state, inc, g) {
-                Merge::Keep => return false,
-                Merge::Take => inc.clone(),
-                Merge::New(n) => n,
-            },
+        let at_found = self.at_found(inc.guid(), found);
+        let s = match at_found.map_or_else(|| self.slot_or_claim(inc.guid()), Ok) {
+            Ok(s) => s,
+            Err(s) => {
+                self.fill(s, inc.clone(), usn(), found.name_of(inc));
+                return true;
+            }
         };
-        self.store(slot, next, usn());
+        let next = match merge(&at(&self.slab, s).state, inc, g) {
+            Merge::Keep => return false,
+            Merge::Take => inc.clone(),
+            Merge::New(n) => n,
+        };
+        self.replace_at(s, next, usn());
         true
     }
 
-    fn store(&mut self, slot: Option<Slot>, state: ObjectState, usn: Usn) {
-        let s = match slot {
-            Some(s) => {
-                let cell = self.slab.cell(s);
-                let usn_created = cell.replica.as_ref().expect("occupied").usn_created;
-                let old = &cell.replica.as_ref().expect("occupied").state;
-                let same_name = same_name(old, &state);
-                let was_live = !old.deleted();
-                let tree = !same_name
-                    && (old.parent_object().is_some()
-                        || state.parent_object().is_some()
-                        || !self.cut.is_empty());
-                let lost = cell.lost();
-                let old_keys = Keys::of_cell(cell, old);
-                let Summary {
-                    keys: new_keys,
-                    origin,
-                    simple: simple_keys,
-                } = Summary::of(&state);
-                self.unindex(s, &old_keys, Some(&new_keys), same_name);
-                let (guid, live) = (state.guid(), !state.deleted());
-                let replica = Replica {
-                    state,
-                    usn_changed: usn,
-                    usn_created,
-                };
-                *self.slab.cell_mut(s) = Cell::new(replica, origin, lost && same_name, simple_keys);
-                self.index(s, &new_keys, Some(&old_keys), same_name);
-                if was_live != live {
-                    self.replace_kids(guid);
-                }
-                if tree {
-                    self.recheck_cycles(guid);
-                }
-                return;
-            }
-            None => match self.free.pop_back() {
-                Some(s) => s,
-                None => self.slab.push(),
-            },
+    /// The slot holding `guid` (`Ok`), or else a new slot, already indexed
+    /// by `guid` (`Err`), that [`ObjectTable::fill`] must fill next: one
+    /// probe of the guid index for both.
+    fn slot_or_claim(&mut self, guid: Guid) -> Result<Slot, Slot> {
+        let h = guid_hash(guid);
+        // A table that only grows has no free slot: its length says so
+        // without a walk into the persistent vector.
+        let next = match (!self.free.is_empty()).then(|| self.free.back()).flatten() {
+            Some(&s) => s,
+            None => Slot::try_from(self.slab.len).expect("fewer than 2^32 objects"),
         };
+        let slab = &self.slab;
+        if let Some(o) = self.by_guid.find_or_insert(
+            widen(h),
+            |o| o.hash == h && at(slab, o.slot).state.guid() == guid,
+            Hashed::rehash,
+            Hashed {
+                slot: next,
+                hash: h,
+            },
+        ) {
+            return Ok(o.slot);
+        }
+        let s = match (!self.free.is_empty())
+            .then(|| self.free.pop_back())
+            .flatten()
+        {
+            Some(s) => s,
+            None => self.slab.push(),
+        };
+        debug_assert_eq!(s, next, "the slot claimed is the one taken");
+        Err(s)
+    }
+
+    /// Replaces the replica in occupied slot `s` with `state`, written at `usn`.
+    fn replace_at(&mut self, s: Slot, state: ObjectState, usn: Usn) {
+        let cell = self.slab.cell(s);
+        let usn_created = cell.replica.as_ref().expect("occupied").usn_created;
+        let old = &cell.replica.as_ref().expect("occupied").state;
+        let same_name = same_name(old, &state);
+        let was_live = !old.deleted();
+        let tree = !same_name
+            && (old.parent_object().is_some()
+                || state.parent_object().is_some()
+                || !self.cut.is_empty());
+        let lost = cell.lost();
+        let old_keys = Keys::of_cell(cell, old);
+        let Summary {
+            keys: new_keys,
+            origin,
+            simple: simple_keys,
+        } = Summary::of(&state);
+        self.unindex(s, &old_keys, Some(&new_keys), same_name);
+        let (guid, live) = (state.guid(), !state.deleted());
+        let replica = Replica {
+            state,
+            usn_changed: usn,
+            usn_created,
+        };
+        *self.slab.cell_mut(s) = Cell::new(replica, origin, lost && same_name, simple_keys);
+        self.index(s, &new_keys, Some(&old_keys), same_name, None);
+        if was_live != live {
+            self.replace_kids(guid);
+        }
+        if tree {
+            self.recheck_cycles(guid);
+        }
+    }
+
+    /// Fills slot `s`, new and already in the guid index (see
+    /// [`ObjectTable::slot_or_claim`]), with `state` written at `usn`;
+    /// `name` is its name's hash if computed ahead.
+    fn fill(&mut self, s: Slot, state: ObjectState, usn: Usn, name: Option<u64>) {
         let guid = state.guid();
         let Summary {
             keys,
@@ -856,15 +935,7 @@ impl ObjectTable {
             usn_created: usn,
         };
         *self.slab.cell_mut(s) = Cell::new(replica, origin, false, simple_keys);
-        self.by_guid.insert(
-            widen(guid_hash(guid)),
-            Hashed {
-                slot: s,
-                hash: guid_hash(guid),
-            },
-            Hashed::rehash,
-        );
-        self.index(s, &keys, None, false);
+        self.index(s, &keys, None, false, name);
         if live {
             // Children that arrived before it (or stayed after its garbage
             // collection) hang under it again.
@@ -918,19 +989,20 @@ impl ObjectTable {
                 self.prefetch_stage(ahead, inc, i + k, k);
             }
         }
-        Found(ahead.slots[i % AHEAD])
+        ahead.found[i % AHEAD]
     }
 
     /// Stage `k` of [`ObjectTable::prefetch_apply`] for `inc`, the `j`th state.
     fn prefetch_stage(&self, ahead: &mut Ahead, inc: &ObjectState, j: usize, k: usize) {
-        let slot = &mut ahead.slots[j % AHEAD];
+        let found = &mut ahead.found[j % AHEAD];
         match k {
             STATE => inc.prefetch(),
             GUID_INDEX => self.by_guid.prefetch(widen(guid_hash(inc.guid()))),
             FIND => {
                 let h = guid_hash(inc.guid());
-                *slot = self.by_guid.find(widen(h), |o| o.hash == h).map(|o| o.slot);
-                match *slot {
+                found.slot = self.by_guid.find(widen(h), |o| o.hash == h).map(|o| o.slot);
+                found.name = None;
+                match found.slot {
                     Some(s) => self.slab.prefetch_chunk(s),
                     // A new object: its insert probes the name index where
                     // its parent puts it (LostAndFound would probe elsewhere).
@@ -939,19 +1011,23 @@ impl ObjectTable {
                             ParentRef::Fixed(dn) => Place::fixed(dn),
                             ParentRef::Object(g) => Place::Under(g),
                         };
-                        let h = (name_hash(&place, inc.rdn()) >> 32) as u32;
-                        self.names.prefetch(widen(h));
+                        let hash = name_hash(&place, inc.rdn());
+                        self.names.prefetch(widen((hash >> 32) as u32));
+                        found.name = Some(NameHint {
+                            of: inc.hash(),
+                            hash,
+                        });
                     }
                     None => {}
                 }
             }
             CELL => {
-                if let Some(s) = *slot {
+                if let Some(s) = found.slot {
                     self.slab.prefetch_cell(s);
                 }
             }
             _ => {
-                if let Some(r) = slot.and_then(|s| self.slab.cell(s).replica.as_ref()) {
+                if let Some(r) = (found.slot).and_then(|s| self.slab.cell(s).replica.as_ref()) {
                     // The old state: the merge and the name check read it.
                     r.state.prefetch();
                 }
@@ -980,8 +1056,16 @@ impl ObjectTable {
 
     /// Adds the replica in slot `s` (whose stamps have `keys`) to every
     /// index, except the origins it `had` before (they point here already)
-    /// and, when `same_name`, its name and parent entries.
-    fn index(&mut self, s: Slot, keys: &Keys, had: Option<&Keys>, same_name: bool) {
+    /// and, when `same_name`, its name and parent entries. `name` is its
+    /// name's hash, when computed ahead.
+    fn index(
+        &mut self,
+        s: Slot,
+        keys: &Keys,
+        had: Option<&Keys>,
+        same_name: bool,
+        name: Option<u64>,
+    ) {
         // Everything read off the replica at once: after the writes below,
         // the slot would be walked to again (group, chunk, cell, state).
         let r = at(&self.slab, s);
@@ -1016,7 +1100,13 @@ impl ObjectTable {
                     let lost = self.lost(guid, p);
                     self.slab.cell_mut(s).set_lost(lost);
                 }
-                name_insert(&mut self.names, &mut self.name_conflicts, &self.slab, s);
+                name_insert(
+                    &mut self.names,
+                    &mut self.name_conflicts,
+                    &self.slab,
+                    s,
+                    name,
+                );
             }
         }
         self.digest.sum = self.digest.sum.wrapping_add(hash);
@@ -1080,13 +1170,22 @@ impl ObjectTable {
         if lost != self.slab.cell(s).lost() {
             name_remove(&mut self.names, &mut self.name_conflicts, &self.slab, s);
             self.slab.cell_mut(s).set_lost(lost);
-            name_insert(&mut self.names, &mut self.name_conflicts, &self.slab, s);
+            name_insert(
+                &mut self.names,
+                &mut self.name_conflicts,
+                &self.slab,
+                s,
+                None,
+            );
         }
     }
 
     /// The children of `parent` move to LostAndFound or back after it died,
     /// came back, arrived or went.
     fn replace_kids(&mut self, parent: Guid) {
+        if self.kids.is_empty() {
+            return;
+        }
         let Some((_, kids)) = self.kids.find(widen(guid_hash(parent)), |e| e.0 == parent) else {
             return;
         };
@@ -1575,14 +1674,21 @@ mod tests {
             }
             t.remove(Guid(2));
         }
-        let slot = |t: &ObjectTable, k: u128| Found(t.slot(Guid(k)));
+        let slot = |t: &ObjectTable, k: u128| Found {
+            slot: t.slot(Guid(k)),
+            name: None,
+        };
+        let at = |s| Found {
+            slot: Some(s),
+            name: None,
+        };
         let writes = [
             // Object 1 guessed at object 3's slot.
             (obj(1, "cn=1", stamp(1, 10), false), slot(&hinted, 3)),
             // A new object guessed at the freed slot.
-            (obj(4, "cn=4", stamp(1, 11), false), Found(Some(1))),
+            (obj(4, "cn=4", stamp(1, 11), false), at(1)),
             // Past the slab's end.
-            (obj(3, "cn=3", stamp(1, 12), false), Found(Some(1 << 30))),
+            (obj(3, "cn=3", stamp(1, 12), false), at(1 << 30)),
             // Right.
             (obj(1, "cn=1", stamp(1, 13), false), slot(&hinted, 1)),
         ];
@@ -1609,6 +1715,36 @@ mod tests {
         assert!(hinted.get_ref_found(Guid(2), slot(&hinted, 1)).is_none());
         let names = |t: &ObjectTable| t.changed_after(Usn(0)).collect::<Vec<_>>();
         assert_eq!(names(&hinted), names(&plain));
+    }
+
+    /// A create's name hash computed ahead is used only for the state it
+    /// was computed for: another's is hashed afresh, so its name is found.
+    #[test]
+    fn a_name_hash_computed_ahead_serves_only_its_own_state() {
+        let g = Granularity::Object;
+        let states: Vec<ObjectState> = (1..=40u128)
+            .map(|k| obj(k, &format!("cn=n{k}"), stamp(1, k as u64), false))
+            .collect();
+        let mut t = ObjectTable::new();
+        let mut ahead = Ahead::default();
+        let mut used = 0;
+        for (i, s) in states.iter().enumerate() {
+            let mut found = t.prefetch_apply(&mut ahead, &states, i);
+            used += usize::from(found.name_of(s).is_some());
+            if i % 2 == 1 {
+                // A hint that belongs to the state before, and a hash that
+                // would file this name in the wrong place.
+                found.name = Some(NameHint {
+                    of: states[i - 1].hash(),
+                    hash: 7,
+                });
+            }
+            assert!(t.merge_found(s, g, found, || Usn(100 + i as u64)));
+        }
+        assert_eq!(used, states.len(), "every create was hinted");
+        for k in 1..=40u128 {
+            assert_eq!(t.holder(&format!("cn=n{k}")), Some(Guid(k)), "cn=n{k}");
+        }
     }
 
     #[test]
