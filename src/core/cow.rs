@@ -4,7 +4,7 @@
 //! restore then costs what the restored server writes afterwards, not what
 //! it holds (docs/PERFORMANCE.md, "Restore growth").
 
-use std::sync::Arc;
+use triomphe::Arc;
 
 use hashbrown::HashTable;
 
@@ -168,7 +168,6 @@ impl<T: Clone + Identified> CowHash<T> {
         mut eq: impl FnMut(&T) -> bool,
         hasher: impl Fn(&T) -> u64,
     ) -> Option<&mut T> {
-        // `get_mut` takes an unshared base with one atomic.
         if self.unshared() {
             return Arc::get_mut(&mut self.base)?.find_mut(hash, eq);
         }
@@ -224,10 +223,11 @@ impl<T: Clone + Identified> CowHash<T> {
     }
 
     /// Whether nothing shares the base and nothing was written aside: the
-    /// table is then written in place. A plain load decides (no `Weak` is
-    /// ever made, so one strong reference is unique).
+    /// table is then written in place. One plain load decides:
+    /// `triomphe::Arc` keeps no weak count, so its `get_mut` and `make_mut`
+    /// take no locked compare-and-swap, as std's do, on every write.
     fn unshared(&self) -> bool {
-        self.overlay.is_empty() && Arc::strong_count(&self.base) == 1
+        self.overlay.is_empty() && Arc::count(&self.base) == 1
     }
 
     /// The unshared base's entry with `hash` that `eq` accepts, or else
@@ -239,7 +239,7 @@ impl<T: Clone + Identified> CowHash<T> {
         hasher: impl Fn(&T) -> u64,
         value: T,
     ) -> Option<&mut T> {
-        let base = Arc::get_mut(&mut self.base).expect("one reference and no Weak: unique");
+        let base = Arc::get_mut(&mut self.base).expect("one reference: unique");
         match base.entry(hash, eq, hasher) {
             hashbrown::hash_table::Entry::Occupied(e) => Some(e.into_mut()),
             hashbrown::hash_table::Entry::Vacant(e) => {
@@ -253,7 +253,7 @@ impl<T: Clone + Identified> CowHash<T> {
     /// (when the table grows or the overlay is folded in).
     pub(crate) fn insert(&mut self, hash: u64, value: T, hasher: impl Fn(&T) -> u64) {
         if !self.overlay.is_empty()
-            && (Arc::strong_count(&self.base) == 1
+            && (Arc::count(&self.base) == 1
                 || self.overlay.adds.len() + self.overlay.hidden.len() > self.fold_at())
         {
             self.fold(&hasher);

@@ -8,7 +8,7 @@
 //! the slot's shared state when they probe or grow.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use triomphe::Arc;
 
 use crate::config::Granularity;
 use crate::core::chunklog::{ChunkLog, Slot};
@@ -358,7 +358,10 @@ impl Cell {
 /// The replicas, in chunks of [`CHUNK`] slots in groups of [`GROUP`]
 /// chunks, both shared copy-on-write: a backup or a restore copies a
 /// pointer per group, and a write copies only the group's pointers and
-/// the chunk it lands in, instead of touching every shared state.
+/// the chunk it lands in, instead of touching every shared state. The
+/// `Arc`s are triomphe's: a write checks that both are unshared with two
+/// plain loads, where std's `make_mut` would take a locked
+/// compare-and-swap for each.
 #[derive(Debug, Clone, Default)]
 struct Slab {
     groups: Vec<Arc<Group>>,
