@@ -547,6 +547,22 @@ impl ObjectState {
             .map(|b| (InvocationId(le64(b, 12)), Usn(le64(b, 20))))
     }
 
+    /// Whether `other` has the same rdn and parent: the packed bytes of
+    /// both compared whole (the parent's kind from the header's flag, the
+    /// rest as packed), without parsing either.
+    #[inline]
+    pub(crate) fn same_rdn_and_parent(&self, other: &ObjectState) -> bool {
+        (self.head().flags ^ other.head().flags) & PARENT_OBJECT == 0
+            && self.name_bytes() == other.name_bytes()
+    }
+
+    /// The packed rdn and parent: from the stamps' end to the attributes.
+    #[inline(always)]
+    fn name_bytes(&self) -> &[u8] {
+        let h = self.head();
+        &self.tail()[h.n_stamps as usize * STAMP_BYTES..h.attrs_at as usize]
+    }
+
     #[inline(always)]
     fn head(&self) -> &Head {
         &self.0.header.header
@@ -1362,6 +1378,58 @@ mod tests {
             let t = s.tombstone(Stamp { version: 9, ..p.stamp });
             prop_assert!(t != s);
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Comparing the packed name bytes says what comparing the rdn and
+        /// the parent says, for names that share a part or all.
+        #[test]
+        fn packed_names_compare_as_their_fields(
+            p in parts_strategy(),
+            mut q in parts_strategy(),
+            share in 0..4u8,
+        ) {
+            if share & 1 != 0 {
+                q.rdn = p.rdn.clone();
+            }
+            if share & 2 != 0 {
+                q.parent = p.parent.clone();
+            }
+            let (a, b) = (ObjectState::from_parts(p), ObjectState::from_parts(q));
+            prop_assert_eq!(
+                a.same_rdn_and_parent(&b),
+                a.rdn() == b.rdn() && a.parent() == b.parent()
+            );
+        }
+    }
+
+    /// A fixed parent's dn of 15 bytes packs as 16 bytes, as long as an
+    /// object parent's guid: the header's flag tells them apart.
+    #[test]
+    fn a_fixed_parent_never_compares_equal_to_an_object_parent() {
+        let dn = "ou=abcdefghijkl";
+        let mut g = [0u8; 16];
+        g[0] = dn.len() as u8;
+        g[1..].copy_from_slice(dn.as_bytes());
+        let c = st(1, 1, 1);
+        let parts = |parent| StateParts {
+            guid: Guid(1),
+            rdn: "cn=x".into(),
+            parent,
+            named: c,
+            created: c,
+            stamp: c,
+            deleted: false,
+            alive: c,
+            attrs: vec![],
+        };
+        let fixed = ObjectState::from_parts(parts(Parent::Fixed(dn.into())));
+        let under = ObjectState::from_parts(parts(Parent::Object(Guid(u128::from_le_bytes(g)))));
+        assert_eq!(fixed.name_bytes(), under.name_bytes());
+        assert!(!fixed.same_rdn_and_parent(&under));
+        assert!(fixed.same_rdn_and_parent(&fixed.clone()));
     }
 
     #[test]

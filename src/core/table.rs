@@ -713,11 +713,7 @@ fn name_remove(
 
 /// Whether a stored state changes nothing the name index reads.
 fn same_name(old: &ObjectState, new: &ObjectState) -> bool {
-    !old.deleted()
-        && !new.deleted()
-        && old.named() == new.named()
-        && old.rdn() == new.rdn()
-        && old.parent() == new.parent()
+    !old.deleted() && !new.deleted() && old.named() == new.named() && old.same_rdn_and_parent(new)
 }
 
 /// Stale entries an index may hold whatever the table's size: a small
