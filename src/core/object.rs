@@ -108,6 +108,10 @@ pub struct ObjectState(ThinArc<Head, u8>);
 struct Head {
     guid: [u64; 2],
     hash: [u64; 2],
+    /// The hash the name index files it by (its rdn where its parent
+    /// shows it): worked out once by the write that packs it, not by each
+    /// server that applies it.
+    name_hash: u64,
     /// Distinct stamps at the tail's start; `stamp` is the first.
     n_stamps: u32,
     n_attrs: u32,
@@ -275,6 +279,7 @@ impl Build<'_> {
         let head = Head {
             guid: words(self.guid.0),
             hash: words(self.content_hash(attrs)),
+            name_hash: crate::core::table::state_name_hash(self.rdn, self.parent),
             n_stamps: count(stamps.len(), "stamps"),
             n_attrs: count(attrs.len(), "attributes"),
             attrs_at: count(attrs_at, "bytes"),
@@ -592,6 +597,13 @@ impl ObjectState {
     #[inline(always)]
     pub fn hash(&self) -> u128 {
         unwords(self.head().hash)
+    }
+
+    /// The name index's hash of its rdn at the place its parent names
+    /// (LostAndFound's place hashes apart, by the table).
+    #[inline(always)]
+    pub(crate) fn name_hash(&self) -> u64 {
+        self.head().name_hash
     }
 
     /// Tombstone flag: a deleted object keeps only its guid, name and stamps.
@@ -1348,6 +1360,10 @@ mod tests {
             prop_assert_eq!(&s.to_parts(), &p);
             prop_assert_eq!(s.hash(), reference_hash(&p));
             prop_assert_eq!(
+                s.name_hash(),
+                crate::core::table::state_name_hash(&p.rdn, p.parent.as_ref())
+            );
+            prop_assert_eq!(
                 (s.guid(), s.rdn(), s.parent(), s.deleted()),
                 (p.guid, &*p.rdn, p.parent.as_ref(), p.deleted)
             );
@@ -1444,7 +1460,7 @@ mod tests {
         );
         assert_eq!(s.stamp_keys().count(), 1, "one stamp for every field");
         // The bench's restore story's object, in one block: the counts and
-        // the 48-byte header 64, its one stamp 28, the rdn 1 + 12, the
+        // the 56-byte header 72, its one stamp 28, the rdn 1 + 12, the
         // root parent 1, mail 1 + 4 + 1 + 21 + 1, title 1 + 5 + 1 + 6 + 1.
         let story = ObjectState::new(
             Guid(9),
@@ -1457,7 +1473,7 @@ mod tests {
                 attr("title", Some("loaded"), c),
             ],
         );
-        assert_eq!(story.packed_bytes(), 64 + 28 + 13 + 1 + 28 + 14);
+        assert_eq!(story.packed_bytes(), 72 + 28 + 13 + 1 + 28 + 14);
         // A modify adds one stamp, shared by the attributes it wrote.
         let m = st(2, 1, 2);
         let s = ObjectState::from_parts(StateParts {

@@ -173,10 +173,7 @@ pub struct Ahead {
 /// Where [`ObjectTable::prefetch_apply`] found the state it was called
 /// for, ahead of its apply: a guess that [`ObjectTable::merge_found`]
 /// checks by the guid at it before using, so that a prefetched apply
-/// looks its guid up once rather than twice. For a state it did not find
-/// (a create), the name hash it computed to ask for the name index's
-/// lines, kept with the state's content hash: the insert uses it only for
-/// a state of that content, and so hashes the name once rather than twice.
+/// looks its guid up once rather than twice.
 ///
 /// ```
 /// use backsync::core::table::Found;
@@ -186,22 +183,6 @@ pub struct Ahead {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Found {
     slot: Option<Slot>,
-    name: Option<NameHint>,
-}
-
-/// A name hash ([`name_hash`] of the state's own place) computed ahead,
-/// for the state whose content hash is `of`.
-#[derive(Debug, Clone, Copy)]
-struct NameHint {
-    of: u128,
-    hash: u64,
-}
-
-impl Found {
-    /// The name hash computed ahead, if it was computed for `inc`.
-    fn name_of(&self, inc: &ObjectState) -> Option<u64> {
-        self.name.filter(|n| n.of == inc.hash()).map(|n| n.hash)
-    }
 }
 
 /// The object table: a slab of replicas plus indexes by guid, local USN,
@@ -627,25 +608,38 @@ fn has_name(slab: &Slab, s: Slot, place: &Place<'_>, rdn: &str) -> bool {
     place_of(slab, s).same(place) && eq_ci(at(slab, s).state.rdn(), rdn)
 }
 
-/// Adds live slot `s` to the name index; `ahead` is its name's hash if
-/// already computed for the place its state names (not LostAndFound).
+/// The name hash of a state's rdn at the place its parent names (what
+/// [`ObjectState`] keeps in its header).
+pub(crate) fn state_name_hash(rdn: &str, parent: ParentRef<'_>) -> u64 {
+    let place = match parent {
+        ParentRef::Fixed(dn) => Place::fixed(dn),
+        ParentRef::Object(g) => Place::Under(g),
+    };
+    name_hash(&place, rdn)
+}
+
+/// The name hash of live slot `s` where it is shown: its state's own, or
+/// LostAndFound's.
+fn name_hash_of(slab: &Slab, s: Slot) -> u64 {
+    let st = &at(slab, s).state;
+    if slab.cell(s).lost() {
+        name_hash(&Place::Lost, st.rdn())
+    } else {
+        st.name_hash()
+    }
+}
+
+/// Adds live slot `s` to the name index.
 fn name_insert(
     names: &mut CowHash<Hashed>,
     conflicts: &mut HashMap<u64, Vec<Slot>>,
     slab: &Slab,
     s: Slot,
-    ahead: Option<u64>,
 ) {
     let rdn = at(slab, s).state.rdn();
-    // The place is read from the state only when needed: to hash the name
-    // (unless hashed ahead) or to compare it with another's.
-    let (h64, mut place) = match ahead {
-        Some(h) if !slab.cell(s).lost() => (h, None),
-        _ => {
-            let place = place_of(slab, s);
-            (name_hash(&place, rdn), Some(place))
-        }
-    };
+    let h64 = name_hash_of(slab, s);
+    // The place is read from the state only to compare it with another's.
+    let mut place = None;
     let h = (h64 >> 32) as u32;
     // A name no live object has yet (the usual case) is added by the
     // probe that looked for it.
@@ -681,7 +675,7 @@ fn name_remove(
     s: Slot,
 ) {
     let (place, rdn) = (place_of(slab, s), at(slab, s).state.rdn());
-    let h64 = name_hash(&place, rdn);
+    let h64 = name_hash_of(slab, s);
     let h = (h64 >> 32) as u32;
     if let Some(all) = conflicts.get_mut(&h64)
         && all.contains(&s)
@@ -807,7 +801,7 @@ impl ObjectTable {
     pub fn put(&mut self, state: ObjectState, usn: Usn) {
         match self.slot_or_claim(state.guid()) {
             Ok(s) => self.replace_at(s, state, usn),
-            Err(s) => self.fill(s, state, usn, None),
+            Err(s) => self.fill(s, state, usn),
         }
     }
 
@@ -835,7 +829,7 @@ impl ObjectTable {
         let s = match at_found.map_or_else(|| self.slot_or_claim(inc.guid()), Ok) {
             Ok(s) => s,
             Err(s) => {
-                self.fill(s, inc.clone(), usn(), found.name_of(inc));
+                self.fill(s, inc.clone(), usn());
                 return true;
             }
         };
@@ -908,7 +902,7 @@ impl ObjectTable {
             usn_created,
         };
         *self.slab.cell_mut(s) = Cell::new(replica, origin, lost && same_name, simple_keys);
-        self.index(s, &new_keys, Some(&old_keys), same_name, None);
+        self.index(s, &new_keys, Some(&old_keys), same_name);
         if was_live != live {
             self.replace_kids(guid);
         }
@@ -918,9 +912,8 @@ impl ObjectTable {
     }
 
     /// Fills slot `s`, new and already in the guid index (see
-    /// [`ObjectTable::slot_or_claim`]), with `state` written at `usn`;
-    /// `name` is its name's hash if computed ahead.
-    fn fill(&mut self, s: Slot, state: ObjectState, usn: Usn, name: Option<u64>) {
+    /// [`ObjectTable::slot_or_claim`]), with `state` written at `usn`.
+    fn fill(&mut self, s: Slot, state: ObjectState, usn: Usn) {
         let guid = state.guid();
         let Summary {
             keys,
@@ -934,7 +927,7 @@ impl ObjectTable {
             usn_created: usn,
         };
         *self.slab.cell_mut(s) = Cell::new(replica, origin, false, simple_keys);
-        self.index(s, &keys, None, false, name);
+        self.index(s, &keys, None, false);
         if live {
             // Children that arrived before it (or stayed after its garbage
             // collection) hang under it again.
@@ -1000,22 +993,12 @@ impl ObjectTable {
             FIND => {
                 let h = guid_hash(inc.guid());
                 found.slot = self.by_guid.find(widen(h), |o| o.hash == h).map(|o| o.slot);
-                found.name = None;
                 match found.slot {
                     Some(s) => self.slab.prefetch_chunk(s),
                     // A new object: its insert probes the name index where
                     // its parent puts it (LostAndFound would probe elsewhere).
                     None if !inc.deleted() => {
-                        let place = match inc.parent() {
-                            ParentRef::Fixed(dn) => Place::fixed(dn),
-                            ParentRef::Object(g) => Place::Under(g),
-                        };
-                        let hash = name_hash(&place, inc.rdn());
-                        self.names.prefetch(widen((hash >> 32) as u32));
-                        found.name = Some(NameHint {
-                            of: inc.hash(),
-                            hash,
-                        });
+                        self.names.prefetch(widen((inc.name_hash() >> 32) as u32));
                     }
                     None => {}
                 }
@@ -1055,16 +1038,8 @@ impl ObjectTable {
 
     /// Adds the replica in slot `s` (whose stamps have `keys`) to every
     /// index, except the origins it `had` before (they point here already)
-    /// and, when `same_name`, its name and parent entries. `name` is its
-    /// name's hash, when computed ahead.
-    fn index(
-        &mut self,
-        s: Slot,
-        keys: &Keys,
-        had: Option<&Keys>,
-        same_name: bool,
-        name: Option<u64>,
-    ) {
+    /// and, when `same_name`, its name and parent entries.
+    fn index(&mut self, s: Slot, keys: &Keys, had: Option<&Keys>, same_name: bool) {
         // Everything read off the replica at once: after the writes below,
         // the slot would be walked to again (group, chunk, cell, state).
         let r = at(&self.slab, s);
@@ -1099,13 +1074,7 @@ impl ObjectTable {
                     let lost = self.lost(guid, p);
                     self.slab.cell_mut(s).set_lost(lost);
                 }
-                name_insert(
-                    &mut self.names,
-                    &mut self.name_conflicts,
-                    &self.slab,
-                    s,
-                    name,
-                );
+                name_insert(&mut self.names, &mut self.name_conflicts, &self.slab, s);
             }
         }
         self.digest.sum = self.digest.sum.wrapping_add(hash);
@@ -1169,13 +1138,7 @@ impl ObjectTable {
         if lost != self.slab.cell(s).lost() {
             name_remove(&mut self.names, &mut self.name_conflicts, &self.slab, s);
             self.slab.cell_mut(s).set_lost(lost);
-            name_insert(
-                &mut self.names,
-                &mut self.name_conflicts,
-                &self.slab,
-                s,
-                None,
-            );
+            name_insert(&mut self.names, &mut self.name_conflicts, &self.slab, s);
         }
     }
 
@@ -1675,12 +1638,8 @@ mod tests {
         }
         let slot = |t: &ObjectTable, k: u128| Found {
             slot: t.slot(Guid(k)),
-            name: None,
         };
-        let at = |s| Found {
-            slot: Some(s),
-            name: None,
-        };
+        let at = |s| Found { slot: Some(s) };
         let writes = [
             // Object 1 guessed at object 3's slot.
             (obj(1, "cn=1", stamp(1, 10), false), slot(&hinted, 3)),
@@ -1716,33 +1675,36 @@ mod tests {
         assert_eq!(names(&hinted), names(&plain));
     }
 
-    /// A create's name hash computed ahead is used only for the state it
-    /// was computed for: another's is hashed afresh, so its name is found.
+    /// Creates applied as a batch, each stage asked for ahead, are each
+    /// found by name, whether shown where their parent puts them or in
+    /// LostAndFound (a parent not held): the name hash a state carries
+    /// files it in the first place only.
     #[test]
-    fn a_name_hash_computed_ahead_serves_only_its_own_state() {
+    fn a_batch_of_creates_is_found_by_name_where_each_is_shown() {
         let g = Granularity::Object;
         let states: Vec<ObjectState> = (1..=40u128)
-            .map(|k| obj(k, &format!("cn=n{k}"), stamp(1, k as u64), false))
+            .map(|k| {
+                let mut p = obj(k, &format!("cn=n{k}"), stamp(1, k as u64), false).to_parts();
+                if k % 4 == 0 {
+                    // Under an object never held: shown in LostAndFound.
+                    p.parent = crate::core::Parent::Object(Guid(1_000 + k));
+                }
+                ObjectState::from_parts(p)
+            })
             .collect();
         let mut t = ObjectTable::new();
         let mut ahead = Ahead::default();
-        let mut used = 0;
         for (i, s) in states.iter().enumerate() {
-            let mut found = t.prefetch_apply(&mut ahead, &states, i);
-            used += usize::from(found.name_of(s).is_some());
-            if i % 2 == 1 {
-                // A hint that belongs to the state before, and a hash that
-                // would file this name in the wrong place.
-                found.name = Some(NameHint {
-                    of: states[i - 1].hash(),
-                    hash: 7,
-                });
-            }
+            let found = t.prefetch_apply(&mut ahead, &states, i);
             assert!(t.merge_found(s, g, found, || Usn(100 + i as u64)));
         }
-        assert_eq!(used, states.len(), "every create was hinted");
         for k in 1..=40u128 {
-            assert_eq!(t.holder(&format!("cn=n{k}")), Some(Guid(k)), "cn=n{k}");
+            let dn = if k % 4 == 0 {
+                format!("cn=n{k},{LOST_AND_FOUND}")
+            } else {
+                format!("cn=n{k}")
+            };
+            assert_eq!(t.holder(&dn), Some(Guid(k)), "{dn}");
         }
     }
 
