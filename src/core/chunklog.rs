@@ -8,9 +8,10 @@
 //! outright (no reference count to check). An entry costs 8 bytes (a
 //! 4-byte offset from its chunk's first USN and a 4-byte slot, side by
 //! side) instead of a B-tree node's share. The other chunks come in small
-//! groups, both behind `triomphe::Arc` (its uniqueness check a plain load): a clone copies a pointer per group (about 500
-//! for a million entries) and the last chunk, and a write after a clone
-//! copies only the group's chunk pointers and the chunk it lands in.
+//! groups, both behind `triomphe::Arc` (its uniqueness check a plain
+//! load): a clone copies a pointer per group (about 500 for a million
+//! entries) and the last chunk, and a write after a clone copies only the
+//! group's chunk pointers and the chunk it lands in.
 
 use triomphe::Arc;
 
